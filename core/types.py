@@ -1,0 +1,158 @@
+"""Plain data passed between the engine's stages (no behaviour beyond conversions).
+
+Coordinates are always (x, y) in pixels. Unless a name says otherwise they are in the
+*full-resolution* pixels of the image they belong to; working-resolution coordinates only
+exist inside a matcher and are mapped back through ``PreparedImage``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+
+class Mode(str, Enum):
+    """Registration mode: which modality is fixed and which moves onto it."""
+
+    CFFA = "cffa"
+    CFOCT = "cfoct"
+    CFOCTA = "cfocta"
+    OCTFA = "octfa"
+
+    @property
+    def fixed_modality(self) -> str:
+        return {"cffa": "cf", "cfoct": "cf", "cfocta": "cf", "octfa": "oct"}[self.value]
+
+    @property
+    def moving_modality(self) -> str:
+        return {"cffa": "fa", "cfoct": "oct", "cfocta": "octa", "octfa": "fa"}[self.value]
+
+
+TRANSFORM_TYPES = ("similarity", "affine", "homography")
+
+
+@dataclass
+class PreparedImage:
+    """An image ready for matching.
+
+    ``original`` is kept untouched (full resolution, as read). ``work`` is the preprocessed
+    single-channel float32 image in [0, 1] at working resolution; ``vessels`` is the
+    modality-normalised vessel map (vessels bright, [0, 1]) at working resolution; ``fov``
+    is the field-of-view mask (bool) at working resolution. ``scale`` = (sx, sy) with
+    ``full = work * scale`` exactly (pixel-centre convention handled by ``to_full``).
+    """
+
+    original: np.ndarray
+    modality: str
+    work: np.ndarray
+    vessels: np.ndarray
+    fov: np.ndarray
+    scale: tuple[float, float]
+
+    def to_full(self, pts: np.ndarray) -> np.ndarray:
+        """Working-resolution (x, y) -> full-resolution (x, y), pixel centres aligned."""
+        pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+        s = np.asarray(self.scale, dtype=np.float64)
+        return (pts + 0.5) * s - 0.5
+
+    def to_work(self, pts: np.ndarray) -> np.ndarray:
+        """Full-resolution (x, y) -> working-resolution (x, y); inverse of ``to_full``."""
+        pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+        s = np.asarray(self.scale, dtype=np.float64)
+        return (pts + 0.5) / s - 0.5
+
+    @property
+    def work_size(self) -> tuple[int, int]:
+        """(width, height) at working resolution."""
+        return self.work.shape[1], self.work.shape[0]
+
+
+@dataclass
+class Matches:
+    """Putative correspondences, full-resolution coordinates of each image."""
+
+    kpts_fixed: np.ndarray  # (N, 2) float64
+    kpts_moving: np.ndarray  # (N, 2) float64
+    confidence: np.ndarray  # (N,) float64, higher is better, in [0, 1]
+
+    def __post_init__(self) -> None:
+        self.kpts_fixed = np.asarray(self.kpts_fixed, dtype=np.float64).reshape(-1, 2)
+        self.kpts_moving = np.asarray(self.kpts_moving, dtype=np.float64).reshape(-1, 2)
+        self.confidence = np.asarray(self.confidence, dtype=np.float64).reshape(-1)
+        if not (len(self.kpts_fixed) == len(self.kpts_moving) == len(self.confidence)):
+            raise ValueError("Matches arrays must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.confidence)
+
+    def subset(self, idx: np.ndarray) -> "Matches":
+        return Matches(self.kpts_fixed[idx], self.kpts_moving[idx], self.confidence[idx])
+
+    @staticmethod
+    def empty() -> "Matches":
+        return Matches(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0,)))
+
+
+@dataclass
+class Estimate:
+    """Outcome of robust estimation. ``matrix`` maps MOVING -> FIXED (3x3), or is None on failure."""
+
+    transform_type: str
+    matrix: np.ndarray | None
+    inliers: np.ndarray  # (N,) bool over the correspondences given to the estimator
+    status: str  # "ok" | "failed"
+    reason: str = ""  # why it failed (human readable), empty when ok
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass
+class RegistrationResult:
+    """Everything the CLI and the GUI show about one registration."""
+
+    mode: str
+    matcher: str
+    transform_type: str
+    matrix: np.ndarray | None  # 3x3 moving -> fixed, full-resolution pixels
+    status: str
+    reason: str
+    matches: Matches  # all putative matches from the matcher
+    selected: np.ndarray  # (M,) int indices into ``matches`` kept by spatial binning
+    inliers: np.ndarray  # (M,) bool over ``selected``
+    residuals: np.ndarray  # (M,) float, px in the fixed image, NaN when no matrix
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    fixed_shape: tuple[int, int] = (0, 0)  # (h, w) full resolution
+    moving_shape: tuple[int, int] = (0, 0)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def n_inliers(self) -> int:
+        return int(np.count_nonzero(self.inliers))
+
+    def to_json(self) -> dict:
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "mode": self.mode,
+            "matcher": self.matcher,
+            "transform": {
+                "type": self.transform_type,
+                "matrix": None if self.matrix is None else np.asarray(self.matrix).tolist(),
+                "maps": "moving pixel coordinates -> fixed pixel coordinates (full resolution)",
+            },
+            "n_matches": int(len(self.matches)),
+            "n_selected": int(len(self.selected)),
+            "n_inliers": self.n_inliers,
+            "median_residual_px": (
+                float(np.nanmedian(self.residuals[self.inliers])) if self.n_inliers else None
+            ),
+            "timings_s": {k: float(v) for k, v in self.timings.items()},
+            "fixed_shape": list(self.fixed_shape),
+            "moving_shape": list(self.moving_shape),
+        }

@@ -1,0 +1,10 @@
+"""`retreg evaluate` (placeholder until its issue lands)."""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="(not implemented yet)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    raise NotImplementedError("retreg evaluate is not implemented yet")

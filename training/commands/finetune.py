@@ -1,0 +1,10 @@
+"""`retreg finetune` (placeholder until its issue lands)."""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("finetune", help="(not implemented yet)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    raise NotImplementedError("retreg finetune is not implemented yet")

@@ -1,0 +1,10 @@
+"""`retreg register` (placeholder until its issue lands)."""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("register", help="(not implemented yet)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    raise NotImplementedError("retreg register is not implemented yet")

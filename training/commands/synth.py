@@ -1,0 +1,10 @@
+"""`retreg synth` (placeholder until its issue lands)."""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("synth", help="(not implemented yet)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    raise NotImplementedError("retreg synth is not implemented yet")
