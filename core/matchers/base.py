@@ -1,0 +1,21 @@
+"""What every matcher provides, so the pipeline, CLI and GUI can swap them freely."""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from core.types import Matches, PreparedImage
+
+
+@runtime_checkable
+class Matcher(Protocol):
+    """Finds putative correspondences between two prepared images.
+
+    ``working_side`` is the FOV size (px) the matcher wants its inputs prepared at
+    (``core.modality.prepare``). ``match`` returns FULL-resolution coordinates (mapped back
+    through ``PreparedImage.to_full``) with confidence in [0, 1].
+    """
+
+    name: str
+    working_side: int
+
+    def match(self, fixed: PreparedImage, moving: PreparedImage) -> Matches: ...
