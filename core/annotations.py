@@ -41,6 +41,13 @@ class PointPair:
     source: str = "manual"
     include: bool = True
 
+    def __post_init__(self) -> None:
+        # Coordinates often arrive as numpy scalars; plain Python types keep every writer exact.
+        self.id = int(self.id)
+        self.fixed = (float(self.fixed[0]), float(self.fixed[1]))
+        self.moving = (float(self.moving[0]), float(self.moving[1]))
+        self.include = bool(self.include)
+
 
 @dataclass
 class ImageRef:
@@ -296,7 +303,7 @@ def read_fire_points(path: str | os.PathLike) -> list[PointPair]:
 
 
 def write_fire_points(path: str | os.PathLike, points: list[PointPair]) -> None:
-    """Write coordinates only (FIRE has no ids, sources or include flags): pass the points to keep."""
+    """Coordinates only (FIRE has no ids, sources or include flags): pass the points to keep."""
     lines = [f"{p.fixed[0]!r} {p.fixed[1]!r} {p.moving[0]!r} {p.moving[1]!r}" for p in points]
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
 

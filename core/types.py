@@ -19,14 +19,21 @@ class Mode(str, Enum):
     CFOCT = "cfoct"
     CFOCTA = "cfocta"
     OCTFA = "octfa"
+    # Same-modality colour fundus pairs: not a clinical mode, but what FIRE evaluates.
+    CFCF = "cfcf"
 
     @property
     def fixed_modality(self) -> str:
-        return {"cffa": "cf", "cfoct": "cf", "cfocta": "cf", "octfa": "oct"}[self.value]
+        return {"cffa": "cf", "cfoct": "cf", "cfocta": "cf", "octfa": "oct", "cfcf": "cf"}[self.value]
 
     @property
     def moving_modality(self) -> str:
-        return {"cffa": "fa", "cfoct": "oct", "cfocta": "octa", "octfa": "fa"}[self.value]
+        return {"cffa": "fa", "cfoct": "oct", "cfocta": "octa", "octfa": "fa", "cfcf": "cf"}[self.value]
+
+    @classmethod
+    def clinical(cls) -> tuple["Mode", ...]:
+        """The four modes the clinic registers (CF-CF exists for benchmarks only)."""
+        return (cls.CFFA, cls.CFOCT, cls.CFOCTA, cls.OCTFA)
 
 
 TRANSFORM_TYPES = ("similarity", "affine", "homography")
@@ -126,6 +133,7 @@ class RegistrationResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     fixed_shape: tuple[int, int] = (0, 0)  # (h, w) full resolution
     moving_shape: tuple[int, int] = (0, 0)
+    threshold_px: float = 3.0  # full-res RANSAC inlier distance, so re-estimation reproduces it
 
     @property
     def ok(self) -> bool:

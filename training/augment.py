@@ -75,16 +75,21 @@ def photometric(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig,
     if strength <= 0:
         return img
     peak = float(np.iinfo(img.dtype).max)
-    x = img.astype(np.float32) / peak
     g_lo, g_hi = cfg.gamma_range
-    x = np.power(x, float(np.exp(strength * rng.uniform(np.log(g_lo), np.log(g_hi)))))
+    gamma = float(np.exp(strength * rng.uniform(np.log(g_lo), np.log(g_hi))))
+    if img.dtype == np.uint8:  # a 256-entry table is much cheaper than a per-pixel power
+        x = (np.power(np.arange(256, dtype=np.float32) / peak, gamma))[img]
+    else:
+        x = np.power(img.astype(np.float32) / peak, gamma)
     contrast = 1.0 + strength * (rng.uniform(*cfg.contrast_range) - 1.0)
-    x = (x - x.mean()) * contrast + x.mean() + strength * rng.uniform(-cfg.brightness, cfg.brightness)
+    mean = float(x.mean())
+    x = (x - mean) * contrast + mean + strength * rng.uniform(-cfg.brightness, cfg.brightness)
     if rng.random() < cfg.blur_p:
         sigma = strength * rng.uniform(0.3, cfg.blur_sigma_max)
         if sigma > 0.1:
             x = cv2.GaussianBlur(x, (0, 0), sigma)
     std = strength * rng.uniform(0.0, cfg.noise_std_max)
     if std > 0:
-        x = x + rng.normal(0.0, std, size=x.shape).astype(np.float32)
+        noise = std * rng.standard_normal(size=x.shape[:2], dtype=np.float32)
+        x += noise[..., None] if x.ndim == 3 else noise  # one plane: only one channel is used
     return np.round(np.clip(x, 0.0, 1.0) * peak).astype(img.dtype)

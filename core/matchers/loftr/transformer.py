@@ -21,10 +21,8 @@ class CoarseTransformer(nn.Module):
             {"d_model": d_model, "nhead": nhead, "layer_names": ["self", "cross"] * n_layers,
              "attention": "linear"})
 
-    def forward(self, feat0: torch.Tensor, feat1: torch.Tensor,
-                mask0: torch.Tensor | None = None, mask1: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``mask0``/``mask1`` (B, h*w) bool keep padded cells out of attention."""
+    def forward(self, feat0: torch.Tensor, feat1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whole images attend (background included, as the plans prescribe)."""
         t0 = self.pos_encoding(feat0).flatten(2).transpose(1, 2)
         t1 = self.pos_encoding(feat1).flatten(2).transpose(1, 2)
-        return self.encoder(t0, t1, mask0, mask1)
+        return self.encoder(t0, t1)

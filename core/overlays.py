@@ -1,0 +1,65 @@
+"""Visual checks of a registration: fixed image + warped moving image -> RGB uint8.
+
+All functions take two images of the same height and width (gray or RGB, uint8 / uint16 /
+float in [0, 1]). Cross-modal pairs differ in brightness, so the gray-based views (difference,
+fusion) stretch each image to its own 1st-99th percentile first.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from core.io import to_float01
+
+
+def _rgb01(img: np.ndarray) -> np.ndarray:
+    f = to_float01(np.asarray(img))
+    return np.repeat(f[:, :, None], 3, axis=2) if f.ndim == 2 else f[:, :, :3]
+
+
+def _gray_stretched(img: np.ndarray) -> np.ndarray:
+    g = _rgb01(img).mean(axis=2)
+    lo, hi = np.percentile(g, (1, 99))
+    return np.clip((g - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+
+
+def _to_u8(rgb01: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(rgb01, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
+    if a.shape[:2] != b.shape[:2]:
+        raise ValueError(f"overlay needs images of the same size, got {a.shape[:2]} and "
+                         f"{b.shape[:2]} (warp the moving image onto the fixed one first)")
+
+
+def checkerboard(a: np.ndarray, b: np.ndarray, tile: int = 64) -> np.ndarray:
+    """Alternating ``tile``-px squares of ``a`` (top-left) and ``b``: edges show misalignment."""
+    _check_pair(a, b)
+    if tile < 1:
+        raise ValueError(f"tile must be >= 1 px, got {tile}")
+    h, w = a.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    use_b = ((yy // tile + xx // tile) % 2).astype(bool)
+    return _to_u8(np.where(use_b[:, :, None], _rgb01(b), _rgb01(a)))
+
+
+def blend(a: np.ndarray, b: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """``(1 - alpha) * a + alpha * b``."""
+    _check_pair(a, b)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    return _to_u8((1.0 - alpha) * _rgb01(a) + alpha * _rgb01(b))
+
+
+def difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Absolute difference of the stretched gray images, shown in gray."""
+    _check_pair(a, b)
+    d = np.abs(_gray_stretched(a) - _gray_stretched(b))
+    return _to_u8(np.repeat(d[:, :, None], 3, axis=2))
+
+
+def fusion(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Fixed in magenta (R + B), moving in green: aligned structures turn white/gray."""
+    _check_pair(a, b)
+    ga, gb = _gray_stretched(a), _gray_stretched(b)
+    return _to_u8(np.stack([ga, gb, ga], axis=2))

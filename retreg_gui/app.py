@@ -1,0 +1,135 @@
+"""``retreg-gui``: start the review app, or render a screenshot of it without a screen.
+
+    retreg-gui [FIXED MOVING] [--mode M] [--matcher NAME] [--weights FILE]
+    retreg-gui --screenshot OUT.png [FIXED MOVING] [--mode M]
+
+With no images the bundled sample pair opens (when present).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+SAMPLES = Path(__file__).resolve().parents[1] / "resources" / "samples"
+SAMPLE_PAIR = (SAMPLES / "sample_cf_512.png", SAMPLES / "sample_fa.png")
+SCREENSHOT_SIZE = (1600, 1000)
+SCREENSHOT_TIMEOUT_MS = 120_000
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from core.matchers import available_matchers
+    from core.types import Mode
+
+    p = argparse.ArgumentParser(prog="retreg-gui", description="RetReg review and annotation app")
+    p.add_argument("images", nargs="*", metavar="FIXED MOVING", help="fixed and moving image")
+    p.add_argument("--mode", choices=[m.value for m in Mode],
+                   help="registration mode (default: guessed from the file names)")
+    p.add_argument("--matcher", choices=available_matchers(), help="matcher to register with")
+    p.add_argument("--weights", type=Path, help="model weights (.safetensors) for the matcher")
+    p.add_argument("--dark", action="store_true", help="use the dark palette")
+    p.add_argument("--screenshot", type=Path, metavar="OUT.png",
+                   help="open and register the pair, save a PNG of the window, and exit")
+    args = p.parse_args(argv)
+    if len(args.images) not in (0, 2):
+        p.error("give both a FIXED and a MOVING image, or neither")
+    return args
+
+
+def sample_pair() -> tuple[Path, Path] | None:
+    return SAMPLE_PAIR if all(p.is_file() for p in SAMPLE_PAIR) else None
+
+
+def make_app(argv: list[str]):
+    """The QApplication, configured for RetReg (names used by QSettings and app-data paths)."""
+    import pyqtgraph as pg
+    from PySide6 import QtWidgets
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(argv)
+    app.setOrganizationName("RetReg")
+    app.setApplicationName("RetReg")
+    app.setStyle("Fusion")
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+    return app
+
+
+def _apply_cli_choices(window, args: argparse.Namespace) -> None:
+    if args.weights:
+        window.use_weights(args.weights)
+    if args.matcher:
+        window._select_data(window.matcher_combo, args.matcher)
+    if args.dark:
+        window.act_dark.setChecked(True)
+        window.set_dark(True)
+
+
+def take_screenshot(app, args: argparse.Namespace) -> int:
+    """Open + register the pair in a hidden-screen window and save a PNG of it."""
+    from PySide6 import QtCore
+
+    from retreg_gui.main_window import MainWindow
+    from retreg_gui.settings import Settings
+
+    pair = tuple(args.images) or sample_pair()
+    if not pair:
+        print("retreg-gui: no images given and no bundled sample pair", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:  # fresh settings: a reproducible picture
+        window = MainWindow(Settings(Path(tmp) / "settings.ini"), recovery_dir=tmp)
+        _apply_cli_choices(window, args)
+        window.resize(*SCREENSHOT_SIZE)
+        window.show()
+        loop = QtCore.QEventLoop()
+        outcome: dict[str, bool] = {}
+        window.registration_done.connect(lambda ok: (outcome.update(ok=ok), loop.quit()))
+        QtCore.QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, loop.quit)
+        if not window.open_pair(pair[0], pair[1], mode=args.mode):
+            return 1
+        loop.exec()
+        if "ok" not in outcome:
+            print("retreg-gui: registration did not finish in time", file=sys.stderr)
+        app.processEvents()
+        window.pair_view.reset_zoom()
+        for _ in range(5):  # let views settle (line overlay follows range changes)
+            app.processEvents()
+        args.screenshot.parent.mkdir(parents=True, exist_ok=True)
+        saved = window.grab().save(str(args.screenshot), "PNG")
+        window.session.undo_stack.setClean()  # a screenshot is not work to keep
+        window.close()
+    if not saved:
+        print(f"retreg-gui: cannot write {args.screenshot}", file=sys.stderr)
+        return 1
+    print(f"saved {args.screenshot} (registration {'ok' if outcome.get('ok') else 'failed'})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Inference and an optional training run share 2 cores: idle OpenMP threads must not spin.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.screenshot:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    app = make_app(sys.argv[:1])
+    if args.screenshot:
+        return take_screenshot(app, args)
+
+    from retreg_gui.main_window import MainWindow
+
+    window = MainWindow()
+    _apply_cli_choices(window, args)
+    window.show()
+    recovered = window.offer_recovery()
+    if args.images:
+        window.open_pair(args.images[0], args.images[1], mode=args.mode)
+    elif not recovered and (pair := sample_pair()) is not None:
+        window.open_pair(*pair, mode=args.mode)
+    elif not recovered:
+        window.statusBar().showMessage("Open a fixed and a moving image (Ctrl+O) or drop them "
+                                       "here")
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Widgets that observe a ``Session``: pair view, overlay view, residual table."""

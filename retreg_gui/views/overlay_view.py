@@ -1,0 +1,152 @@
+"""The registration result: fixed image and warped moving image combined by a core overlay.
+
+The warped image is cached per transform (warping is the costly step); changing the overlay
+kind, tile size or alpha only recombines. Its view is linked to the fixed image's view.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from core import overlays
+from core.warp import warp_moving
+from retreg_gui.session import Session
+from retreg_gui.views.image_box import display_image
+
+OVERLAY_KINDS = ("checkerboard", "blend", "difference", "fusion", "flicker")
+FLICKER_MS = 500
+
+
+class OverlayView(QtWidgets.QWidget):
+    """Overlay kind selector, tile size and alpha controls above one image box."""
+
+    def __init__(self, session: Session, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self._warped: np.ndarray | None = None
+        self._warped_for: bytes | None = None
+        self._flicker_on_moving = False
+
+        self.kind = QtWidgets.QComboBox()
+        self.kind.addItems([k.capitalize() for k in OVERLAY_KINDS])
+        self.kind.setToolTip("How fixed and warped moving are combined")
+        self.tile = QtWidgets.QSpinBox()
+        self.tile.setRange(8, 1024)
+        self.tile.setValue(64)
+        self.tile.setSuffix(" px")
+        self.tile.setToolTip("Checkerboard tile size")
+        self.alpha = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+        self.alpha.setRange(0, 100)
+        self.alpha.setValue(50)
+        self.alpha.setToolTip("Blend: share of the warped moving image")
+        self.alpha.setMaximumWidth(140)
+        controls = QtWidgets.QHBoxLayout()
+        controls.setContentsMargins(4, 2, 4, 2)
+        controls.addWidget(QtWidgets.QLabel("Overlay:"))
+        controls.addWidget(self.kind)
+        self.tile_label, self.alpha_label = QtWidgets.QLabel("Tile"), QtWidgets.QLabel("Alpha")
+        for w in (self.tile_label, self.tile, self.alpha_label, self.alpha):
+            controls.addWidget(w)
+        controls.addStretch(1)
+
+        self.glw = pg.GraphicsLayoutWidget()
+        self.title = self.glw.addLabel("Result (fixed + warped moving)", row=0, col=0)
+        self.box = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.glw.addItem(self.box, row=1, col=0)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.box.addItem(self.image)
+        self.message = pg.TextItem("", color=(230, 230, 230), anchor=(0.5, 0.5))
+        self.box.addItem(self.message)
+
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addLayout(controls)
+        lay.addWidget(self.glw)
+
+        self.flicker_timer = QtCore.QTimer(self)
+        self.flicker_timer.setInterval(FLICKER_MS)
+        self.flicker_timer.timeout.connect(self._flip)
+        self.kind.currentIndexChanged.connect(self._on_kind)
+        self.tile.valueChanged.connect(self.render)
+        self.alpha.valueChanged.connect(self.render)
+        session.images_changed.connect(self._on_images)
+        session.document_changed.connect(self.render)
+        self._on_kind()
+
+    # ------------------------------------------------------------------ settings
+    def current_kind(self) -> str:
+        return OVERLAY_KINDS[self.kind.currentIndex()]
+
+    def set_kind(self, kind: str) -> None:
+        if kind in OVERLAY_KINDS:
+            self.kind.setCurrentIndex(OVERLAY_KINDS.index(kind))
+
+    def cycle_kind(self) -> None:
+        self.kind.setCurrentIndex((self.kind.currentIndex() + 1) % len(OVERLAY_KINDS))
+
+    def _on_kind(self) -> None:
+        kind = self.current_kind()
+        for w, used in ((self.tile, kind == "checkerboard"), (self.tile_label, kind == "checkerboard"),
+                        (self.alpha, kind == "blend"), (self.alpha_label, kind == "blend")):
+            w.setVisible(used)
+        if kind == "flicker":
+            self.flicker_timer.start()
+        else:
+            self.flicker_timer.stop()
+        self.render()
+
+    def _flip(self) -> None:
+        self._flicker_on_moving = not self._flicker_on_moving
+        self.render()
+
+    # ------------------------------------------------------------------ rendering
+    def _on_images(self) -> None:
+        self._warped, self._warped_for = None, None
+        self.render()
+        self.box.autoRange(padding=0.02)
+
+    def warped(self) -> np.ndarray | None:
+        """The moving image warped into the fixed frame by the current transform (cached)."""
+        s = self.session
+        if s.matrix is None or not s.has_images:
+            return None
+        key = np.asarray(s.matrix, np.float64).tobytes()
+        if key != self._warped_for:
+            self._warped = warp_moving(s.moving_img, s.matrix, s.fixed_img.shape[:2])
+            self._warped_for = key
+        return self._warped
+
+    def composed(self) -> np.ndarray | None:
+        """The image shown now (RGB uint8), or None when there is nothing to overlay."""
+        s = self.session
+        warped = self.warped()
+        if warped is None:
+            return None
+        fixed, moving = display_image(s.fixed_img), display_image(warped)
+        kind = self.current_kind()
+        if kind == "checkerboard":
+            return overlays.checkerboard(fixed, moving, self.tile.value())
+        if kind == "blend":
+            return overlays.blend(fixed, moving, self.alpha.value() / 100.0)
+        if kind == "difference":
+            return overlays.difference(fixed, moving)
+        if kind == "fusion":
+            return overlays.fusion(fixed, moving)
+        return moving if self._flicker_on_moving else fixed
+
+    def render(self) -> None:
+        s = self.session
+        img = self.composed()
+        if img is None:
+            self.image.clear()
+            if s.has_images:
+                h, w = s.fixed_img.shape[:2]
+                self.message.setPos(w / 2, h / 2)
+            self.message.setText("No transform yet: register (Ctrl+R) or add point pairs"
+                                 if not s.fit_reason or not s.pairs
+                                 else f"No transform: {s.fit_reason}")
+            return
+        self.message.setText("")
+        self.image.setImage(img, autoLevels=False, levels=(0, 255))

@@ -1,0 +1,310 @@
+"""Fixed and moving image side by side: linked zoom/pan, point pairs, match lines and the
+click-click (with predicted partner) way of adding a pair.
+
+Linking maps the visible area through the current transform when there is one (so both views
+show the same anatomy), otherwise by the ratio of the image sizes.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from retreg_gui.session import FIXED, MOVING, Session
+from retreg_gui.views.image_box import ImageBox
+
+LINE_FILTERS = ("all", "included", "excluded", "none")
+_CONF_BINS = 4
+_LOW_CONF, _HIGH_CONF = np.array([255, 215, 0]), np.array([0, 230, 110])  # yellow -> green
+EXCLUDED_COLOR = (235, 50, 50)
+MANUAL_COLOR = (0, 200, 255)
+SELECTED_COLOR = (255, 255, 255)
+
+
+def included_color(confidence: float) -> tuple[int, int, int]:
+    """Included model pairs: yellow (low matcher confidence) to green (high)."""
+    b = min(int(confidence * _CONF_BINS), _CONF_BINS - 1) / (_CONF_BINS - 1)
+    return tuple(int(v) for v in _LOW_CONF + (_HIGH_CONF - _LOW_CONF) * b)
+
+
+def pair_color(source: str, include: bool, confidence: float | None) -> tuple[int, int, int]:
+    if not include:
+        return EXCLUDED_COLOR
+    if source == "manual" or confidence is None:
+        return MANUAL_COLOR
+    return included_color(confidence)
+
+
+def _map_to_scene(box: pg.ViewBox, pts: np.ndarray) -> np.ndarray:
+    t = box.childGroup.sceneTransform()
+    x, y = pts[:, 0], pts[:, 1]
+    return np.c_[t.m11() * x + t.m21() * y + t.dx(), t.m12() * x + t.m22() * y + t.dy()]
+
+
+def _inside(box: pg.ViewBox, pts: np.ndarray) -> np.ndarray:
+    r = box.viewRect()
+    return ((pts[:, 0] >= r.left()) & (pts[:, 0] <= r.right())
+            & (pts[:, 1] >= r.top()) & (pts[:, 1] <= r.bottom()))
+
+
+class PairView(QtWidgets.QWidget):
+    """Two linked image boxes with point markers and match lines drawn across both."""
+
+    status_message = QtCore.Signal(str)
+
+    def __init__(self, session: Session, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.line_filter = "all"
+        self.add_mode = False
+        self.pending: tuple[str, tuple[float, float]] | None = None
+        self.predicted: tuple[float, float] | None = None
+        self._drag_preview: tuple[int, str, float, float] | None = None
+        self._syncing = False
+        self._lines: list[QtWidgets.QGraphicsPathItem] = []
+
+        self.glw = pg.GraphicsLayoutWidget()
+        self.title = {FIXED: self.glw.addLabel("Fixed", row=0, col=0),
+                      MOVING: self.glw.addLabel("Moving", row=0, col=1)}
+        self.box = {FIXED: ImageBox("fixed"), MOVING: ImageBox("moving")}
+        self.scatter, self.marker = {}, {}
+        for col, side in enumerate((FIXED, MOVING)):
+            box = self.box[side]
+            self.glw.addItem(box, row=1, col=col)
+            self.scatter[side] = pg.ScatterPlotItem(pxMode=True, size=8, hoverable=False)
+            self.marker[side] = pg.ScatterPlotItem(pxMode=True)
+            box.addItem(self.scatter[side])
+            box.addItem(self.marker[side])
+            self.scatter[side].setZValue(10)
+            self.marker[side].setZValue(20)
+            box.hit_test = lambda x, y, r, s=side: self.pair_at(s, x, y, r)
+            box.clicked.connect(lambda x, y, mods, s=side: self._on_click(s, x, y, mods))
+            box.drag_moved.connect(lambda pid, x, y, s=side: self._on_drag(s, pid, x, y))
+            box.drag_finished.connect(lambda pid, x, y, s=side: self._on_drop(s, pid, x, y))
+            box.sigRangeChanged.connect(lambda *_, s=side: self._on_range_changed(s))
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.glw)
+
+        session.images_changed.connect(self._on_images)
+        session.document_changed.connect(self.refresh)
+        session.selection_changed.connect(self.refresh)
+
+    # ------------------------------------------------------------------ model -> view
+    def _on_images(self) -> None:
+        s = self.session
+        self.cancel_pending()
+        for side, img, path in ((FIXED, s.fixed_img, s.fixed_path),
+                                (MOVING, s.moving_img, s.moving_path)):
+            self.box[side].set_image(img)
+            modality = ""
+            if s.mode is not None:
+                modality = (s.mode.fixed_modality if side == FIXED else s.mode.moving_modality)
+            name = path.name if path else "(none)"
+            self.title[side].setText(f"{side.capitalize()} {modality.upper()}: {name}")
+        self.refresh()
+        # Fit once the layout has settled (a box fitted before it has its size is zoomed in).
+        QtCore.QTimer.singleShot(0, self.reset_zoom)
+
+    def set_mode_titles(self) -> None:
+        self._on_images()
+
+    def set_line_filter(self, name: str) -> None:
+        self.line_filter = name
+        self.refresh()
+
+    def _point_style(self) -> tuple[list, list]:
+        s = self.session
+        sel = set(s.selected_ids)
+        brushes, pens = [], []
+        for p in s.pairs:
+            brushes.append(pg.mkBrush(*pair_color(p.source, p.include, s.confidence.get(p.id))))
+            pens.append(pg.mkPen(SELECTED_COLOR, width=2.5) if p.id in sel
+                        else pg.mkPen(0, 0, 0, 200, width=1))
+        return brushes, pens
+
+    def refresh(self) -> None:
+        s = self.session
+        brushes, pens = self._point_style()
+        sizes = [13 if p.id in set(s.selected_ids) else 8 for p in s.pairs]
+        for side in (FIXED, MOVING):
+            pts = self._points(side)
+            self.scatter[side].setData(pos=pts, brush=brushes, pen=pens, size=sizes,
+                                       data=[p.id for p in s.pairs])
+        self._update_markers()
+        self.update_lines()
+
+    def _points(self, side: str) -> np.ndarray:
+        pts = np.array([getattr(p, side) for p in self.session.pairs], float).reshape(-1, 2)
+        if self._drag_preview is not None:
+            pid, dside, x, y = self._drag_preview
+            if dside == side:
+                for i, p in enumerate(self.session.pairs):
+                    if p.id == pid:
+                        pts[i] = (x, y)
+        return pts
+
+    def _update_markers(self) -> None:
+        for side in (FIXED, MOVING):
+            self.marker[side].setData([])
+        if self.pending is None:
+            return
+        side, xy = self.pending
+        other = MOVING if side == FIXED else FIXED
+        self.marker[side].setData(pos=[xy], symbol="+", size=18,
+                                  pen=pg.mkPen(255, 255, 0, width=2), brush=None)
+        if self.predicted is not None:
+            self.marker[other].setData(pos=[self.predicted, self.predicted], symbol=["o", "+"],
+                                       size=[20, 10], brush=None,
+                                       pen=pg.mkPen(255, 0, 255, width=2))
+
+    def update_lines(self) -> None:
+        """Rebuild the match lines in scene coordinates (called on any pan/zoom too)."""
+        scene = self.glw.scene()
+        for item in self._lines:
+            scene.removeItem(item)
+        self._lines = []
+        s = self.session
+        if self.line_filter == "none" or not s.pairs:
+            return
+        pairs = [p for p in s.pairs
+                 if self.line_filter == "all" or (self.line_filter == "included") == p.include]
+        if not pairs:
+            return
+        pf = self._points(FIXED)
+        pm = self._points(MOVING)
+        index = {p.id: i for i, p in enumerate(s.pairs)}
+        rows = np.array([index[p.id] for p in pairs])
+        pf, pm = pf[rows], pm[rows]
+        visible = _inside(self.box[FIXED], pf) & _inside(self.box[MOVING], pm)
+        a, b = _map_to_scene(self.box[FIXED], pf), _map_to_scene(self.box[MOVING], pm)
+        colors = [pair_color(p.source, p.include, s.confidence.get(p.id)) for p in pairs]
+        for color in sorted(set(colors)):
+            m = visible & np.array([c == color for c in colors])
+            if not m.any():
+                continue
+            xs = np.c_[a[m, 0], b[m, 0]].ravel()
+            ys = np.c_[a[m, 1], b[m, 1]].ravel()
+            item = QtWidgets.QGraphicsPathItem(pg.arrayToQPath(xs, ys, connect="pairs"))
+            alpha = 150 if color == EXCLUDED_COLOR else 200
+            pen = QtGui.QPen(QtGui.QColor(*color, alpha), 1.2)
+            pen.setCosmetic(True)
+            item.setPen(pen)
+            item.setZValue(1000)
+            scene.addItem(item)
+            self._lines.append(item)
+
+    # ------------------------------------------------------------------ linked zoom/pan
+    def _on_range_changed(self, side: str) -> None:
+        if not self._syncing:
+            self._syncing = True
+            try:
+                self._follow(side)
+            finally:
+                self._syncing = False
+        self.update_lines()
+
+    def _follow(self, side: str) -> None:
+        src = self.box[side]
+        other = MOVING if side == FIXED else FIXED
+        dst = self.box[other]
+        if src.image_shape() is None or dst.image_shape() is None:
+            return
+        r = src.viewRect()
+        c = np.array([r.center().x(), r.center().y()])
+        probe = np.array([c, c + (r.width() / 2, 0), c + (0, r.height() / 2)])
+        mapped = self.session.map_points(side, probe)
+        if mapped is None or not np.all(np.isfinite(mapped)):
+            ratio = dst.image_shape()[1] / src.image_shape()[1]
+            mapped = probe * ratio
+        hw = float(np.linalg.norm(mapped[1] - mapped[0]))
+        hh = float(np.linalg.norm(mapped[2] - mapped[0]))
+        if not (np.isfinite(hw) and np.isfinite(hh)) or hw <= 0 or hh <= 0:
+            return
+        cx, cy = mapped[0]
+        dst.setRange(xRange=(cx - hw, cx + hw), yRange=(cy - hh, cy + hh), padding=0)
+
+    def center_on_pair(self, pid: int) -> None:
+        """Centre both views on a pair, keeping the zoom."""
+        p = self.session.pair(pid)
+        if p is None:
+            return
+        self._syncing = True
+        try:
+            for side in (FIXED, MOVING):
+                box = self.box[side]
+                r = box.viewRect()
+                x, y = getattr(p, side)
+                box.setRange(xRange=(x - r.width() / 2, x + r.width() / 2),
+                             yRange=(y - r.height() / 2, y + r.height() / 2), padding=0)
+        finally:
+            self._syncing = False
+        self.update_lines()
+
+    def reset_zoom(self) -> None:
+        """Fit the fixed image; the moving view follows through the link."""
+        self.box[FIXED].autoRange(padding=0.02)
+
+    # ------------------------------------------------------------------ interaction
+    def pair_at(self, side: str, x: float, y: float, radius: float) -> int | None:
+        """The id of the pair whose ``side`` point is nearest (x, y) within ``radius``."""
+        pts = self._points(side)
+        if not len(pts):
+            return None
+        d = np.hypot(pts[:, 0] - x, pts[:, 1] - y)
+        i = int(np.argmin(d))
+        return self.session.pairs[i].id if d[i] <= radius else None
+
+    def set_add_mode(self, on: bool) -> None:
+        self.add_mode = on
+        self.cancel_pending()
+        if on:
+            self.status_message.emit("Add pair: click a point in either image, then its partner "
+                                     "in the other (Enter accepts the prediction, Esc cancels)")
+
+    def cancel_pending(self) -> None:
+        self.pending, self.predicted = None, None
+        self._update_markers()
+
+    def accept_prediction(self) -> bool:
+        """Complete the pending pair at the predicted partner (the Enter key)."""
+        if self.pending is None or self.predicted is None:
+            return False
+        side, xy = self.pending
+        self._complete(side, xy, self.predicted)
+        return True
+
+    def _complete(self, first_side: str, first_xy, second_xy) -> None:
+        fixed, moving = (first_xy, second_xy) if first_side == FIXED else (second_xy, first_xy)
+        self.cancel_pending()
+        pid = self.session.add_pair(fixed, moving)
+        self.session.select([pid])
+        self.status_message.emit(f"Added pair {pid}")
+
+    def _on_click(self, side: str, x: float, y: float, mods) -> None:
+        if self.add_mode:
+            if self.pending is not None and self.pending[0] != side:
+                self._complete(self.pending[0], self.pending[1], (x, y))
+            else:
+                self.pending = (side, (x, y))
+                self.predicted = self.session.predict_partner(side, (x, y))
+                self._update_markers()
+                self.status_message.emit(
+                    "Now click the partner point" + (" or press Enter to accept the prediction"
+                                                     if self.predicted else ""))
+            return
+        pid = self.pair_at(side, x, y, 9.0 * self.box[side].pixel_size())
+        if mods & QtCore.Qt.KeyboardModifier.ControlModifier and pid is not None:
+            ids = set(self.session.selected_ids) ^ {pid}
+            self.session.select(sorted(ids))
+        else:
+            self.session.select([] if pid is None else [pid])
+
+    def _on_drag(self, side: str, pid: int, x: float, y: float) -> None:
+        self._drag_preview = (pid, side, x, y)
+        self.refresh()
+
+    def _on_drop(self, side: str, pid: int, x: float, y: float) -> None:
+        self._drag_preview = None
+        self.session.move_point(pid, side, (x, y))
+        self.session.select([pid])

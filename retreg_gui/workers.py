@@ -1,0 +1,151 @@
+"""Background work off the GUI thread: registration and training.
+
+Qt delivers a worker's signal in the GUI thread only when the receiver is a slot of a QObject
+living there; a lambda or plain function would run in the worker thread. So every signal here
+is meant to be connected to methods of GUI-thread widgets, never to lambdas.
+"""
+from __future__ import annotations
+
+import threading
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from PySide6 import QtCore
+
+from core.errors import RetRegError
+from core.matchers import get_matcher
+from core.pipeline import register
+
+
+def user_message(exc: BaseException) -> str:
+    """One line for an error dialog: our errors carry user-facing text; others get their type."""
+    if isinstance(exc, (RetRegError, ValueError, OSError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class RegisterJob:
+    fixed_img: np.ndarray
+    moving_img: np.ndarray
+    mode: str
+    matcher: str = "default"
+    weights: Path | None = None
+    transform_type: str = "affine"
+
+
+class RegisterWorker(QtCore.QObject):
+    """Runs ``core.pipeline.register``; keeps loaded matchers so weights load only once."""
+
+    finished = QtCore.Signal(object, object)  # job, RegistrationResult
+    failed = QtCore.Signal(object, str, str)  # job, message, traceback
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._matchers: dict[tuple[str, str], Any] = {}
+
+    def matcher(self, name: str, weights: Path | None):
+        key = (name, str(weights or ""))
+        if key not in self._matchers:
+            self._matchers[key] = get_matcher(name, weights=weights)
+        return self._matchers[key]
+
+    @QtCore.Slot(object)
+    def run(self, job: RegisterJob) -> None:
+        try:
+            result = register(job.fixed_img, job.moving_img, job.mode,
+                              matcher=self.matcher(job.matcher, job.weights),
+                              transform=job.transform_type)
+        except Exception as exc:  # reported in a dialog, never a crash of the app
+            self.failed.emit(job, user_message(exc), traceback.format_exc())
+            return
+        self.finished.emit(job, result)
+
+
+class RegisterRunner(QtCore.QObject):
+    """Owns one long-lived registration thread (so a loaded model stays loaded)."""
+
+    _requested = QtCore.Signal(object)
+    busy_changed = QtCore.Signal(bool)
+
+    def __init__(self, parent: QtCore.QObject | None = None) -> None:
+        super().__init__(parent)
+        self.thread = QtCore.QThread()
+        self.thread.setObjectName("retreg-register")
+        self.worker = RegisterWorker()
+        self.worker.moveToThread(self.thread)
+        self._requested.connect(self.worker.run)
+        self.worker.finished.connect(self._done)
+        self.worker.failed.connect(self._done)
+        self.thread.start()
+        self.busy = False
+
+    def start(self, job: RegisterJob) -> bool:
+        if self.busy:
+            return False
+        self.busy = True
+        self.busy_changed.emit(True)
+        self._requested.emit(job)
+        return True
+
+    @QtCore.Slot()
+    def _done(self, *_) -> None:
+        self.busy = False
+        self.busy_changed.emit(False)
+
+    def shutdown(self) -> None:
+        self.thread.quit()
+        self.thread.wait()
+
+
+class TrainWorker(QtCore.QObject):
+    """Runs ``train_fn(config, progress, cancel)`` (``training.api.train`` or
+    ``training.finetune.finetune``) with one torch thread so the app stays responsive."""
+
+    progress = QtCore.Signal(object)
+    finished = QtCore.Signal(object)
+    failed = QtCore.Signal(str, str)
+
+    def __init__(self, train_fn: Callable, config: Any) -> None:
+        super().__init__()
+        self.train_fn, self.config = train_fn, config
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def is_cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    @QtCore.Slot()
+    def run(self) -> None:
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            result = self.train_fn(self.config, progress=self.progress.emit,
+                                   cancel=self._cancel.is_set)
+        except Exception as exc:
+            self.failed.emit(user_message(exc), traceback.format_exc())
+            return
+        finally:
+            torch.set_num_threads(threads)
+        self.finished.emit(result)
+
+
+def start_training(train_fn: Callable, config: Any, parent: QtCore.QObject
+                   ) -> tuple[QtCore.QThread, TrainWorker]:
+    """A thread (not yet started) that runs a ``TrainWorker`` and quits when it ends; the
+    caller connects the worker's signals to GUI-thread slots, then starts the thread."""
+    thread = QtCore.QThread(parent)
+    thread.setObjectName("retreg-train")
+    worker = TrainWorker(train_fn, config)
+    worker.moveToThread(thread)
+    thread.started.connect(worker.run)
+    worker.finished.connect(thread.quit)
+    worker.failed.connect(thread.quit)
+    return thread, worker
