@@ -1,4 +1,4 @@
-"""The registration pipeline: prepare -> match -> select -> estimate, timed per stage.
+"""The registration pipeline: prepare -> match -> select -> estimate -> refine, timed per stage.
 
 The RANSAC threshold is set in *working-resolution* pixels (the FOV normalised to the matcher's
 working side), so one value suits every camera resolution; it is converted to full-resolution
@@ -16,8 +16,10 @@ from core.estimation import MIN_POINTS, estimate, fit_least_squares, implausibil
 from core.io import read_image
 from core.matchers import Matcher, get_matcher
 from core.modality import prepare
+from core.refine import RefineConfig, Refinement, refine
 from core.selection import spatial_binning
-from core.types import TRANSFORM_TYPES, Estimate, Matches, Mode, RegistrationResult
+from core.types import (TRANSFORM_TYPES, Estimate, Matches, Mode, PreparedImage,
+                        RegistrationResult)
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,9 @@ class RegistrationConfig:
     with a loose threshold (a plane-like model cannot follow the eyeball): on 10 FIRE-P pairs
     (classical, homography, ~546-px working size) the mean control-point error was 17.3 / 15.5 /
     13.5 / 13.4 full-res px at 2 / 4 / 8 / 15 working px.
+
+    ``refine`` configures the fine stage (``core.refine``: NCC on vessel maps around the coarse
+    solution, then a tighter refit); None turns it off.
     """
 
     ransac_threshold_px: float = 8.0
@@ -36,6 +41,7 @@ class RegistrationConfig:
     min_inliers: int = 6
     confidence: float = 0.999
     max_iters: int = 10000
+    refine: RefineConfig | None = RefineConfig()
 
 
 def _as_image(img: np.ndarray | str | os.PathLike) -> np.ndarray:
@@ -64,7 +70,15 @@ def _estimate_selected(matches: Matches, selected: np.ndarray, transform_type: s
 def register(fixed_img: np.ndarray | str | os.PathLike, moving_img: np.ndarray | str | os.PathLike,
              mode: Mode | str, matcher: Matcher | None = None, transform: str = "affine",
              config: RegistrationConfig = RegistrationConfig()) -> RegistrationResult:
-    """Register ``moving_img`` onto ``fixed_img`` (arrays as from ``read_image``, or paths)."""
+    """Register ``moving_img`` onto ``fixed_img`` (arrays as from ``read_image``, or paths).
+
+    When the fine stage runs (``config.refine``, after a successful coarse estimate) and its
+    refit is accepted, the result describes the refined fit: ``matches`` are the refined
+    correspondences (confidence = NCC peak), ``selected`` is all of them, ``inliers`` /
+    ``residuals`` / ``threshold_px`` belong to the refit, so ``reestimate`` refits those same
+    correspondences. When it is rejected the coarse result stands unchanged.
+    ``timings["refine"]`` is recorded whenever the fine stage runs.
+    """
     mode = Mode(mode)
     _check_transform(transform)
     matcher = matcher if matcher is not None else get_matcher("default")
@@ -87,8 +101,19 @@ def register(fixed_img: np.ndarray | str | os.PathLike, moving_img: np.ndarray |
     t = time.perf_counter()
     threshold = config.ransac_threshold_px * float(np.mean(fixed.scale))
     est = _estimate_selected(matches, selected, transform, threshold, config)
-    res = _residuals_or_nan(est, matches, selected)
     timings["estimate"] = time.perf_counter() - t
+
+    if config.refine is not None and est.ok:
+        t = time.perf_counter()
+        fine = _refine(fixed_arr, moving_arr, mode, est.matrix, transform, config.refine,
+                       (fixed, moving) if matcher.working_side == config.refine.working_side
+                       else None)
+        if fine.accepted:
+            matches, selected = fine.matches, np.arange(len(fine.matches))
+            est = Estimate(transform, fine.matrix, fine.inliers, "ok")
+            threshold = fine.threshold_px
+        timings["refine"] = time.perf_counter() - t
+    res = _residuals_or_nan(est, matches, selected)
     timings["total"] = time.perf_counter() - t0
     return RegistrationResult(
         mode=mode.value, matcher=matcher.name, transform_type=transform, matrix=est.matrix,
@@ -97,9 +122,19 @@ def register(fixed_img: np.ndarray | str | os.PathLike, moving_img: np.ndarray |
         moving_shape=tuple(moving_arr.shape[:2]), threshold_px=threshold)
 
 
+def _refine(fixed_arr: np.ndarray, moving_arr: np.ndarray, mode: Mode, matrix: np.ndarray,
+            transform: str, config: RefineConfig,
+            prepared: tuple[PreparedImage, PreparedImage] | None) -> Refinement:
+    """The fine stage, preparing both images at its own resolution unless given them."""
+    fixed, moving = prepared or (prepare(fixed_arr, mode.fixed_modality, config.working_side),
+                                 prepare(moving_arr, mode.moving_modality, config.working_side))
+    return refine(fixed, moving, matrix, transform, config)
+
+
 def reestimate(result: RegistrationResult, transform_type: str,
                config: RegistrationConfig = RegistrationConfig()) -> RegistrationResult:
-    """Fit another transform type to the same selected matches (no re-matching)."""
+    """Fit another transform type to the same selected matches (no re-matching; after an
+    accepted refinement these are the refined correspondences)."""
     _check_transform(transform_type)
     t = time.perf_counter()
     est = _estimate_selected(result.matches, result.selected, transform_type,

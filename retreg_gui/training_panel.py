@@ -98,6 +98,7 @@ class TrainingPanel(QtWidgets.QWidget):
         self.lr.setRange(1e-6, 1.0)
         self.lr.setSingleStep(1e-4)
         self.lr.setValue(1e-3)
+        self.val_pairs = self._spin(1, 100, 8)
         self.resume = QtWidgets.QCheckBox("Resume from the last checkpoint in the output folder")
 
         form = QtWidgets.QFormLayout()
@@ -108,6 +109,7 @@ class TrainingPanel(QtWidgets.QWidget):
             "real": self._add_row(form, "Real pairs", self.real_dir[2]),
         }
         self._add_row(form, "Start weights", self.base_weights[2])
+        self.base_weights[0].setToolTip("Pretraining loads only the backbone from these weights")
         self._add_row(form, "Modes", mode_row)
         self._add_row(form, "Image size", self.size)
         self._add_row(form, "Batch size", self.batch)
@@ -115,6 +117,7 @@ class TrainingPanel(QtWidgets.QWidget):
         self._add_row(form, "Epochs", self.epochs)
         self._add_row(form, "Time limit (min)", self.minutes)
         self._add_row(form, "Learning rate", self.lr)
+        self._add_row(form, "Validation pairs/mode", self.val_pairs)
         self._add_row(form, "Output", self.out_dir[2])
         form.addRow(self.resume)
 
@@ -200,12 +203,116 @@ class TrainingPanel(QtWidgets.QWidget):
     def running(self) -> bool:
         return self.thread is not None
 
+    def checkpoint(self) -> Path:
+        """Where a run in the output folder leaves its resumable checkpoint."""
+        return Path(self.out_dir[0].text()) / "checkpoints" / "last.ckpt"
+
     def build_config(self):
         """The training config from the form (raises ValueError with a reason)."""
-        raise NotImplementedError
+        from training.config import DataConfig, OptimConfig, TrainConfig
+
+        modes = [m for m, cb in self.modes.items() if cb.isChecked()]
+        if not modes:
+            raise ValueError("choose at least one mode to train")
+        out = self.out_dir[0].text().strip()
+        if not out:
+            raise ValueError("choose an output folder")
+        init = self.base_weights[0].text().strip() or None
+        if init and not Path(init).is_file():
+            raise ValueError(f"start weights {init} do not exist")
+        data = DataConfig(modes=modes, root=self.data_dir[0].text().strip() or None,
+                          n_synth_cases=self.n_cases.value(), size=self.size.value(),
+                          batch_size=self.batch.value(), num_workers=0,
+                          val_pairs_per_mode=self.val_pairs.value())
+        return TrainConfig(name=Path(out).name or "retreg_loftr", out_dir=out,
+                           max_epochs=self.epochs.value(), steps_per_epoch=self.steps.value(),
+                           max_minutes=self.minutes.value() or None,
+                           val_every_epochs=max(1, min(5, self.epochs.value())),
+                           init_backbone=init, torch_threads=1, data=data,
+                           optim=OptimConfig(lr=self.lr.value()))
+
+    def _train_function(self):
+        if self.kind.currentData() == PRETRAIN:
+            from training.api import train
+
+            return train
+        from training.finetune import finetune
+
+        return finetune
 
     def start(self) -> None:
-        raise NotImplementedError
+        if self.running:
+            return
+        try:
+            config = self.build_config()
+            train_fn = self._train_function()
+        except (ValueError, ImportError) as exc:
+            show_error(self, "Cannot start training", str(exc))
+            return
+        kwargs = {}
+        if self.resume.isChecked():
+            if not self.checkpoint().is_file():
+                show_error(self, "Cannot resume", f"No checkpoint at {self.checkpoint()}: start "
+                           "a new run, or choose the output folder of the run to resume.")
+                return
+            kwargs["resume"] = str(self.checkpoint())
+        self.loss_plot.clear_curves()
+        self.metric_plot.clear_curves()
+        self.progress.setRange(0, config.max_epochs * config.steps_per_epoch)
+        self.progress.setValue(0)
+        self.thread, self.worker = start_training(train_fn, config, kwargs, self)
+        self.worker.progress.connect(self.on_progress)
+        self.worker.finished.connect(self.on_finished)
+        self.worker.failed.connect(self.on_failed)
+        self.thread.finished.connect(self._on_thread_finished)
+        self._t0 = time.perf_counter()
+        self.status.setText("Starting (preparing data)…")
+        self.start_btn.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        self.thread.start()
+
+    @QtCore.Slot(int, int, object)
+    def on_progress(self, step: int, total: int, metrics: dict) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(min(step, total))
+        for name, value in metrics.items():
+            if name.startswith(("sched/", "lr")):
+                continue
+            plot = self.loss_plot if "loss" in name and not name.startswith("val") \
+                else self.metric_plot
+            plot.add(name, step, float(value))
+        elapsed = time.perf_counter() - self._t0
+        eta = elapsed / step * (total - step) if step else math.nan
+        loss = next((v for k, v in metrics.items() if "loss" in k), None)
+        self.status.setText(f"Step {step}/{total}"
+                            + (f", loss {loss:.4f}" if loss is not None else "")
+                            + (f", about {eta / 60:.1f} min left" if math.isfinite(eta) else ""))
+
+    @QtCore.Slot(object)
+    def on_finished(self, result) -> None:
+        state = "cancelled" if getattr(result, "cancelled", False) else "done"
+        weights = getattr(result, "weights", None)
+        text = (f"{'Cancelled' if state == 'cancelled' else 'Finished'} after "
+                f"{result.steps} steps ({result.minutes:.1f} min).")
+        if state == "cancelled":
+            text += f" Resume from {self.checkpoint()} with the checkbox above."
+        self.status.setText(text + (f" Weights: {weights}" if weights else ""))
+        self.run_finished.emit(state)
+        if weights:
+            self.weights_ready.emit(str(weights))
+
+    @QtCore.Slot(str, str)
+    def on_failed(self, message: str, details: str) -> None:
+        self.status.setText(f"Failed: {message}")
+        self.run_finished.emit("failed")
+        show_error(self, "Training failed", message, details)
+
+    @QtCore.Slot()
+    def _on_thread_finished(self) -> None:
+        self.thread.deleteLater()
+        self.thread, self.worker = None, None
+        self.start_btn.setEnabled(True)
+        self.cancel_btn.setEnabled(False)
 
     def cancel(self) -> None:
         if self.worker is not None:

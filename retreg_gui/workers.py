@@ -102,33 +102,32 @@ class RegisterRunner(QtCore.QObject):
 
 
 class TrainWorker(QtCore.QObject):
-    """Runs ``train_fn(config, progress, cancel)`` (``training.api.train`` or
-    ``training.finetune.finetune``) with one torch thread so the app stays responsive."""
+    """Runs ``train_fn(config, progress, cancel, **kwargs)`` (``training.api.train`` or
+    ``training.finetune.finetune``); cancel is a flag the run polls after every step."""
 
-    progress = QtCore.Signal(object)
+    progress = QtCore.Signal(int, int, object)  # step, total, metrics
     finished = QtCore.Signal(object)
     failed = QtCore.Signal(str, str)
 
-    def __init__(self, train_fn: Callable, config: Any) -> None:
+    def __init__(self, train_fn: Callable, config: Any, kwargs: dict | None = None) -> None:
         super().__init__()
-        self.train_fn, self.config = train_fn, config
+        self.train_fn, self.config, self.kwargs = train_fn, config, dict(kwargs or {})
         self._cancel = threading.Event()
 
     def cancel(self) -> None:
         self._cancel.set()
 
-    def is_cancelled(self) -> bool:
-        return self._cancel.is_set()
+    def _report(self, step: int, total: int, metrics: dict) -> None:
+        self.progress.emit(int(step), int(total), dict(metrics))
 
     @QtCore.Slot()
     def run(self) -> None:
         import torch
 
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        threads = torch.get_num_threads()  # training sets the process-wide count; restore it
         try:
-            result = self.train_fn(self.config, progress=self.progress.emit,
-                                   cancel=self._cancel.is_set)
+            result = self.train_fn(self.config, progress=self._report,
+                                   cancel=self._cancel.is_set, **self.kwargs)
         except Exception as exc:
             self.failed.emit(user_message(exc), traceback.format_exc())
             return
@@ -137,13 +136,13 @@ class TrainWorker(QtCore.QObject):
         self.finished.emit(result)
 
 
-def start_training(train_fn: Callable, config: Any, parent: QtCore.QObject
-                   ) -> tuple[QtCore.QThread, TrainWorker]:
+def start_training(train_fn: Callable, config: Any, kwargs: dict | None,
+                   parent: QtCore.QObject) -> tuple[QtCore.QThread, TrainWorker]:
     """A thread (not yet started) that runs a ``TrainWorker`` and quits when it ends; the
     caller connects the worker's signals to GUI-thread slots, then starts the thread."""
     thread = QtCore.QThread(parent)
     thread.setObjectName("retreg-train")
-    worker = TrainWorker(train_fn, config)
+    worker = TrainWorker(train_fn, config, kwargs)
     worker.moveToThread(thread)
     thread.started.connect(worker.run)
     worker.finished.connect(thread.quit)

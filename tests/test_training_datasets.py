@@ -247,6 +247,17 @@ def test_keypoint_side_file_is_rescaled_to_the_training_size(tmp_path):
     assert np.isin(np.round(got[:, 0], 3), np.round(expect[:, 0], 3)).all()
 
 
+def test_non_square_cases_are_letterboxed_with_the_padding_marked_invalid(tmp_path):
+    c = _fake_case(2)
+    _write_case(tmp_path, "wide", {"1_cf_512.png": c["cf"][16:112], "1_fa.png": c["fa"][16:112]})
+    cases, _ = scan_cases(tmp_path, "cffa")
+    assert cases[0].shape == (96, 128)
+    item = AffinePairDataset(cases, "cffa", size=64)[0]
+    assert item["image0"].shape == (2, 64, 64)
+    assert not item["mask0"][48:].any() and item["mask0"][:48].mean() > 0.5
+    assert (item["image0"][:, 48:] == 0).all()
+
+
 def test_synthetic_source_renders_on_the_fly_with_the_generator_keys(monkeypatch):
     import training.synth as synth
 

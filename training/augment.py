@@ -74,22 +74,25 @@ def photometric(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig,
     """
     if strength <= 0:
         return img
-    peak = float(np.iinfo(img.dtype).max)
+    peak = np.iinfo(img.dtype).max
+    # gamma, contrast and brightness are per-level, so they go into one look-up table
     g_lo, g_hi = cfg.gamma_range
     gamma = float(np.exp(strength * rng.uniform(np.log(g_lo), np.log(g_hi))))
-    if img.dtype == np.uint8:  # a 256-entry table is much cheaper than a per-pixel power
-        x = (np.power(np.arange(256, dtype=np.float32) / peak, gamma))[img]
-    else:
-        x = np.power(img.astype(np.float32) / peak, gamma)
+    table = np.power(np.arange(peak + 1, dtype=np.float32) / peak, gamma)
+    mean = float(np.bincount(img.ravel(), minlength=peak + 1) @ table) / img.size
     contrast = 1.0 + strength * (rng.uniform(*cfg.contrast_range) - 1.0)
-    mean = float(x.mean())
-    x = (x - mean) * contrast + mean + strength * rng.uniform(-cfg.brightness, cfg.brightness)
+    table = (table - mean) * contrast + mean + strength * rng.uniform(-cfg.brightness, cfg.brightness)
+    x = cv2.LUT(img, table) if img.dtype == np.uint8 else table[img]
     if rng.random() < cfg.blur_p:
         sigma = strength * rng.uniform(0.3, cfg.blur_sigma_max)
         if sigma > 0.1:
             x = cv2.GaussianBlur(x, (0, 0), sigma)
     std = strength * rng.uniform(0.0, cfg.noise_std_max)
     if std > 0:
-        noise = std * rng.standard_normal(size=x.shape[:2], dtype=np.float32)
-        x += noise[..., None] if x.ndim == 3 else noise  # one plane: only one channel is used
-    return np.round(np.clip(x, 0.0, 1.0) * peak).astype(img.dtype)
+        # OpenCV's generator, seeded from ``rng`` (so still deterministic), is ~7x faster than
+        # numpy's normal sampler; one plane for all channels (only one channel is used anyway)
+        cv2.setRNGSeed(int(rng.integers(2**31)))
+        noise = np.empty(x.shape[:2], np.float32)
+        cv2.randn(noise, 0.0, std)
+        x += noise[..., None] if x.ndim == 3 else noise
+    return np.rint(np.clip(x, 0.0, 1.0) * peak).astype(img.dtype)

@@ -389,8 +389,8 @@ class AffinePairDataset(torch.utils.data.Dataset):
         """Up to MAX_KEYPOINTS keypoints valid in both images, zero-padded, with a valid flag."""
         h, w = mask1.shape
         p1 = apply_transform(T, pts)
-        xi0, yi0 = np.rint(pts).astype(np.int64).T if len(pts) else (np.zeros(0, int),) * 2
-        xi1, yi1 = np.rint(p1).astype(np.int64).T if len(pts) else (np.zeros(0, int),) * 2
+        xi0, yi0 = np.rint(pts).astype(np.int64).T
+        xi1, yi1 = np.rint(p1).astype(np.int64).T
         ok = ((xi0 >= 0) & (xi0 < w) & (yi0 >= 0) & (yi0 < h)
               & (xi1 >= 0) & (xi1 < w) & (yi1 >= 0) & (yi1 < h))
         ok[ok] = mask0[yi0[ok], xi0[ok]] & mask1[yi1[ok], xi1[ok]]

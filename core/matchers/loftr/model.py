@@ -23,8 +23,8 @@ class LoftrConfig:
 
     channels: tuple[str, ...] = ("vessels",)
     working_side: int = 256  # FOV bounding-box side (px) at which the model sees images
-    initial_dim: int = 32
-    block_dims: tuple[int, int, int] = (32, 64, 128)
+    initial_dim: int = 16  # 1/2-resolution layers dominate CPU cost: keep them narrow
+    block_dims: tuple[int, int, int] = (16, 32, 128)
     nhead: int = 4
     n_layers: int = 2  # self+cross pairs
     temperature: float = 0.1
