@@ -11,17 +11,11 @@ import numpy as np
 
 # Which way vessels go in each modality: +1 bright vessels on darker background, -1 dark vessels.
 POLARITY = {"cf": -1.0, "oct": -1.0, "fa": 1.0, "octa": 1.0}
-# Gaussian scales (px) for an image whose FOV spans REFERENCE_SIDE px; scaled with the FOV size.
+# Gaussian scales (px) for a working image of REFERENCE_SIDE px (``prepare`` has normalised the
+# pixel scale, so vessel widths in pixels are known up to this factor).
 BASE_SIGMAS = (1.5, 2.5, 4.0)
 REFERENCE_SIDE = 512
 NORM_PERCENTILE = 99.0
-
-
-def _fov_side(shape: tuple[int, int], fov: np.ndarray | None) -> int:
-    if fov is None or not fov.any():
-        return max(shape)
-    ys, xs = np.nonzero(fov)
-    return int(max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1))
 
 
 def _ridge(img: np.ndarray, sigma: float, polarity: float) -> np.ndarray:
@@ -39,15 +33,22 @@ def _ridge(img: np.ndarray, sigma: float, polarity: float) -> np.ndarray:
     return np.maximum(lam, 0.0) * (sigma * sigma)
 
 
-def vessel_map(gray01: np.ndarray, modality: str, fov: np.ndarray | None = None) -> np.ndarray:
-    """float32 HxW in [0, 1]; 1 = strong vessel. ``fov`` (bool) suppresses the FOV border."""
+def vessel_map(gray01: np.ndarray, modality: str, fov: np.ndarray | None = None,
+               working_side: int | None = None) -> np.ndarray:
+    """float32 HxW in [0, 1]; 1 = strong vessel. ``fov`` (bool) suppresses the FOV border.
+
+    ``working_side`` is the side the image's pixel scale was normalised to (``prepare``'s
+    argument; defaults to the image's longest side, which is right for square training frames).
+    It sets the filter scales; deriving them from the FOV instead would make them wrong for
+    small rectangular fields such as an OCT en-face window inside a fundus-sized frame.
+    """
     if modality not in POLARITY:
         raise ValueError(f"unknown modality {modality!r}; expected one of {sorted(POLARITY)}")
     img = np.asarray(gray01, dtype=np.float32)
     if fov is not None and fov.any() and not fov.all():
         img = img.copy()
         img[~fov] = float(img[fov].mean())  # flatten outside so the FOV rim is no "vessel"
-    k = _fov_side(img.shape, fov) / REFERENCE_SIDE
+    k = (working_side or max(img.shape)) / REFERENCE_SIDE
     resp = np.zeros_like(img)
     for s in BASE_SIGMAS:
         np.maximum(resp, _ridge(img, s * k, POLARITY[modality]), out=resp)

@@ -80,3 +80,21 @@ def test_hopeless_start_is_rejected_and_keeps_the_input(cf_fa_pair):
     out = refine(fixed, moving, start, "homography", RefineConfig(working_side=SIZE))
     assert not out.accepted and out.reason
     np.testing.assert_array_equal(out.matrix, start)
+
+
+def test_register_reports_the_refined_fit_and_reestimate_reuses_it(cf_fa_pair):
+    from core.matchers import get_matcher
+    from core.pipeline import RegistrationConfig, reestimate, register
+
+    fixed, moving, truth = cf_fa_pair
+    args = (fixed.original, moving.original, "cffa", get_matcher("classical"), "homography")
+    coarse = register(*args, config=RegistrationConfig(refine=None))
+    fine = register(*args)
+    assert "refine" not in coarse.timings and "refine" in fine.timings
+    assert fine.ok and len(fine.matches) != len(coarse.matches)  # the refined correspondences
+    assert len(fine.selected) == len(fine.matches) == len(fine.residuals)
+    assert np.nanmedian(fine.residuals[fine.inliers]) < 1.0
+    assert mean_corner_error(fine.matrix, truth, SIZE, SIZE) < 1.0
+    again = reestimate(fine, "homography")
+    assert again.matches is fine.matches
+    assert mean_corner_error(again.matrix, truth, SIZE, SIZE) < 1.0
