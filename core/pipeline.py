@@ -41,6 +41,7 @@ class RegistrationConfig:
     min_inliers: int = 6
     confidence: float = 0.999
     max_iters: int = 10000
+    polish: bool = True  # least-squares refit on the USAC inliers (see core.estimation.estimate)
     refine: RefineConfig | None = RefineConfig()
 
 
@@ -64,7 +65,8 @@ def _estimate_selected(matches: Matches, selected: np.ndarray, transform_type: s
                        threshold_px: float, config: RegistrationConfig) -> Estimate:
     return estimate(matches.kpts_moving[selected], matches.kpts_fixed[selected], transform_type,
                     threshold_px=threshold_px, confidence=config.confidence,
-                    max_iters=config.max_iters, min_inliers=config.min_inliers)
+                    max_iters=config.max_iters, min_inliers=config.min_inliers,
+                    polish=config.polish)
 
 
 def register(fixed_img: np.ndarray | str | os.PathLike, moving_img: np.ndarray | str | os.PathLike,

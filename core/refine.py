@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from core.estimation import apply, estimate, fit_least_squares, implausibility
+from core.estimation import apply, estimate
 from core.types import Matches, PreparedImage
 
 
@@ -170,13 +170,8 @@ def _refit(cand: Matches, transform_type: str, threshold: float, config: RefineC
            ) -> tuple[np.ndarray | None, np.ndarray, str]:
     """USAC outlier cut, then least squares on the inliers: (matrix or None, inliers, why not)."""
     est = estimate(cand.kpts_moving, cand.kpts_fixed, transform_type, threshold_px=threshold,
-                   min_inliers=config.min_inliers)
-    if not est.ok:
-        return None, est.inliers, f"refit failed: {est.reason}"
-    src, dst = cand.kpts_moving[est.inliers], cand.kpts_fixed[est.inliers]
-    matrix = fit_least_squares(src, dst, transform_type)
-    why = implausibility(matrix, src)
-    return (None, est.inliers, f"refit failed: {why}") if why else (matrix, est.inliers, "")
+                   min_inliers=config.min_inliers, polish=True)
+    return (est.matrix, est.inliers, "" if est.ok else f"refit failed: {est.reason}")
 
 
 def _rejection(matrix: np.ndarray, inliers: np.ndarray, cand: Matches, n_tried: int,

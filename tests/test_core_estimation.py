@@ -103,3 +103,14 @@ def test_spatial_binning_keeps_top_k_per_cell_by_confidence():
         assert set(best) == set(idx[cells[idx] == c])
     assert np.all(np.diff(idx) > 0)
     assert len(spatial_binning(Matches.empty(), (10, 10))) == 0
+
+
+@pytest.mark.parametrize("transform_type", list(TRUTH))
+def test_polish_is_the_least_squares_fit_of_the_usac_inliers(transform_type):
+    moving, fixed, _ = _correspondences(TRUTH[transform_type], noise=2.0, seed=3)
+    est = estimate(moving, fixed, transform_type, threshold_px=8.0, polish=True)
+    assert est.ok
+    expected = fit_least_squares(moving[est.inliers], fixed[est.inliers], transform_type)
+    np.testing.assert_allclose(est.matrix / est.matrix[2, 2], expected / expected[2, 2],
+                               rtol=1e-6, atol=1e-6)
+    assert _corner_error(est.matrix, TRUTH[transform_type]) < 3.0

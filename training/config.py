@@ -10,6 +10,7 @@ import yaml
 from core.matchers.loftr.model import LoftrConfig
 from core.types import Mode
 
+CROSS_MODAL_MODES = ("cffa", "cfoct", "octfa", "cfocta")
 VALIDATION_SEED_START = 10_000_000  # held-out synthetic seeds: never used for training
 
 
@@ -18,7 +19,7 @@ class DataConfig:
     """``root``: pre-rendered case folders (``retreg synth``); None renders cases on the fly
     from seeds ``seed_start`` .. ``seed_start + n_synth_cases - 1``."""
 
-    modes: list[str] = field(default_factory=lambda: [m.value for m in Mode])
+    modes: list[str] = field(default_factory=lambda: list(CROSS_MODAL_MODES))
     root: str | None = None
     n_synth_cases: int = 200
     seed_start: int = 0
