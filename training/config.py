@@ -28,7 +28,6 @@ class DataConfig:
     num_workers: int = 1
     cache_limit: int = 64
     val_pairs_per_mode: int = 8
-    val_size: int = 512  # validation renders; registration runs at the model's working side
 
 
 @dataclass

@@ -26,13 +26,15 @@ from torch.utils.data import ConcatDataset, DataLoader, WeightedRandomSampler
 from core.annotations import sha256_file
 from core.errors import DatasetError
 from core.io import read_image
+from core.matchers.loftr import LoftrMatcher
 from core.matchers.loftr.model import COARSE_STRIDE, RetRegLoFTR
 from core.matchers.loftr.weights import card_path, load_model, save_weights
 from core.metrics import Summary, Thresholds, control_point_errors, classify, summarise
+from core.modality import prepare
 from core.pipeline import register
 from core.provenance import run_record
 from core.representation import model_input
-from core.types import TRANSFORM_TYPES, Matches, Mode, PreparedImage
+from core.types import TRANSFORM_TYPES, Mode, PreparedImage
 from training.augment import AugmentConfig
 from training.callbacks import ProgressFn, ProgressReporter
 from training.config import OptimConfig, TrainConfig, _build
@@ -43,12 +45,15 @@ from training.module import LoftrLightning
 from training.realpairs import (AnchoredItems, HCheck, RealPair, RealPairSource, load_realpairs,
                                 split_by_image)
 
+HIT_CELLS = 1.5  # an annotated point is 'matched' when the coarse match is this close
+
 
 # ---------------------------------------------------------------- configuration
 
 @dataclass
 class FinetuneData:
-    """``size`` None = the model's working side (real pairs are prepared at that scale)."""
+    """``size`` None = the model's working side rounded up to a multiple of 8 (real pairs are
+    prepared at the working scale, so the FOV fills the frame as at inference)."""
 
     size: int | None = None
     batch_size: int = 4
@@ -128,30 +133,11 @@ def load_finetune_config(path: str | Path) -> FinetuneConfig:
 
 # ---------------------------------------------------------------- held-out evaluation
 
-class ModelMatcher:
-    """A ``core.matchers.base.Matcher`` over an in-memory model, so the held-out pairs go
-    through the same ``core.pipeline.register`` as the product while the weights change."""
-
-    name = "loftr"
-
-    def __init__(self, model: RetRegLoFTR):
-        self.model = model
-        self.working_side = model.config.working_side
-
-    def _tensors(self, img: PreparedImage) -> tuple[torch.Tensor, torch.Tensor]:
-        x = model_input(img, channels=self.model.config.channels)
-        h, w = x.shape[1:]
-        ph, pw = -h % COARSE_STRIDE, -w % COARSE_STRIDE  # the model needs multiples of 8
-        x = np.pad(x, ((0, 0), (0, ph), (0, pw)))
-        valid = np.pad(img.fov, ((0, ph), (0, pw)))
-        return torch.from_numpy(x)[None], torch.from_numpy(valid)[None]
-
-    def match(self, fixed: PreparedImage, moving: PreparedImage) -> Matches:
-        x0, v0 = self._tensors(fixed)
-        x1, v1 = self._tensors(moving)
-        out = self.model.match(x0, x1, v0, v1)
-        return Matches(fixed.to_full(out.kpts0.numpy()), moving.to_full(out.kpts1.numpy()),
-                       out.conf.numpy().clip(0.0, 1.0))
+def model_tensors(model: RetRegLoFTR, img: PreparedImage) -> torch.Tensor:
+    """(1, C, H8, W8) network input of a prepared image, zero-padded to multiples of 8."""
+    x = model_input(img, channels=model.config.channels)
+    h, w = x.shape[1:]
+    return torch.from_numpy(np.pad(x, ((0, 0), (0, -h % COARSE_STRIDE), (0, -w % COARSE_STRIDE))))[None]
 
 
 @dataclass
@@ -159,10 +145,18 @@ class HeldOutEval:
     results: list[PairResult]
     summary: Summary
     score: float  # mean capped control-point error, px (lower is better)
+    hit_rate: float  # share of annotated fixed points whose coarse match hits their partner
     table: str
 
+    def better_than(self, other: "HeldOutEval") -> bool:
+        """Lower score; at equal score (e.g. every pair still fails) more annotated points hit."""
+        if self.score != other.score:
+            return self.score < other.score
+        return self.hit_rate > other.hit_rate
+
     def to_json(self) -> dict:
-        return {"score_capped_mean_px": self.score, "mauc": self.summary.mauc,
+        return {"score_capped_mean_px": self.score, "anchor_hit_rate": self.hit_rate,
+                "mauc": self.summary.mauc,
                 "categories": {k: asdict(v) for k, v in self.summary.categories.items()},
                 "pairs": {r.pair.pair_id: {"outcome": r.outcome, "mean_px": _finite(r.errors.mean)}
                           for r in self.results}}
@@ -170,6 +164,25 @@ class HeldOutEval:
 
 def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
+
+
+def anchor_hits(model: RetRegLoFTR, pair: RealPair, fixed: np.ndarray,
+                moving: np.ndarray) -> np.ndarray:
+    """(N,) bool per annotated point: does the best coarse match of the cell holding the fixed
+    point land within ``HIT_CELLS`` cells of the annotated moving point (working pixels)?
+    Unlike a registration this still moves when the model is too weak to register at all."""
+    side = model.config.working_side
+    pf = prepare(fixed, pair.mode.fixed_modality, side)
+    pm = prepare(moving, pair.mode.moving_modality, side)
+    x0, x1 = model_tensors(model, pf), model_tensors(model, pm)
+    with torch.no_grad():
+        log_conf = model.forward_coarse(x0, x1).log_conf[0]
+    w0, w1 = x0.shape[3] // COARSE_STRIDE, x1.shape[3] // COARSE_STRIDE
+    p0 = np.clip(np.floor((pf.to_work(pair.fixed_pts) + 0.5) / COARSE_STRIDE).astype(int), 0,
+                 [w0 - 1, x0.shape[2] // COARSE_STRIDE - 1])
+    j = log_conf[p0[:, 1] * w0 + p0[:, 0]].argmax(1).numpy()
+    centre = (np.c_[j % w1, j // w1] + 0.5) * COARSE_STRIDE - 0.5
+    return np.linalg.norm(centre - pm.to_work(pair.moving_pts), axis=1) < HIT_CELLS * COARSE_STRIDE
 
 
 class HeldOutEvaluator:
@@ -185,9 +198,8 @@ class HeldOutEvaluator:
 
     def __call__(self, model: RetRegLoFTR) -> HeldOutEval:
         was_training = model.training
-        model.eval()
-        matcher = ModelMatcher(model)
-        results = []
+        matcher = LoftrMatcher(model)  # the product's matcher (rotation hypotheses included)
+        results, hits = [], []
         for pair, (fixed, moving) in zip(self.pairs, self._images):
             t0 = time.perf_counter()
             res = register(fixed, moving, pair.mode, matcher=matcher, transform=self.cfg.transform)
@@ -197,12 +209,15 @@ class HeldOutEvaluator:
             ep = EvalPair(pair.pair_id, pair.mode.value, pair.fixed_path, pair.moving_path,
                           pair.fixed_path.parent / "annotation.json")
             results.append(PairResult(ep, res, errs, classify(errs, self.thresholds), seconds))
+            hits.append(anchor_hits(model, pair, fixed, moving))
         model.train(was_training)
         summary = summarise([r.pair.category for r in results], [r.errors for r in results],
                             self.thresholds)
         score = float(np.mean([min(r.errors.mean, self.cfg.cap_px) for r in results]))
-        return HeldOutEval(results, summary, score,
-                           format_table(summary, results, self.thresholds))
+        hit_rate = float(np.mean(np.concatenate(hits)))
+        table = (format_table(summary, results, self.thresholds)
+                 + f"\nannotated points matched within {HIT_CELLS} cells: {100 * hit_rate:.1f}%")
+        return HeldOutEval(results, summary, score, hit_rate, table)
 
 
 # ---------------------------------------------------------------- training data and step
@@ -214,7 +229,7 @@ def build_hybrid_data(cfg: FinetuneConfig, pairs: Sequence[RealPair], channels: 
     items with probability ``real_fraction``. Every index has its own augmentation, so the
     datasets are sized to the draws of the whole run."""
     d = cfg.data
-    size = d.size or working_side
+    size = d.size or -(-working_side // COARSE_STRIDE) * COARSE_STRIDE
     parts, weights = [], []
     by_mode: dict[Mode, list[RealPair]] = {}
     for p in pairs:
@@ -278,15 +293,18 @@ class BestOnHeldOut(Callback):
         self.best, self.best_step, self.last_step = before, 0, 0
         self.best_state = copy.deepcopy(model.state_dict())
         self.last = before
-        self.history: list[dict] = [{"step": 0, "score": before.score, "mauc": before.summary.mauc}]
+        self.history: list[dict] = [self._row(0, before)]
         self._bad = 0
+
+    @staticmethod
+    def _row(step: int, ev: HeldOutEval) -> dict:
+        return {"step": step, "score": ev.score, "hit_rate": ev.hit_rate, "mauc": ev.summary.mauc}
 
     def check(self, trainer: pl.Trainer, model: RetRegLoFTR) -> None:
         ev = self.evaluate(model)
         self.last, self.last_step = ev, trainer.global_step
-        self.history.append({"step": trainer.global_step, "score": ev.score,
-                             "mauc": ev.summary.mauc})
-        if ev.score < self.best.score:
+        self.history.append(self._row(trainer.global_step, ev))
+        if ev.better_than(self.best):
             self.best, self.best_step, self._bad = ev, trainer.global_step, 0
             self.best_state = copy.deepcopy(model.state_dict())
         else:
@@ -318,7 +336,7 @@ class FinetuneResult:
 
     @property
     def improved(self) -> bool:
-        return self.after.score < self.before.score
+        return self.after.better_than(self.before)
 
 
 def _as_config(config: FinetuneConfig | dict | str | Path) -> FinetuneConfig:

@@ -145,13 +145,14 @@ def load_realpairs(root: str | Path, working_side: int, check: HCheck = HCheck()
     return pairs, rejected
 
 
-def image_groups(pairs: Sequence[RealPair]) -> np.ndarray:
-    """(len(pairs),) group label: pairs linked through any shared image get the same label."""
-    ids = sorted({i for p in pairs for i in p.image_ids})
+def image_groups(image_ids: Sequence[tuple[str, str]]) -> np.ndarray:
+    """(len(image_ids),) group label per pair of image ids (e.g. SHA-256): pairs linked
+    through any shared image, directly or along a chain, get the same label."""
+    ids = sorted({i for pair in image_ids for i in pair})
     index = {i: k for k, i in enumerate(ids)}
-    a = [index[p.image_ids[0]] for p in pairs]
-    b = [index[p.image_ids[1]] for p in pairs]
-    graph = coo_matrix((np.ones(len(pairs)), (a, b)), shape=(len(ids), len(ids)))
+    a = [index[f] for f, _ in image_ids]
+    b = [index[m] for _, m in image_ids]
+    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(len(ids), len(ids)))
     _, labels = connected_components(graph, directed=False)
     return labels[a]
 
@@ -162,7 +163,7 @@ def split_by_image(pairs: Sequence[RealPair], heldout_fraction: float, seed: int
     pairs are held out, both sides non-empty."""
     if not 0.0 < heldout_fraction < 1.0:
         raise ValueError(f"heldout_fraction must be in (0, 1), got {heldout_fraction}")
-    labels = image_groups(pairs)
+    labels = image_groups([p.image_ids for p in pairs])
     groups = np.unique(labels)
     if len(groups) < 2:
         raise DatasetError(f"all {len(pairs)} pairs share images: no pair can be held out "
@@ -307,9 +308,6 @@ class AnchoredItems(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.dataset)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.dataset.set_epoch(epoch)
 
     def __getitem__(self, index: int) -> dict:
         item = self.dataset[index]

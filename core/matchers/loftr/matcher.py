@@ -1,0 +1,136 @@
+"""``LoftrMatcher``: the learned cross-modal matcher behind the ``Matcher`` protocol.
+
+It feeds the network exactly the representation it was trained on (``core.representation``)
+at its trained pixel scale, and registers pairs the network alone would not:
+- rotation hypotheses: the moving image is also tried turned by 180, 90 and 270 degrees
+  (training covers +-90 degrees, real pairs can differ by more);
+- a scale hypothesis: ``prepare`` normalises each image by its own field of view, which is wrong
+  when the moving modality covers a smaller field at the same pixel pitch (OCT en-face, FA in
+  the clinic's 512 px exports); the moving image is also tried at the fixed image's pitch.
+Hypotheses are scored by the RANSAC inlier count (``core.estimation``) and tried only until
+one is convincing, so an ordinary pair costs one network pass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from core.estimation import estimate
+from core.representation import model_input
+from core.selection import spatial_binning
+from core.types import Matches, PreparedImage
+from core.vessels import vessel_map
+
+from .model import COARSE_STRIDE, RetRegLoFTR
+from .weights import load_model
+
+ROTATIONS = (0, 180, 90, 270)  # degrees counter-clockwise, in the order they are tried
+SCORE_THRESHOLD_PX = 3.0  # RANSAC inlier distance (working pixels) for scoring hypotheses
+SCALE_TOLERANCE = 0.08  # a pitch hypothesis closer than this to the prepared scale is skipped
+
+
+@dataclass
+class _Scored:
+    matches: Matches
+    inliers: int
+    ratio: float
+
+
+def _padded(chw: np.ndarray, fov: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, C, H8, W8) input and (1, H8, W8) valid mask, zero-padded to multiples of 8."""
+    c, h, w = chw.shape
+    h8, w8 = -(-h // COARSE_STRIDE) * COARSE_STRIDE, -(-w // COARSE_STRIDE) * COARSE_STRIDE
+    img = np.zeros((c, h8, w8), np.float32)
+    img[:, :h, :w] = chw
+    valid = np.zeros((h8, w8), bool)
+    valid[:h, :w] = fov
+    return torch.from_numpy(img)[None], torch.from_numpy(valid)[None]
+
+
+def _rotate_points_back(pts: np.ndarray, k: int, w: int, h: int) -> np.ndarray:
+    """Points in ``np.rot90(img, k)`` (img is h x w) -> points in ``img``."""
+    x, y = pts[:, 0], pts[:, 1]
+    k %= 4
+    if k == 0:
+        return pts
+    if k == 1:  # rot90 ccw: (x, y) -> (y, w-1-x)
+        return np.stack([w - 1 - y, x], 1)
+    if k == 2:
+        return np.stack([w - 1 - x, h - 1 - y], 1)
+    return np.stack([y, h - 1 - x], 1)
+
+
+def at_pitch(moving: PreparedImage, scale: tuple[float, float]) -> PreparedImage:
+    """``moving`` re-sampled so one working pixel spans ``scale`` full-resolution pixels."""
+    h_full, w_full = moving.original.shape[:2]
+    wn, hn = max(8, round(w_full / scale[0])), max(8, round(h_full / scale[1]))
+    work = cv2.resize(moving.work, (wn, hn), interpolation=cv2.INTER_AREA
+                      if wn < moving.work.shape[1] else cv2.INTER_LINEAR)
+    fov = cv2.resize(moving.fov.astype(np.uint8), (wn, hn), interpolation=cv2.INTER_NEAREST) > 0
+    return replace(moving, work=work, fov=fov, vessels=vessel_map(work, moving.modality, fov),
+                   scale=(w_full / wn, h_full / hn))
+
+
+class LoftrMatcher:
+    """Matches in full-resolution coordinates with the coarse confidence in [0, 1]."""
+
+    name = "loftr"
+
+    def __init__(self, model: RetRegLoFTR, device: str = "cpu", accept_inliers: int = 24,
+                 accept_ratio: float = 0.3) -> None:
+        self.model = model.to(device).eval()
+        self.device = device
+        self.accept_inliers, self.accept_ratio = accept_inliers, accept_ratio
+        self.last_hypothesis: dict = {}
+
+    @classmethod
+    def from_weights(cls, path: str | Path, device: str = "cpu") -> "LoftrMatcher":
+        """Load safetensors weights (raises ``ModelLoadError`` with the reason)."""
+        return cls(load_model(path, device), device)
+
+    @property
+    def working_side(self) -> int:
+        return self.model.config.working_side
+
+    def _input(self, img: PreparedImage, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        chw = model_input(img, channels=self.model.config.channels)
+        chw = np.ascontiguousarray(np.rot90(chw, k, axes=(1, 2)))
+        fov = np.ascontiguousarray(np.rot90(img.fov, k))
+        x, v = _padded(chw, fov)
+        return x.to(self.device), v.to(self.device)
+
+    def _run(self, fixed: PreparedImage, x0: torch.Tensor, v0: torch.Tensor,
+             moving: PreparedImage, k: int) -> _Scored:
+        x1, v1 = self._input(moving, k)
+        out = self.model.match(x0, x1, v0, v1)
+        k0 = out.kpts0.cpu().numpy().astype(np.float64)
+        h1, w1 = moving.work.shape
+        k1 = _rotate_points_back(out.kpts1.cpu().numpy().astype(np.float64), k, w1, h1)
+        work_matches = Matches(k0, k1, out.conf.cpu().numpy())
+        keep = spatial_binning(work_matches, fixed.work_size)
+        est = estimate(k1[keep], k0[keep], "affine", threshold_px=SCORE_THRESHOLD_PX)
+        n_in = int(est.inliers.sum()) if est.matrix is not None else 0
+        full = Matches(fixed.to_full(k0), moving.to_full(k1), work_matches.confidence)
+        return _Scored(full, n_in, n_in / max(1, len(keep)))
+
+    def match(self, fixed: PreparedImage, moving: PreparedImage) -> Matches:
+        variants = [moving]
+        ratio = np.asarray(moving.scale) / np.asarray(fixed.scale)
+        if np.any(np.abs(ratio - 1.0) > SCALE_TOLERANCE):
+            variants.append(at_pitch(moving, fixed.scale))
+        x0, v0 = self._input(fixed, 0)
+        best, best_info = None, {}
+        for deg in ROTATIONS:
+            for vi, var in enumerate(variants):
+                scored = self._run(fixed, x0, v0, var, deg // 90)
+                if best is None or scored.inliers > best.inliers:
+                    best, best_info = scored, {"rotation_deg": deg, "pitch_variant": vi,
+                                               "inliers": scored.inliers}
+            if best.inliers >= self.accept_inliers and best.ratio >= self.accept_ratio:
+                break
+        self.last_hypothesis = best_info
+        return best.matches

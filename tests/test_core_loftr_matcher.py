@@ -1,0 +1,118 @@
+"""LoftrMatcher: the Matcher protocol over the learned model, coordinate mapping back to full
+resolution, and the rotation / pitch hypotheses."""
+import cv2
+import numpy as np
+import pytest
+
+from core.errors import ModelLoadError
+from core.matchers import DEFAULT_WEIGHTS, get_matcher
+from core.matchers.loftr import LoftrConfig, LoftrMatcher, RetRegLoFTR
+from core.matchers.loftr.matcher import ROTATIONS, _rotate_points_back, _Scored, at_pitch
+from core.matchers.loftr.weights import save_weights
+from core.metrics import mean_corner_error
+from core.modality import prepare
+from core.types import Matches
+
+TINY = LoftrConfig(channels=("vessels",), working_side=96, initial_dim=8, block_dims=(8, 16, 32),
+                   nhead=2, n_layers=1)
+
+
+def _fundus_like(size: int, seed: int = 0) -> np.ndarray:
+    """A gray disc with dark random vessels-like curves (uint8)."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((size, size), np.uint8)
+    cv2.circle(img, (size // 2, size // 2), int(size * 0.45), 170, -1)
+    for _ in range(15):
+        pts = rng.integers(size // 8, size * 7 // 8, size=(4, 2)).astype(np.int32)
+        cv2.polylines(img, [pts], False, 60, 2)
+    return img
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return save_weights(RetRegLoFTR(TINY), tmp_path_factory.mktemp("w") / "tiny.safetensors")
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+def test_points_in_a_rotated_image_map_back_to_the_original(k):
+    img = np.zeros((5, 7))
+    img[1, 4] = 1  # (x, y) = (4, 1)
+    rotated = np.rot90(img, k)
+    y, x = np.argwhere(rotated == 1)[0]
+    back = _rotate_points_back(np.array([[x, y]], float), k, 7, 5)
+    assert back.tolist() == [[4.0, 1.0]]
+
+
+def test_match_returns_full_resolution_matches_with_confidences(weights):
+    matcher = LoftrMatcher.from_weights(weights)
+    assert matcher.name == "loftr" and matcher.working_side == 96
+    fixed = prepare(_fundus_like(300, 1), "cf", matcher.working_side)
+    moving = prepare(_fundus_like(240, 2), "fa", matcher.working_side)
+    m = matcher.match(fixed, moving)
+    assert isinstance(m, Matches) and len(m) > 0
+    assert np.all((m.confidence >= 0) & (m.confidence <= 1))
+    assert m.kpts_fixed.max() < 300 and m.kpts_moving.max() < 240
+    assert m.kpts_fixed.min() > -1 and m.kpts_moving.min() > -1
+    assert matcher.last_hypothesis["rotation_deg"] in ROTATIONS
+
+
+def _record_runs(monkeypatch, matcher, inliers: int):
+    calls = []
+
+    def fake_run(fixed, x0, v0, moving, k):
+        calls.append((k, moving.scale))
+        return _Scored(Matches.empty(), inliers, 1.0)
+
+    monkeypatch.setattr(matcher, "_run", fake_run)
+    return calls
+
+
+def test_a_convincing_first_hypothesis_costs_one_pass(weights, monkeypatch):
+    matcher = LoftrMatcher.from_weights(weights)
+    calls = _record_runs(monkeypatch, matcher, inliers=100)
+    img = _fundus_like(200)
+    matcher.match(prepare(img, "cf", 96), prepare(img, "fa", 96))
+    assert [c[0] for c in calls] == [0]
+
+
+def test_unconvincing_pairs_try_every_rotation_and_the_fixed_pitch(weights, monkeypatch):
+    matcher = LoftrMatcher.from_weights(weights)
+    calls = _record_runs(monkeypatch, matcher, inliers=0)
+    fixed = prepare(_fundus_like(200), "cf", 96)
+    moving = prepare(_fundus_like(200)[50:150, 50:150], "oct", 96)  # smaller field, same pitch
+    matcher.match(fixed, moving)
+    assert sorted({c[0] for c in calls}) == [0, 1, 2, 3]
+    scales = sorted({c[1][0] for c in calls})
+    assert len(scales) == 2 and scales[0] == pytest.approx(fixed.scale[0], rel=0.03)
+    assert scales[1] == pytest.approx(moving.scale[0])
+
+
+def test_at_pitch_resamples_the_moving_image_to_the_requested_scale():
+    moving = prepare(_fundus_like(200)[40:160, 40:160], "fa", 96)
+    again = at_pitch(moving, (2.0, 2.0))
+    assert again.work.shape == (60, 60) and again.vessels.shape == (60, 60)
+    assert again.scale == pytest.approx((2.0, 2.0))
+
+
+def test_registry_builds_the_matcher_from_given_weights(weights):
+    assert isinstance(get_matcher("loftr", weights=weights), LoftrMatcher)
+
+
+def test_missing_weights_raise_a_load_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        LoftrMatcher.from_weights(tmp_path / "absent.safetensors")
+
+
+@pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="bundled weights not exported yet")
+@pytest.mark.parametrize("mode,angle", [("cffa", 30.0), ("cffa", 150.0), ("cfocta", -60.0)])
+def test_bundled_model_registers_an_unseen_rotated_synthetic_pair(mode, angle):
+    from core.pipeline import register
+    from training.synth import render_case
+
+    case = render_case(10_200_000 + int(angle), size=512)
+    fixed, moving = (case["cf"], case["fa"]) if mode == "cffa" else (case["cf_clip"], case["octa"])
+    T = np.vstack([cv2.getRotationMatrix2D((255.5, 255.5), angle, 1.0), [0, 0, 1]])
+    warped = cv2.warpAffine(moving, T[:2], (512, 512))
+    result = register(fixed, warped, mode, matcher=get_matcher("loftr"))
+    assert result.ok, result.reason
+    assert mean_corner_error(result.matrix, np.linalg.inv(T), 512, 512) < 5.0
