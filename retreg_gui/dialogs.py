@@ -23,10 +23,10 @@ def show_error(parent: QtWidgets.QWidget | None, title: str, message: str,
     box.exec()
 
 
-def model_cards(models_dir: Path = MODELS_DIR) -> list[tuple[str, dict]]:
+def model_cards(models_dir: Path | None = None) -> list[tuple[str, dict]]:
     """(file name, card) for every readable ``*.card.json`` beside the bundled weights."""
     cards = []
-    for path in sorted(Path(models_dir).glob("*.card.json")):
+    for path in sorted(Path(models_dir or MODELS_DIR).glob("*.card.json")):
         try:
             cards.append((path.name, json.loads(path.read_text(encoding="utf-8"))))
         except (OSError, json.JSONDecodeError) as exc:

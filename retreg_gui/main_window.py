@@ -49,6 +49,7 @@ class MainWindow(QtWidgets.QMainWindow):
             else None
         self._compare_before: tuple[int, float | None] | None = None
         self._half_pair: dict[str, Path] = {}  # one image chosen, waiting for the other
+        self._closed = False
         self.setWindowTitle("RetReg")
         self.setAcceptDrops(True)
         self._icons: dict[QtGui.QAction, str] = {}
@@ -266,6 +267,7 @@ class MainWindow(QtWidgets.QMainWindow):
         s = self.session
         s.document_changed.connect(self._on_document)
         s.undo_stack.cleanChanged.connect(self._update_title)
+        s.undo_stack.indexChanged.connect(self._update_title)
         self.runner.worker.finished.connect(self._on_registered)
         self.runner.worker.failed.connect(self._on_register_failed)
         self.runner.busy_changed.connect(self._on_busy)
@@ -816,9 +818,15 @@ class MainWindow(QtWidgets.QMainWindow):
         if not self.confirm_discard() or not self.training.confirm_stop():
             event.ignore()
             return
+        event.accept()
+        if self._closed:
+            return
+        self._closed = True
         self.save_settings()
         self.runner.shutdown()
-        event.accept()
+        self.recovery.detach()
+        self.session.undo_stack.indexChanged.disconnect(self._update_title)
+        self.session.undo_stack.cleanChanged.disconnect(self._update_title)
 
     # ================================================================== look and help
     def set_dark(self, on: bool) -> None:

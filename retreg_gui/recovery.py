@@ -36,9 +36,18 @@ class RecoveryStore(QtCore.QObject):
         self.timer.setInterval(DEBOUNCE_MS)
         self.timer.timeout.connect(self.save_now)
         self.enabled = True
-        session.document_changed.connect(self._on_change)
+        # The undo stack's signals, not document_changed: they come after the index moved,
+        # so "dirty" is already up to date.
+        session.undo_stack.indexChanged.connect(self._on_change)
+        session.undo_stack.cleanChanged.connect(self._on_change)
 
-    def _on_change(self) -> None:
+    def detach(self) -> None:
+        """Stop watching the session (its undo stack emits while it is being destroyed)."""
+        self.timer.stop()
+        self.session.undo_stack.indexChanged.disconnect(self._on_change)
+        self.session.undo_stack.cleanChanged.disconnect(self._on_change)
+
+    def _on_change(self, *_) -> None:
         if not self.enabled:
             return
         if self.session.is_dirty:

@@ -9,6 +9,7 @@ any manual edit it is re-estimated from the included points (``core.pipeline``).
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from core.types import Mode, RegistrationResult
 FIXED, MOVING = "fixed", "moving"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DocState:
     """What undo/redo restores. Pairs are never mutated in place, only replaced."""
 
@@ -33,17 +34,27 @@ class DocState:
     result: RegistrationResult | None = None
     model_fit: bool = False  # pairs are exactly the model's: show the model's robust matrix
 
+    def same_as(self, other: "DocState") -> bool:
+        """Equal content; results (numpy inside) count as equal only when identical."""
+        return (self.pairs == other.pairs and self.transform_type == other.transform_type
+                and self.result is other.result and self.model_fit == other.model_fit)
+
 
 class _SnapshotCommand(QUndoCommand):
+    """Restores one state or the other. It refers to its session weakly: the session owns
+    the stack that owns the command, and a Python reference cycle through Qt-owned objects
+    crashes when the garbage collector breaks it."""
+
     def __init__(self, session: "Session", text: str, before: DocState, after: DocState) -> None:
         super().__init__(text)
-        self._session, self._before, self._after = session, before, after
+        self._session = weakref.ref(session)
+        self._before, self._after = before, after
 
     def redo(self) -> None:
-        self._session._restore(self._after)
+        self._session()._restore(self._after)
 
     def undo(self) -> None:
-        self._session._restore(self._before)
+        self._session()._restore(self._before)
 
 
 def pairs_from_result(result: RegistrationResult) -> tuple[ann_io.PointPair, ...]:
@@ -140,13 +151,18 @@ class Session(QtCore.QObject):
 
     # ------------------------------------------------------------------ edits (undoable)
     def _push(self, text: str, after: DocState) -> None:
-        if after != self._state:
+        if not after.same_as(self._state):
             self.undo_stack.push(_SnapshotCommand(self, text, self._state, after))
 
     def apply_result(self, result: RegistrationResult) -> None:
-        """Replace the points with a fresh model result (undoable)."""
+        """Replace the points with a fresh model result (undoable). A result on a document
+        without edits is not "unsaved work" (it can be recomputed), so stepping through
+        cases does not ask to save each one."""
+        was_clean = self.undo_stack.isClean()
         self._push("Register", DocState(pairs_from_result(result), result.transform_type,
                                         result, True))
+        if was_clean:
+            self.undo_stack.setClean()
 
     def set_transform_type(self, transform_type: str) -> None:
         """Switch the transform type: the model's points are re-estimated robustly and

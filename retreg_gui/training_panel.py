@@ -276,14 +276,13 @@ class TrainingPanel(QtWidgets.QWidget):
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(min(step, total))
         for name, value in metrics.items():
-            if name.startswith(("sched/", "lr")):
-                continue
-            plot = self.loss_plot if "loss" in name and not name.startswith("val") \
-                else self.metric_plot
-            plot.add(name, step, float(value))
+            if name.startswith("val/"):
+                self.metric_plot.add(name, step, float(value))
+            elif name.startswith("train/") and not name.startswith("train/n_"):
+                self.loss_plot.add(name, step, float(value))
         elapsed = time.perf_counter() - self._t0
         eta = elapsed / step * (total - step) if step else math.nan
-        loss = next((v for k, v in metrics.items() if "loss" in k), None)
+        loss = metrics.get("train/loss")
         self.status.setText(f"Step {step}/{total}"
                             + (f", loss {loss:.4f}" if loss is not None else "")
                             + (f", about {eta / 60:.1f} min left" if math.isfinite(eta) else ""))

@@ -76,12 +76,12 @@ def pair_files(tmp_path_factory):
 def window(qtbot, tmp_path):
     w = MainWindow(Settings(tmp_path / "settings.ini"), recovery_dir=tmp_path / "recovery")
     w._select_data(w.matcher_combo, "classical")
-    qtbot.addWidget(w)
     w.resize(1400, 900)
     w.show()
     yield w
-    w.session.undo_stack.setClean()  # teardown must not ask about unsaved changes
-    w.training.confirm_stop()
+    w.session.undo_stack.setClean()  # closing must not ask about unsaved changes
+    w.close()
+    w.deleteLater()
 
 
 @pytest.fixture
@@ -343,15 +343,18 @@ def test_dropping_two_files_opens_them_with_fixed_and_moving_told_apart(qtbot, w
 
 def test_case_folder_lists_cases_and_steps_through_them(qtbot, window, pair_files, tmp_path):
     cf, fa = read_image(pair_files[0]), read_image(pair_files[1])
+    root = tmp_path / "cases"
     for case in ("c01", "c02"):
-        (tmp_path / case).mkdir()
-        write_image(tmp_path / case / f"{case}_cf.png", cf)
-        write_image(tmp_path / case / f"{case}_fa.png", fa)
-    (tmp_path / "c03").mkdir()  # no images: listed as skipped
+        (root / case).mkdir(parents=True)
+        write_image(root / case / f"{case}_cf.png", cf)
+        write_image(root / case / f"{case}_fa.png", fa)
+    (root / "c03").mkdir()  # no images: listed as skipped, with the reason
     window._select_data(window.mode_combo, "cffa")
     with qtbot.waitSignal(window.registration_done, timeout=30000):
-        assert window.open_case_folder(tmp_path)
-    assert window.cases.list.count() == 4  # c01, c02, c03 (skipped), recovery folder (skipped)
+        assert window.open_case_folder(root)
+    items = [window.cases.list.item(i) for i in range(window.cases.list.count())]
+    assert [i.text() for i in items] == ["c01", "c02", "c03 (skipped)"]
+    assert "missing" in items[2].toolTip()
     assert window.session.fixed_path.name == "c01_cf.png"
     with qtbot.waitSignal(window.registration_done, timeout=30000):
         window.act_next_case.trigger()
@@ -370,15 +373,18 @@ def test_autosave_is_offered_back_after_a_crash(qtbot, window, pair_files, tmp_p
     monkeypatch.setattr(QtWidgets.QMessageBox, "question",
                         lambda *a, **k: QtWidgets.QMessageBox.StandardButton.Yes)
     other = MainWindow(Settings(tmp_path / "other.ini"), recovery_dir=tmp_path / "recovery")
-    qtbot.addWidget(other)
-    assert other.offer_recovery()
-    assert other.session.pairs == expected and other.session.is_dirty
-    assert other.session.fixed_path == pair_files[0]
-    other.session.undo_stack.setClean()
+    try:
+        assert other.offer_recovery()
+        assert other.session.pairs == expected and other.session.is_dirty
+        assert other.session.fixed_path == pair_files[0]
+    finally:
+        other.session.undo_stack.setClean()
+        other.close()
 
 
 def test_saving_removes_the_recovery_file(qtbot, window, pair_files, tmp_path):
     open_and_register(qtbot, window, pair_files)
+    window.session.delete_pairs([window.session.pairs[0].id])
     window.recovery.save_now()
     assert window.recovery.pending() is not None
     window.save_to(tmp_path / "a.json")
@@ -388,6 +394,7 @@ def test_saving_removes_the_recovery_file(qtbot, window, pair_files, tmp_path):
 def test_closing_with_unsaved_changes_asks_and_can_cancel(qtbot, window, pair_files,
                                                          monkeypatch):
     open_and_register(qtbot, window, pair_files)
+    window.session.delete_pairs([window.session.pairs[0].id])
     answers = [QtWidgets.QMessageBox.StandardButton.Cancel,
                QtWidgets.QMessageBox.StandardButton.Discard]
     asked = []
@@ -407,11 +414,13 @@ def test_settings_are_remembered_between_runs(qtbot, window, tmp_path):
     window.set_transform("homography")
     window.save_settings()
     again = MainWindow(Settings(tmp_path / "settings.ini"), recovery_dir=tmp_path / "rec2")
-    qtbot.addWidget(again)
-    assert again.overlay_view.current_kind() == "fusion"
-    assert again.mode_combo.currentData() == "octfa"
-    assert again.session.transform_type == "homography"
-    assert again.matcher_combo.currentData() == "classical"
+    try:
+        assert again.overlay_view.current_kind() == "fusion"
+        assert again.mode_combo.currentData() == "octfa"
+        assert again.session.transform_type == "homography"
+        assert again.matcher_combo.currentData() == "classical"
+    finally:
+        again.close()
 
 
 def test_shortcut_help_lists_every_shortcut_action(qtbot, window):

@@ -54,6 +54,12 @@ def test_model_result_becomes_pairs_with_inliers_included_and_model_matrix(sessi
     np.testing.assert_allclose(session.matrix, TRUE)
     assert session.residuals[1] > 50 and session.residuals[10] < 1e-6
     assert session.confidence[1] == pytest.approx(0.2)
+    assert not session.is_dirty  # a recomputable result is not unsaved work
+
+
+def test_register_after_edits_keeps_the_document_unsaved(session):
+    session.add_pair((10.0, 20.0), (30.0, 40.0))
+    session.apply_result(model_result())
     assert session.is_dirty
 
 

@@ -221,5 +221,12 @@ def test_config_rejects_unknown_keys_and_modes():
         from_dict({"data": {"sise": 256}})
     with pytest.raises(ValueError, match="modes"):
         from_dict({"data": {"modes": ["cfxx"]}})
+    with pytest.raises(ValueError, match="aug: unknown keys"):
+        from_dict({"data": {"aug": {"flip": 0.5}}})
     assert from_dict({"model": {"channels": ["intensity", "vessels"]}}).model.channels == (
         "intensity", "vessels")
+
+
+def test_config_augmentation_overrides_reach_the_augment_config():
+    aug = from_dict({"data": {"aug": {"hflip_p": 0.0, "scale_range": [0.9, 1.1]}}}).augment()
+    assert aug.hflip_p == 0.0 and aug.scale_range == (0.9, 1.1) and aug.rotation_deg == 90.0

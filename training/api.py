@@ -17,7 +17,6 @@ from torch.utils.data import ConcatDataset, DataLoader
 
 from core.matchers.loftr.weights import card_path, load_backbone, save_weights
 from core.provenance import run_record
-from training.augment import AugmentConfig
 from training.callbacks import CurriculumScheduler, DelayedEarlyStopping, ProgressFn, ProgressReporter
 from training.config import VALIDATION_SEED_START, TrainConfig, from_dict, load_config
 from training.datasets import AffinePairDataset, DiskSource, SynthSource, scan_cases
@@ -52,7 +51,7 @@ def build_train_dataset(cfg: TrainConfig) -> ConcatDataset:
     d = cfg.data
     per_mode = cfg.max_epochs * cfg.steps_per_epoch * d.batch_size // len(d.modes) + 1
     return ConcatDataset([
-        AffinePairDataset(src, m, size=d.size, channels=cfg.model.channels, aug=AugmentConfig(),
+        AffinePairDataset(src, m, size=d.size, channels=cfg.model.channels, aug=cfg.augment(),
                           length=per_mode, seed=cfg.seed * 1000 + k, cache_limit=d.cache_limit)
         for k, (m, src) in enumerate(_sources(cfg).items())])
 
@@ -65,7 +64,7 @@ def build_val_items(cfg: TrainConfig) -> list[dict]:
     items = []
     for k, m in enumerate(d.modes):
         ds = AffinePairDataset(source, m, size=d.size, channels=cfg.model.channels,
-                               aug=AugmentConfig(), length=n, seed=VALIDATION_SEED_START + k)
+                               aug=cfg.augment(), length=n, seed=VALIDATION_SEED_START + k)
         items.extend(ds[i] for i in range(n))
     return items
 
@@ -129,7 +128,8 @@ def train(config: TrainConfig | dict | str | Path, progress: ProgressFn | None =
         check_val_every_n_epoch=cfg.val_every_epochs, num_sanity_val_steps=0,
         max_time=dt.timedelta(minutes=cfg.max_minutes) if cfg.max_minutes else None,
         gradient_clip_val=cfg.optim.grad_clip, logger=CSVLogger(out_dir, name="logs"),
-        callbacks=callbacks, enable_progress_bar=progress_bar, log_every_n_steps=5,
+        callbacks=callbacks, enable_progress_bar=progress_bar,
+        log_every_n_steps=max(1, min(5, cfg.steps_per_epoch)),
         default_root_dir=out_dir)
     start = time.perf_counter()
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume, weights_only=True)

@@ -9,6 +9,7 @@ import yaml
 
 from core.matchers.loftr.model import LoftrConfig
 from core.types import Mode
+from training.augment import AugmentConfig
 
 CROSS_MODAL_MODES = ("cffa", "cfoct", "octfa", "cfocta")
 VALIDATION_SEED_START = 10_000_000  # held-out synthetic seeds: never used for training
@@ -28,6 +29,7 @@ class DataConfig:
     num_workers: int = 1
     cache_limit: int = 64
     val_pairs_per_mode: int = 8
+    aug: dict = field(default_factory=dict)  # overrides of training.augment.AugmentConfig fields
 
 
 @dataclass
@@ -75,6 +77,11 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def augment(self) -> AugmentConfig:
+        """The augmentation of training and validation pairs."""
+        return AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                for k, v in self.data.aug.items()})
+
 
 def _build(cls, values: dict, where: str):
     if not isinstance(values, dict):
@@ -100,6 +107,9 @@ def from_dict(values: dict) -> TrainConfig:
     if bad or not cfg.data.modes:
         raise ValueError(f"config.data.modes: unknown or empty {bad or cfg.data.modes}; "
                          f"expected some of {[m.value for m in Mode]}")
+    unknown_aug = sorted(set(cfg.data.aug) - set(AugmentConfig.__dataclass_fields__))
+    if unknown_aug:
+        raise ValueError(f"config.data.aug: unknown keys {unknown_aug}")
     if cfg.data.size % 8:
         raise ValueError(f"config.data.size must be a multiple of 8, got {cfg.data.size}")
     if cfg.steps_per_epoch < 1 or cfg.max_epochs < 1:
