@@ -59,7 +59,7 @@ def _apply_cli_choices(window, args: argparse.Namespace) -> None:
     if args.weights:
         window.use_weights(args.weights)
     if args.matcher:
-        window._select_data(window.matcher_combo, args.matcher)
+        window.select_data(window.matcher_combo, args.matcher)
     if args.dark:
         window.act_dark.setChecked(True)
         window.set_dark(True)

@@ -10,7 +10,6 @@ from pathlib import Path
 import qtawesome as qta
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from core import annotations as ann_io
 from core.errors import RetRegError
 from core.io import read_image
 from core.matchers import available_matchers
@@ -19,11 +18,12 @@ from core.types import TRANSFORM_TYPES, Mode, RegistrationResult
 from retreg_gui import palette
 from retreg_gui.case_browser import CaseBrowser
 from retreg_gui.dialogs import AboutDialog, ShortcutsDialog, show_error
+from retreg_gui.file_actions import AnnotationFilesMixin
 from retreg_gui.recovery import RecoveryStore
 from retreg_gui.session import Session
 from retreg_gui.settings import Settings
 from retreg_gui.training_panel import TrainingPanel
-from retreg_gui.views.overlay_view import OVERLAY_KINDS, OverlayView
+from retreg_gui.views.overlay_view import OverlayView
 from retreg_gui.views.pair_view import LINE_FILTERS, PairView
 from retreg_gui.views.residual_table import ResidualTable
 from retreg_gui.workers import RegisterJob, RegisterRunner
@@ -32,7 +32,7 @@ IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)"
 AUTO_MODE = "auto"
 
 
-class MainWindow(QtWidgets.QMainWindow):
+class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
     """RetReg's review and annotation window."""
 
     registration_done = QtCore.Signal(bool)  # ok; for scripted use (screenshots, tests)
@@ -47,7 +47,9 @@ class MainWindow(QtWidgets.QMainWindow):
                                       or None, self)
         self.weights: Path | None = Path(self.settings.weights()) if self.settings.weights() \
             else None
+        # (pairs used, median residual) and matcher before re-registering with new weights
         self._compare_before: tuple[int, float | None] | None = None
+        self._compare_name = ""
         self._half_pair: dict[str, Path] = {}  # one image chosen, waiting for the other
         self._closed = False
         self.setWindowTitle("RetReg")
@@ -248,9 +250,13 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def refresh_icons(self) -> None:
         """Icons drawn in the palette's text colour, so they read in light and dark."""
-        color = self.palette().color(QtGui.QPalette.ColorRole.WindowText)
+        pal = QtWidgets.QApplication.palette()
+        color = pal.color(QtGui.QPalette.ColorRole.WindowText)
+        disabled = pal.color(QtGui.QPalette.ColorGroup.Disabled, QtGui.QPalette.ColorRole.WindowText)
+        if disabled == color:
+            disabled = QtGui.QColor(128, 128, 128)
         for act, name in self._icons.items():
-            act.setIcon(qta.icon(name, color=color))
+            act.setIcon(qta.icon(name, color=color, color_disabled=disabled))
 
     def _build_status(self) -> None:
         sb = self.statusBar()
@@ -291,10 +297,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self.resize(1500, 950)
         if state is not None:
             self.restoreState(state)
-        self._select_data(self.mode_combo, st.mode())
-        self._select_data(self.matcher_combo, st.matcher())
-        self._select_data(self.transform_combo, st.transform())
-        self._select_data(self.lines_combo, st.line_filter())
+        self.select_data(self.mode_combo, st.mode())
+        self.select_data(self.matcher_combo, st.matcher())
+        self.select_data(self.transform_combo, st.transform())
+        self.select_data(self.lines_combo, st.line_filter())
         self.session.set_initial_transform(st.transform())
         self.overlay_view.set_kind(st.overlay())
         self.overlay_view.tile.setValue(st.tile())
@@ -304,7 +310,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._rebuild_recent_menu()
 
     @staticmethod
-    def _select_data(combo: QtWidgets.QComboBox, value) -> None:
+    def select_data(combo: QtWidgets.QComboBox, value) -> None:
+        """Pick the entry whose data is ``value`` (left unchanged when there is none)."""
         i = combo.findData(value)
         if i >= 0:
             combo.setCurrentIndex(i)
@@ -346,7 +353,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.counts.setText("  |  ".join(parts))
 
     def _on_document(self) -> None:
-        self._select_data(self.transform_combo, self.session.transform_type)
+        self.select_data(self.transform_combo, self.session.transform_type)
         self._update_status()
         self._update_title()
 
@@ -381,7 +388,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return False
         if mode is not None:
             mode, note = Mode(mode), ""
-            self._select_data(self.mode_combo, mode.value)
+            self.select_data(self.mode_combo, mode.value)
         else:
             mode, note = self.chosen_mode(fixed, moving)
         self.session.set_images(fixed, moving, fixed_img, moving_img, mode)
@@ -460,7 +467,7 @@ class MainWindow(QtWidgets.QMainWindow):
         mode, note = self.chosen_mode(s.fixed_path, s.moving_path)
         if mode != s.mode:
             s.set_mode(mode)
-            self.pair_view.set_mode_titles()
+            self.pair_view.update_titles()
             self._update_status()
             self.statusBar().showMessage(f"Mode is now {mode.value}; register again (Ctrl+R) "
                                          "to match with it", 8000)
@@ -566,7 +573,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.session.set_transform_type(transform_type)
         except RetRegError as exc:
             show_error(self, "Cannot change transform", str(exc))
-        self._select_data(self.transform_combo, self.session.transform_type)
+        self.select_data(self.transform_combo, self.session.transform_type)
 
     def choose_weights(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
@@ -578,7 +585,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def use_weights(self, path: str | Path) -> None:
         self.weights = Path(path)
         self.settings.set_last_dir("weights", path)
-        self._select_data(self.matcher_combo, "loftr")
+        self.select_data(self.matcher_combo, "loftr")
         self.statusBar().showMessage(f"Using weights {self.weights.name}", 8000)
 
     def offer_new_weights(self, path: str) -> None:
@@ -619,154 +626,6 @@ class MainWindow(QtWidgets.QMainWindow):
     def cycle_lines(self) -> None:
         self.lines_combo.setCurrentIndex((self.lines_combo.currentIndex() + 1)
                                          % self.lines_combo.count())
-
-    # ================================================================== annotations
-    def save(self) -> bool:
-        if self.session.annotation_path is None:
-            return self.save_as()
-        return self.save_to(self.session.annotation_path)
-
-    def save_as(self) -> bool:
-        s = self.session
-        if not s.has_images:
-            return False
-        default = Path(self.settings.last_dir("annotations")) / (
-            f"{s.fixed_path.stem}__{s.moving_path.stem}.json")
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(
-            self, "Save annotation", str(default), "RetReg annotation (*.json)")
-        return bool(path) and self.save_to(Path(path))
-
-    def save_to(self, path: Path) -> bool:
-        try:
-            ann_io.save_annotation(path, self.session.to_annotation())
-        except (OSError, RetRegError) as exc:
-            show_error(self, "Cannot save", f"{path}: {exc}")
-            return False
-        self.session.mark_saved(path)
-        self.recovery.discard()
-        self.settings.set_last_dir("annotations", path)
-        self._update_title()
-        self.statusBar().showMessage(f"Saved {path}", 5000)
-        return True
-
-    def load_annotation_dialog(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Load annotation", self.settings.last_dir("annotations"),
-            "RetReg annotation (*.json)")
-        if path:
-            self.load_annotation(path)
-
-    def load_annotation(self, path: str | Path, recovered: bool = False) -> bool:
-        """Open an annotation: its images (when not open already) and its points."""
-        path = Path(path)
-        try:
-            ann = ann_io.load_annotation(path)
-        except RetRegError as exc:
-            show_error(self, "Cannot load annotation", str(exc))
-            return False
-        fixed, moving = (Path(r.path) if Path(r.path).is_absolute() else path.parent / r.path
-                         for r in (ann.fixed, ann.moving))
-        s = self.session
-        if (s.fixed_path, s.moving_path) != (fixed, moving) or recovered:
-            if not self.open_pair(fixed, moving, mode=ann.mode, register=False):
-                return False
-        changed = [r.path for r, p in ((ann.fixed, fixed), (ann.moving, moving))
-                   if r.sha256 and ann_io.sha256_file(p) != r.sha256]
-        s.load_points(ann)
-        if not recovered:
-            s.mark_saved(path)
-            self.settings.set_last_dir("annotations", path)
-        self._update_title()
-        if changed:
-            show_error(self, "Images changed",
-                       "These images differ from the ones the annotation was made on "
-                       f"(SHA-256 mismatch): {', '.join(changed)}. Check the points.")
-        self.statusBar().showMessage(f"Loaded {len(ann.points)} point pairs from {path.name}", 8000)
-        return True
-
-    def import_points(self, kind: str) -> None:
-        if not self.session.has_images:
-            self.statusBar().showMessage("Open the images first", 5000)
-            return
-        filt = "FIRE control points (*.txt)" if kind == "fire" else "CSV (*.csv)"
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Import points", self.settings.last_dir("annotations"), filt)
-        if path:
-            self.import_points_from(kind, path)
-
-    def import_points_from(self, kind: str, path: str | Path) -> bool:
-        reader = ann_io.read_fire_points if kind == "fire" else ann_io.read_csv_points
-        try:
-            points = reader(path)
-        except RetRegError as exc:
-            show_error(self, "Cannot import points", str(exc))
-            return False
-        self.session.replace_pairs(points, f"Import {Path(path).name}")
-        self.statusBar().showMessage(f"Imported {len(points)} point pairs", 5000)
-        return True
-
-    def export_points(self, kind: str) -> None:
-        filt = "FIRE control points (*.txt)" if kind == "fire" else "CSV (*.csv)"
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(
-            self, "Export points", self.settings.last_dir("annotations"), filt)
-        if path:
-            self.export_points_to(kind, path)
-
-    def export_points_to(self, kind: str, path: str | Path) -> bool:
-        """FIRE txt has no include flag: only the included pairs are written to it."""
-        try:
-            if kind == "fire":
-                ann_io.write_fire_points(path, [p for p in self.session.pairs if p.include])
-            else:
-                ann_io.write_csv_points(path, list(self.session.pairs))
-        except (OSError, RetRegError) as exc:
-            show_error(self, "Cannot export points", f"{path}: {exc}")
-            return False
-        self.statusBar().showMessage(f"Exported points to {path}", 5000)
-        return True
-
-    def export_realpair_dialog(self) -> None:
-        s = self.session
-        if s.matrix is None:
-            show_error(self, "Export for fine-tuning", "There is no transform to export: "
-                       "register the pair or add enough point pairs first.")
-            return
-        root = QtWidgets.QFileDialog.getExistingDirectory(
-            self, "Real-pair set folder (created or extended)", self.settings.last_dir("export"))
-        if not root:
-            return
-        pair_id, ok = QtWidgets.QInputDialog.getText(
-            self, "Pair id", "Name of this pair in the set:", text=s.fixed_path.stem)
-        if ok and pair_id:
-            self.export_realpair(root, pair_id)
-
-    def export_realpair(self, root: str | Path, pair_id: str) -> Path | None:
-        s = self.session
-        try:
-            folder = ann_io.export_realpair(root, pair_id, s.to_annotation(), s.fixed_img,
-                                            s.moving_img, H_computed=s.matrix,
-                                            transform_type=s.transform_type)
-        except (OSError, RetRegError, ValueError) as exc:
-            show_error(self, "Export failed", str(exc))
-            return None
-        self.settings.set_last_dir("export", root)
-        self.statusBar().showMessage(f"Exported pair {pair_id} to {folder}", 8000)
-        return folder
-
-    def save_overlay_png(self) -> None:
-        img = self.overlay_view.composed()
-        if img is None:
-            self.statusBar().showMessage("No overlay to save yet", 5000)
-            return
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(
-            self, "Save overlay", self.settings.last_dir("export"), "PNG (*.png)")
-        if path:
-            from core.io import write_image
-
-            try:
-                write_image(path, img)
-            except (OSError, RetRegError) as exc:
-                show_error(self, "Cannot save image", str(exc))
 
     # ================================================================== recovery, closing
     def offer_recovery(self) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
@@ -19,6 +20,13 @@ from retreg_gui.settings import Settings
 from retreg_gui.workers import start_training
 
 PRETRAIN, FINETUNE = "pretrain", "finetune"
+
+
+class PathField(NamedTuple):
+    """A line edit with a browse button; ``widget`` holds both."""
+
+    edit: QtWidgets.QLineEdit
+    widget: QtWidgets.QWidget
 
 
 class CurvePlot(pg.PlotWidget):
@@ -78,7 +86,7 @@ class TrainingPanel(QtWidgets.QWidget):
         self.base_weights = self._path_field("Start from weights (.safetensors)",
                                              filt="safetensors (*.safetensors)")
         self.out_dir = self._path_field("Output folder", directory=True)
-        self.out_dir[0].setText(str(Path.cwd() / "runs" / "gui"))
+        self.out_dir.edit.setText(str(Path.cwd() / "runs" / "gui"))
         self.modes = {}
         mode_row = QtWidgets.QHBoxLayout()
         for m in Mode:
@@ -104,12 +112,12 @@ class TrainingPanel(QtWidgets.QWidget):
         form = QtWidgets.QFormLayout()
         form.addRow("Run", self.kind)
         self.rows = {
-            "data": self._add_row(form, "Synthetic data", self.data_dir[2]),
+            "data": self._add_row(form, "Synthetic data", self.data_dir.widget),
             "cases": self._add_row(form, "Synthetic cases", self.n_cases),
-            "real": self._add_row(form, "Real pairs", self.real_dir[2]),
+            "real": self._add_row(form, "Real pairs", self.real_dir.widget),
         }
-        self._add_row(form, "Start weights", self.base_weights[2])
-        self.base_weights[0].setToolTip("Pretraining loads only the backbone from these weights")
+        self._add_row(form, "Start weights", self.base_weights.widget)
+        self.base_weights.edit.setToolTip("Pretraining loads only the backbone from these weights")
         self._add_row(form, "Modes", mode_row)
         self._add_row(form, "Image size", self.size)
         self._add_row(form, "Batch size", self.batch)
@@ -118,7 +126,7 @@ class TrainingPanel(QtWidgets.QWidget):
         self._add_row(form, "Time limit (min)", self.minutes)
         self._add_row(form, "Learning rate", self.lr)
         self._add_row(form, "Validation pairs/mode", self.val_pairs)
-        self._add_row(form, "Output", self.out_dir[2])
+        self._add_row(form, "Output", self.out_dir.widget)
         form.addRow(self.resume)
 
         self.start_btn = QtWidgets.QPushButton("Start training")
@@ -151,10 +159,7 @@ class TrainingPanel(QtWidgets.QWidget):
     @staticmethod
     def _add_row(form: QtWidgets.QFormLayout, label: str, field) -> QtWidgets.QLabel:
         lbl = QtWidgets.QLabel(label)
-        if isinstance(field, QtWidgets.QLayout):
-            form.addRow(lbl, field)
-        else:
-            form.addRow(lbl, field)
+        form.addRow(lbl, field)
         return lbl
 
     @staticmethod
@@ -165,7 +170,7 @@ class TrainingPanel(QtWidgets.QWidget):
         s.setValue(value)
         return s
 
-    def _path_field(self, tip: str, directory: bool = False, filt: str = ""):
+    def _path_field(self, tip: str, directory: bool = False, filt: str = "") -> "PathField":
         edit = QtWidgets.QLineEdit()
         edit.setPlaceholderText(tip)
         edit.setToolTip(tip)
@@ -188,15 +193,20 @@ class TrainingPanel(QtWidgets.QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(edit)
         row.addWidget(btn)
-        return edit, btn, box
+        return PathField(edit, box)
 
     def _on_kind(self) -> None:
         pre = self.kind.currentData() == PRETRAIN
-        for key, visible in (("data", pre), ("cases", pre), ("real", not pre)):
+        for key, visible in (("data", pre), ("real", not pre)):
             self.rows[key].setVisible(visible)
-        self.data_dir[2].setVisible(pre)
-        self.n_cases.setVisible(pre)
-        self.real_dir[2].setVisible(not pre)
+        self.data_dir.widget.setVisible(pre)
+        self.real_dir.widget.setVisible(not pre)
+        self.rows["cases"].setText("Synthetic cases" if pre else "Synthetic replay cases")
+        self.lr.setValue(1e-3 if pre else 1e-4)
+        # Fine-tuning keeps the best held-out weights rather than checkpoints: no resume.
+        self.resume.setEnabled(pre)
+        if not pre:
+            self.resume.setChecked(False)
 
     # ------------------------------------------------------------------ run
     @property
@@ -205,22 +215,47 @@ class TrainingPanel(QtWidgets.QWidget):
 
     def checkpoint(self) -> Path:
         """Where a run in the output folder leaves its resumable checkpoint."""
-        return Path(self.out_dir[0].text()) / "checkpoints" / "last.ckpt"
+        return Path(self.out_dir.edit.text()) / "checkpoints" / "last.ckpt"
 
     def build_config(self):
-        """The training config from the form (raises ValueError with a reason)."""
-        from training.config import DataConfig, OptimConfig, TrainConfig
-
+        """The training or fine-tuning config from the form (raises ValueError with a reason)."""
         modes = [m for m, cb in self.modes.items() if cb.isChecked()]
         if not modes:
             raise ValueError("choose at least one mode to train")
-        out = self.out_dir[0].text().strip()
+        out = self.out_dir.edit.text().strip()
         if not out:
             raise ValueError("choose an output folder")
-        init = self.base_weights[0].text().strip() or None
+        init = self.base_weights.edit.text().strip() or None
         if init and not Path(init).is_file():
             raise ValueError(f"start weights {init} do not exist")
-        data = DataConfig(modes=modes, root=self.data_dir[0].text().strip() or None,
+        if self.kind.currentData() == FINETUNE:
+            return self._finetune_config(out, init, modes)
+        return self._pretrain_config(out, init, modes)
+
+    def _finetune_config(self, out: str, init: str | None, modes: list[str]):
+        from training.config import OptimConfig
+        from training.finetune import FinetuneConfig, FinetuneData
+
+        real = self.real_dir.edit.text().strip()
+        if not real or not (Path(real) / "manifest.json").is_file():
+            raise ValueError("choose an exported real-pair folder (File > Export for "
+                             "fine-tuning writes one, with its manifest.json)")
+        if init is None:
+            raise ValueError("fine-tuning needs start weights (a trained model)")
+        name = Path(out).name or "retreg_loftr_ft"
+        data = FinetuneData(size=self.size.value(), batch_size=self.batch.value(),
+                            num_workers=0, replay_modes=modes,
+                            replay_cases=self.n_cases.value())
+        return FinetuneConfig(name=name, annotations=real, init_weights=init,
+                              export=str(Path(out) / f"{name}.safetensors"), out_dir=out,
+                              max_epochs=self.epochs.value(), steps_per_epoch=self.steps.value(),
+                              max_minutes=self.minutes.value() or None, torch_threads=1,
+                              data=data, optim=OptimConfig(lr=self.lr.value(), warmup_steps=20))
+
+    def _pretrain_config(self, out: str, init: str | None, modes: list[str]):
+        from training.config import DataConfig, OptimConfig, TrainConfig
+
+        data = DataConfig(modes=modes, root=self.data_dir.edit.text().strip() or None,
                           n_synth_cases=self.n_cases.value(), size=self.size.value(),
                           batch_size=self.batch.value(), num_workers=0,
                           val_pairs_per_mode=self.val_pairs.value())
@@ -289,11 +324,15 @@ class TrainingPanel(QtWidgets.QWidget):
 
     @QtCore.Slot(object)
     def on_finished(self, result) -> None:
-        state = "cancelled" if getattr(result, "cancelled", False) else "done"
-        weights = getattr(result, "weights", None)
+        """``result`` is a ``training.api.TrainResult`` or ``training.finetune.FinetuneResult``."""
+        state = "cancelled" if result.cancelled else "done"
+        weights = result.weights
         text = (f"{'Cancelled' if state == 'cancelled' else 'Finished'} after "
                 f"{result.steps} steps ({result.minutes:.1f} min).")
-        if state == "cancelled":
+        if hasattr(result, "improved"):  # fine-tuning: judged on held-out real pairs
+            text += (f" Held-out error {result.before.score:.1f} → {result.after.score:.1f} px"
+                     + ("" if result.improved else " (no improvement: start weights kept)") + ".")
+        elif state == "cancelled":
             text += f" Resume from {self.checkpoint()} with the checkbox above."
         self.status.setText(text + (f" Weights: {weights}" if weights else ""))
         self.run_finished.emit(state)

@@ -73,7 +73,7 @@ class RegisterRunner(QtCore.QObject):
 
     def __init__(self, parent: QtCore.QObject | None = None) -> None:
         super().__init__(parent)
-        self.thread = QtCore.QThread()
+        self.thread = QtCore.QThread(self)
         self.thread.setObjectName("retreg-register")
         self.worker = RegisterWorker()
         self.worker.moveToThread(self.thread)
@@ -97,6 +97,9 @@ class RegisterRunner(QtCore.QObject):
         self.busy_changed.emit(False)
 
     def shutdown(self) -> None:
+        """Finish the job in progress, stop the thread, and deliver no more results."""
+        self.worker.finished.disconnect()
+        self.worker.failed.disconnect()
         self.thread.quit()
         self.thread.wait()
 

@@ -19,6 +19,7 @@ from retreg_gui import main_window as mw  # noqa: E402
 from retreg_gui.dialogs import ShortcutsDialog, about_html  # noqa: E402
 from retreg_gui.main_window import MainWindow  # noqa: E402
 from retreg_gui.settings import Settings  # noqa: E402
+from retreg_gui.views.overlay_view import DISPLAY_SIDE as OVERLAY_DISPLAY_SIDE  # noqa: E402
 from retreg_gui.views.overlay_view import OVERLAY_KINDS  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -75,7 +76,7 @@ def pair_files(tmp_path_factory):
 @pytest.fixture
 def window(qtbot, tmp_path):
     w = MainWindow(Settings(tmp_path / "settings.ini"), recovery_dir=tmp_path / "recovery")
-    w._select_data(w.matcher_combo, "classical")
+    w.select_data(w.matcher_combo, "classical")
     w.resize(1400, 900)
     w.show()
     yield w
@@ -148,18 +149,18 @@ def test_opening_a_pair_registers_it_and_shows_matches(qtbot, window, pair_files
 
 def test_line_filter_shows_only_the_chosen_pairs(qtbot, window, pair_files):
     open_and_register(qtbot, window, pair_files)
-    pv = window.pair_view
+    s = window.session
+    s.set_included([p.id for p in s.pairs[:3]], False)
+    n_used = sum(p.include for p in s.pairs)
 
-    def n_lines():
-        return sum(item.path().elementCount() // 2 for item in pv._lines)
+    def n_lines(name):
+        window.select_data(window.lines_combo, name)
+        return sum(item.path().elementCount() // 2 for item in window.pair_view._lines)
 
-    all_lines = n_lines()
-    window._select_data(window.lines_combo, "included")
-    included = n_lines()
-    window._select_data(window.lines_combo, "none")
-    assert n_lines() == 0
-    n_inc = sum(p.include for p in window.session.pairs)
-    assert included <= n_inc < all_lines or included == all_lines == n_inc
+    assert n_lines("all") == len(s.pairs)
+    assert n_lines("inliers") == n_used
+    assert n_lines("outliers") == len(s.pairs) - n_used >= 3
+    assert n_lines("none") == 0
 
 
 def test_every_overlay_kind_renders_and_controls_change_it(qtbot, window, pair_files):
@@ -339,6 +340,8 @@ def test_dropping_two_files_opens_them_with_fixed_and_moving_told_apart(qtbot, w
         window.open_dropped([str(pair_files[1]), str(pair_files[0])])
     assert window.session.fixed_path == pair_files[0]
     assert window.session.moving_path == pair_files[1]
+    assert window.settings.recent_pairs()[0] == (str(pair_files[0]), str(pair_files[1]))
+    assert pair_files[0].name in window.recent_menu.actions()[0].text()
 
 
 def test_case_folder_lists_cases_and_steps_through_them(qtbot, window, pair_files, tmp_path):
@@ -349,7 +352,7 @@ def test_case_folder_lists_cases_and_steps_through_them(qtbot, window, pair_file
         write_image(root / case / f"{case}_cf.png", cf)
         write_image(root / case / f"{case}_fa.png", fa)
     (root / "c03").mkdir()  # no images: listed as skipped, with the reason
-    window._select_data(window.mode_combo, "cffa")
+    window.select_data(window.mode_combo, "cffa")
     with qtbot.waitSignal(window.registration_done, timeout=30000):
         assert window.open_case_folder(root)
     items = [window.cases.list.item(i) for i in range(window.cases.list.count())]
@@ -410,7 +413,7 @@ def test_closing_with_unsaved_changes_asks_and_can_cancel(qtbot, window, pair_fi
 
 def test_settings_are_remembered_between_runs(qtbot, window, tmp_path):
     window.overlay_view.set_kind("fusion")
-    window._select_data(window.mode_combo, "octfa")
+    window.select_data(window.mode_combo, "octfa")
     window.set_transform("homography")
     window.save_settings()
     again = MainWindow(Settings(tmp_path / "settings.ini"), recovery_dir=tmp_path / "rec2")
@@ -458,3 +461,25 @@ def test_screenshot_command_registers_and_writes_a_png(qtbot, pair_files, tmp_pa
     assert code == 0
     img = read_image(out)
     assert img.shape[:2] == (gui_app.SCREENSHOT_SIZE[1], gui_app.SCREENSHOT_SIZE[0])
+
+
+def test_large_images_are_overlaid_at_display_resolution_in_full_coordinates(
+        qtbot, window, pair_files, tmp_path):
+    cf, fa = (cv2.resize(read_image(p), (3000, 3000)) for p in pair_files[:2])
+    write_image(tmp_path / "big_cf.png", cf)
+    write_image(tmp_path / "big_fa.png", fa)
+    assert window.open_pair(tmp_path / "big_cf.png", tmp_path / "big_fa.png", register=False)
+    for xy in ((300.0, 400.0), (2500.0, 600.0), (1500.0, 2600.0)):
+        window.session.add_pair(xy, xy)  # three pairs: an exact affine (identity)
+    window.overlay_view.render()
+    item = window.overlay_view.image
+    assert max(item.image.shape[:2]) == OVERLAY_DISPLAY_SIDE
+    rect = item.mapRectToParent(item.boundingRect())
+    assert (rect.width(), rect.height()) == pytest.approx((3000, 3000))
+
+
+def test_command_line_needs_both_images_or_none(capsys):
+    assert gui_app.parse_args(["a_cf.png", "a_fa.png", "--mode", "cffa"]).mode == "cffa"
+    with pytest.raises(SystemExit):
+        gui_app.parse_args(["only_one.png"])
+    assert "FIXED and a MOVING" in capsys.readouterr().err

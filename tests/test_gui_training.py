@@ -10,7 +10,7 @@ from PySide6 import QtWidgets  # noqa: E402
 from core.io import write_image  # noqa: E402
 from retreg_gui.main_window import MainWindow  # noqa: E402
 from retreg_gui.settings import Settings  # noqa: E402
-from retreg_gui.training_panel import PRETRAIN  # noqa: E402
+from retreg_gui.training_panel import FINETUNE, PRETRAIN  # noqa: E402
 from test_gui_app import make_pair  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.gui, pytest.mark.slow]
 @pytest.fixture
 def window(qtbot, tmp_path):
     w = MainWindow(Settings(tmp_path / "settings.ini"), recovery_dir=tmp_path / "recovery")
-    w._select_data(w.matcher_combo, "classical")
+    w.select_data(w.matcher_combo, "classical")
     w.show()
     yield w
     w.training.cancel()
@@ -40,7 +40,7 @@ def tiny_form(panel, out_dir, epochs=1, steps=2):
     panel.val_pairs.setValue(1)
     panel.epochs.setValue(epochs)
     panel.steps.setValue(steps)
-    panel.out_dir[0].setText(str(out_dir))
+    panel.out_dir.edit.setText(str(out_dir))
 
 
 def run_panel(qtbot, panel, timeout=90000) -> str:
@@ -58,8 +58,9 @@ def test_training_runs_resumes_and_offers_weights_for_reregistration(qtbot, wind
     with qtbot.waitSignal(window.registration_done, timeout=30000):
         window.open_pair(tmp_path / "eye_cf.png", tmp_path / "eye_fa.png")
     asked, shown = [], []
+    answers = [QtWidgets.QMessageBox.StandardButton.Yes, QtWidgets.QMessageBox.StandardButton.No]
     monkeypatch.setattr(QtWidgets.QMessageBox, "question",
-                        lambda *a, **k: asked.append(a[1]) or QtWidgets.QMessageBox.StandardButton.Yes)
+                        lambda *a, **k: asked.append(a[1]) or answers.pop(0))
     monkeypatch.setattr(QtWidgets.QMessageBox, "information",
                         lambda *a, **k: shown.append(a[2]))
     panel = window.training
@@ -80,6 +81,7 @@ def test_training_runs_resumes_and_offers_weights_for_reregistration(qtbot, wind
     panel.resume.setChecked(True)
     assert run_panel(qtbot, panel) == "done"
     assert "after 4 steps" in panel.status.text()
+    assert asked == ["Training finished"] * 2  # declined the second time: no re-registration
 
 
 def test_cancel_stops_a_long_run_early_and_keeps_a_checkpoint(qtbot, window, tmp_path):
@@ -112,3 +114,30 @@ def test_bad_settings_are_reported_before_starting(qtbot, window, tmp_path, monk
     panel.resume.setChecked(True)
     panel.start()
     assert not panel.running and "No checkpoint" in errors[-1]
+
+
+def test_finetune_on_pairs_exported_from_the_app(qtbot, window, tmp_path, monkeypatch):
+    monkeypatch.setattr(QtWidgets.QMessageBox, "question",
+                        lambda *a, **k: QtWidgets.QMessageBox.StandardButton.No)
+    root = tmp_path / "real"
+    for seed in range(3):  # fine-tuning holds out pairs by image: several distinct pairs
+        cf, fa, _ = make_pair(seed)
+        write_image(tmp_path / f"e{seed}_cf.png", cf)
+        write_image(tmp_path / f"e{seed}_fa.png", fa)
+        with qtbot.waitSignal(window.registration_done, timeout=30000):
+            window.open_pair(tmp_path / f"e{seed}_cf.png", tmp_path / f"e{seed}_fa.png")
+        assert window.export_realpair(root, f"eye{seed}") is not None
+    panel = window.training
+    tiny_form(panel, tmp_path / "pre")
+    assert run_panel(qtbot, panel) == "done"
+    pretrained = tmp_path / "pre" / "pre.safetensors"
+
+    panel.kind.setCurrentIndex(panel.kind.findData(FINETUNE))
+    assert not panel.resume.isEnabled()
+    panel.real_dir.edit.setText(str(root))
+    panel.base_weights.edit.setText(str(pretrained))
+    panel.out_dir.edit.setText(str(tmp_path / "ft"))
+    with qtbot.waitSignal(panel.weights_ready, timeout=90000) as ready:
+        assert run_panel(qtbot, panel) == "done"
+    assert ready.args == [str(tmp_path / "ft" / "ft.safetensors")]
+    assert "Held-out error" in panel.status.text()

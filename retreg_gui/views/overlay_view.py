@@ -1,10 +1,14 @@
 """The registration result: fixed image and warped moving image combined by a core overlay.
 
-The warped image is cached per transform (warping is the costly step); changing the overlay
-kind, tile size or alpha only recombines. Its view is linked to the fixed image's view.
+The warped image is cached per transform; changing the overlay kind, tile size or alpha only
+recombines. Large images are combined at display resolution (longest side ``DISPLAY_SIDE``):
+full-resolution overlays of a 2912-px fundus pair take about a second each, too slow to follow
+live edits. The item is stretched back over full-resolution coordinates, so the view stays
+linked to the fixed image's view.
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
@@ -16,6 +20,17 @@ from retreg_gui.views.image_box import display_image
 
 OVERLAY_KINDS = ("checkerboard", "blend", "difference", "fusion", "flicker")
 FLICKER_MS = 500
+DISPLAY_SIDE = 1280
+
+
+def to_display(img: np.ndarray, side: int = DISPLAY_SIDE) -> np.ndarray:
+    """8-bit copy whose longest side is at most ``side`` (area-averaged when shrunk)."""
+    img = display_image(img)
+    scale = side / max(img.shape[:2])
+    if scale >= 1.0:
+        return img
+    size = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
 
 
 class OverlayView(QtWidgets.QWidget):
@@ -26,6 +41,8 @@ class OverlayView(QtWidgets.QWidget):
         self.session = session
         self._warped: np.ndarray | None = None
         self._warped_for: bytes | None = None
+        self._fixed_display: np.ndarray | None = None
+        self._render_queued = False
         self._flicker_on_moving = False
 
         self.kind = QtWidgets.QComboBox()
@@ -72,7 +89,7 @@ class OverlayView(QtWidgets.QWidget):
         self.tile.valueChanged.connect(self.render)
         self.alpha.valueChanged.connect(self.render)
         session.images_changed.connect(self._on_images)
-        session.document_changed.connect(self.render)
+        session.document_changed.connect(self.queue_render)
         self._on_kind()
 
     # ------------------------------------------------------------------ settings
@@ -104,30 +121,40 @@ class OverlayView(QtWidgets.QWidget):
     # ------------------------------------------------------------------ rendering
     def _on_images(self) -> None:
         self._warped, self._warped_for = None, None
+        s = self.session
+        self._fixed_display = to_display(s.fixed_img) if s.has_images else None
         self.render()
         self.box.autoRange(padding=0.02)
 
+    def queue_render(self) -> None:
+        """Render once after a burst of document changes (e.g. undo of several steps)."""
+        if not self._render_queued:
+            self._render_queued = True
+            QtCore.QTimer.singleShot(0, self.render)
+
     def warped(self) -> np.ndarray | None:
-        """The moving image warped into the fixed frame by the current transform (cached)."""
+        """The moving image warped into the fixed frame by the current transform, at display
+        resolution (cached per transform)."""
         s = self.session
         if s.matrix is None or not s.has_images:
             return None
         key = np.asarray(s.matrix, np.float64).tobytes()
         if key != self._warped_for:
-            self._warped = warp_moving(s.moving_img, s.matrix, s.fixed_img.shape[:2])
+            self._warped = to_display(warp_moving(s.moving_img, s.matrix, s.fixed_img.shape[:2]))
             self._warped_for = key
         return self._warped
 
     def composed(self) -> np.ndarray | None:
-        """The image shown now (RGB uint8), or None when there is nothing to overlay."""
-        s = self.session
-        warped = self.warped()
-        if warped is None:
+        """The image shown now (RGB uint8, display resolution), or None when there is
+        nothing to overlay."""
+        moving = self.warped()
+        if moving is None:
             return None
-        fixed, moving = display_image(s.fixed_img), display_image(warped)
+        fixed = self._fixed_display
         kind = self.current_kind()
         if kind == "checkerboard":
-            return overlays.checkerboard(fixed, moving, self.tile.value())
+            scale = fixed.shape[1] / self.session.fixed_img.shape[1]
+            return overlays.checkerboard(fixed, moving, max(1, round(self.tile.value() * scale)))
         if kind == "blend":
             return overlays.blend(fixed, moving, self.alpha.value() / 100.0)
         if kind == "difference":
@@ -137,6 +164,7 @@ class OverlayView(QtWidgets.QWidget):
         return moving if self._flicker_on_moving else fixed
 
     def render(self) -> None:
+        self._render_queued = False
         s = self.session
         img = self.composed()
         if img is None:
@@ -150,3 +178,5 @@ class OverlayView(QtWidgets.QWidget):
             return
         self.message.setText("")
         self.image.setImage(img, autoLevels=False, levels=(0, 255))
+        h, w = s.fixed_img.shape[:2]
+        self.image.setRect(QtCore.QRectF(0, 0, w, h))  # full-resolution coordinates

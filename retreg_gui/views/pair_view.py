@@ -13,7 +13,8 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from retreg_gui.session import FIXED, MOVING, Session
 from retreg_gui.views.image_box import ImageBox
 
-LINE_FILTERS = ("all", "included", "excluded", "none")
+# "inliers" are the pairs in use (model inliers plus included manual pairs), "outliers" the rest.
+LINE_FILTERS = ("all", "inliers", "outliers", "none")
 _CONF_BINS = 4
 _LOW_CONF, _HIGH_CONF = np.array([255, 215, 0]), np.array([0, 230, 110])  # yellow -> green
 EXCLUDED_COLOR = (235, 50, 50)
@@ -94,20 +95,22 @@ class PairView(QtWidgets.QWidget):
     def _on_images(self) -> None:
         s = self.session
         self.cancel_pending()
-        for side, img, path in ((FIXED, s.fixed_img, s.fixed_path),
-                                (MOVING, s.moving_img, s.moving_path)):
-            self.box[side].set_image(img)
-            modality = ""
-            if s.mode is not None:
-                modality = (s.mode.fixed_modality if side == FIXED else s.mode.moving_modality)
-            name = path.name if path else "(none)"
-            self.title[side].setText(f"{side.capitalize()} {modality.upper()}: {name}")
+        self.box[FIXED].set_image(s.fixed_img)
+        self.box[MOVING].set_image(s.moving_img)
+        self.update_titles()
         self.refresh()
         # Fit once the layout has settled (a box fitted before it has its size is zoomed in).
         QtCore.QTimer.singleShot(0, self.reset_zoom)
 
-    def set_mode_titles(self) -> None:
-        self._on_images()
+    def update_titles(self) -> None:
+        """'Fixed CF: name.png' / 'Moving FA: name.png' for the current mode and files."""
+        s = self.session
+        for side, path in ((FIXED, s.fixed_path), (MOVING, s.moving_path)):
+            modality = ""
+            if s.mode is not None:
+                modality = s.mode.fixed_modality if side == FIXED else s.mode.moving_modality
+            name = path.name if path else "(none)"
+            self.title[side].setText(f"{side.capitalize()} {modality.upper()}: {name}")
 
     def set_line_filter(self, name: str) -> None:
         self.line_filter = name
@@ -168,7 +171,7 @@ class PairView(QtWidgets.QWidget):
         if self.line_filter == "none" or not s.pairs:
             return
         pairs = [p for p in s.pairs
-                 if self.line_filter == "all" or (self.line_filter == "included") == p.include]
+                 if self.line_filter == "all" or (self.line_filter == "inliers") == p.include]
         if not pairs:
             return
         pf = self._points(FIXED)

@@ -108,7 +108,6 @@ class ResidualTable(QtWidgets.QWidget):
         self.view.verticalHeader().setDefaultSectionSize(20)
         self.view.horizontalHeader().setSectionResizeMode(
             QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
-        self.view.horizontalHeader().setStretchLastSection(True)
         self.view.setAlternatingRowColors(True)
         self.summary = QtWidgets.QLabel()
         lay = QtWidgets.QVBoxLayout(self)

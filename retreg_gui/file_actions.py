@@ -1,0 +1,162 @@
+"""Annotation files for the main window: save/load the core JSON, import/export FIRE txt and
+CSV, export a real-pair set for fine-tuning, and save the overlay image. A mixin of
+``MainWindow`` (it uses the window's session, settings, recovery store and status bar)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6 import QtWidgets
+
+from core import annotations as ann_io
+from core.errors import RetRegError
+from core.io import write_image
+from retreg_gui.dialogs import show_error
+
+
+class AnnotationFilesMixin:
+    """File actions on the open document; every format is read and written by core."""
+
+    def save(self) -> bool:
+        if self.session.annotation_path is None:
+            return self.save_as()
+        return self.save_to(self.session.annotation_path)
+
+    def save_as(self) -> bool:
+        s = self.session
+        if not s.has_images:
+            return False
+        default = Path(self.settings.last_dir("annotations")) / (
+            f"{s.fixed_path.stem}__{s.moving_path.stem}.json")
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Save annotation", str(default), "RetReg annotation (*.json)")
+        return bool(path) and self.save_to(Path(path))
+
+    def save_to(self, path: Path) -> bool:
+        try:
+            ann_io.save_annotation(path, self.session.to_annotation())
+        except (OSError, RetRegError) as exc:
+            show_error(self, "Cannot save", f"{path}: {exc}")
+            return False
+        self.session.mark_saved(path)
+        self.recovery.discard()
+        self.settings.set_last_dir("annotations", path)
+        self._update_title()
+        self.statusBar().showMessage(f"Saved {path}", 5000)
+        return True
+
+    def load_annotation_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Load annotation", self.settings.last_dir("annotations"),
+            "RetReg annotation (*.json)")
+        if path:
+            self.load_annotation(path)
+
+    def load_annotation(self, path: str | Path, recovered: bool = False) -> bool:
+        """Open an annotation: its images (when not open already) and its points."""
+        path = Path(path)
+        try:
+            ann = ann_io.load_annotation(path)
+        except RetRegError as exc:
+            show_error(self, "Cannot load annotation", str(exc))
+            return False
+        fixed, moving = (Path(r.path) if Path(r.path).is_absolute() else path.parent / r.path
+                         for r in (ann.fixed, ann.moving))
+        s = self.session
+        if (s.fixed_path, s.moving_path) != (fixed, moving) or recovered:
+            if not self.open_pair(fixed, moving, mode=ann.mode, register=False):
+                return False
+        changed = [r.path for r, p in ((ann.fixed, fixed), (ann.moving, moving))
+                   if r.sha256 and ann_io.sha256_file(p) != r.sha256]
+        s.load_points(ann)
+        if not recovered:
+            s.mark_saved(path)
+            self.settings.set_last_dir("annotations", path)
+        self._update_title()
+        if changed:
+            show_error(self, "Images changed",
+                       "These images differ from the ones the annotation was made on "
+                       f"(SHA-256 mismatch): {', '.join(changed)}. Check the points.")
+        self.statusBar().showMessage(f"Loaded {len(ann.points)} point pairs from {path.name}", 8000)
+        return True
+
+    def import_points(self, kind: str) -> None:
+        if not self.session.has_images:
+            self.statusBar().showMessage("Open the images first", 5000)
+            return
+        filt = "FIRE control points (*.txt)" if kind == "fire" else "CSV (*.csv)"
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Import points", self.settings.last_dir("annotations"), filt)
+        if path:
+            self.import_points_from(kind, path)
+
+    def import_points_from(self, kind: str, path: str | Path) -> bool:
+        reader = ann_io.read_fire_points if kind == "fire" else ann_io.read_csv_points
+        try:
+            points = reader(path)
+        except RetRegError as exc:
+            show_error(self, "Cannot import points", str(exc))
+            return False
+        self.session.replace_pairs(points, f"Import {Path(path).name}")
+        self.statusBar().showMessage(f"Imported {len(points)} point pairs", 5000)
+        return True
+
+    def export_points(self, kind: str) -> None:
+        filt = "FIRE control points (*.txt)" if kind == "fire" else "CSV (*.csv)"
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Export points", self.settings.last_dir("annotations"), filt)
+        if path:
+            self.export_points_to(kind, path)
+
+    def export_points_to(self, kind: str, path: str | Path) -> bool:
+        """FIRE txt has no include flag: only the included pairs are written to it."""
+        try:
+            if kind == "fire":
+                ann_io.write_fire_points(path, [p for p in self.session.pairs if p.include])
+            else:
+                ann_io.write_csv_points(path, list(self.session.pairs))
+        except (OSError, RetRegError) as exc:
+            show_error(self, "Cannot export points", f"{path}: {exc}")
+            return False
+        self.statusBar().showMessage(f"Exported points to {path}", 5000)
+        return True
+
+    def export_realpair_dialog(self) -> None:
+        s = self.session
+        if s.matrix is None:
+            show_error(self, "Export for fine-tuning", "There is no transform to export: "
+                       "register the pair or add enough point pairs first.")
+            return
+        root = QtWidgets.QFileDialog.getExistingDirectory(
+            self, "Real-pair set folder (created or extended)", self.settings.last_dir("export"))
+        if not root:
+            return
+        pair_id, ok = QtWidgets.QInputDialog.getText(
+            self, "Pair id", "Name of this pair in the set:", text=s.fixed_path.stem)
+        if ok and pair_id:
+            self.export_realpair(root, pair_id)
+
+    def export_realpair(self, root: str | Path, pair_id: str) -> Path | None:
+        s = self.session
+        try:
+            folder = ann_io.export_realpair(root, pair_id, s.to_annotation(), s.fixed_img,
+                                            s.moving_img, H_computed=s.matrix,
+                                            transform_type=s.transform_type)
+        except (OSError, RetRegError, ValueError) as exc:
+            show_error(self, "Export failed", str(exc))
+            return None
+        self.settings.set_last_dir("export", root)
+        self.statusBar().showMessage(f"Exported pair {pair_id} to {folder}", 8000)
+        return folder
+
+    def save_overlay_png(self) -> None:
+        img = self.overlay_view.composed()
+        if img is None:
+            self.statusBar().showMessage("No overlay to save yet", 5000)
+            return
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Save overlay", self.settings.last_dir("export"), "PNG (*.png)")
+        if path:
+            try:
+                write_image(path, img)
+            except (OSError, RetRegError) as exc:
+                show_error(self, "Cannot save image", str(exc))
