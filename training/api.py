@@ -77,9 +77,10 @@ def _as_config(config: TrainConfig | dict | str | Path) -> TrainConfig:
     return load_config(config)
 
 
-def _card(cfg: TrainConfig, trainer: pl.Trainer, metrics: dict, minutes: float) -> dict:
+def _card(cfg: TrainConfig, trainer: pl.Trainer, metrics: dict, minutes: float,
+          n_cases: int) -> dict:
     d = cfg.data
-    data = ({"kind": "pre-rendered synthetic cases", "root": d.root} if d.root else
+    data = ({"kind": "pre-rendered synthetic cases", "root": d.root, "cases": n_cases} if d.root else
             {"kind": "synthetic, rendered on the fly", "seeds": [d.seed_start,
                                                                  d.seed_start + d.n_synth_cases - 1]})
     return {
@@ -111,7 +112,9 @@ def train(config: TrainConfig | dict | str | Path, progress: ProgressFn | None =
     if cfg.init_backbone:
         load_backbone(module.model, cfg.init_backbone)
     d = cfg.data
-    train_loader = DataLoader(build_train_dataset(cfg), batch_size=d.batch_size, shuffle=True,
+    train_set = build_train_dataset(cfg)
+    n_cases = max(len(ds.source) for ds in train_set.datasets)
+    train_loader = DataLoader(train_set, batch_size=d.batch_size, shuffle=True,
                               num_workers=d.num_workers, persistent_workers=d.num_workers > 0,
                               drop_last=True)
     val_loader = DataLoader(build_val_items(cfg), batch_size=d.batch_size, num_workers=0)
@@ -146,7 +149,7 @@ def train(config: TrainConfig | dict | str | Path, progress: ProgressFn | None =
             indent=2, default=str), encoding="utf-8")
         if trainer.global_step > 0:
             weights = save_weights(module.model, cfg.export or out_dir / f"{cfg.name}.safetensors",
-                                   _card(cfg, trainer, metrics, minutes))
+                                   _card(cfg, trainer, metrics, minutes, n_cases))
             card_file = card_path(weights)
     return TrainResult(out_dir, weights, card_file, trainer.global_step, trainer.current_epoch,
                        minutes, metrics, cancelled)

@@ -42,6 +42,8 @@ _MODE_ROLES = {
     Mode.CFOCT: ("cf", "oct", "vessels", "full"),
     Mode.OCTFA: ("oct", "fa", "vessels", "full"),
     Mode.CFOCTA: ("cf_clip", "octa", "vessels_clip", "clip"),
+    # CF against itself (independent photometry + warp): same-modality pairs such as FIRE.
+    Mode.CFCF: ("cf", "cf", "vessels", "full"),
 }
 _MODALITY_TOKENS = ("cf", "fa", "oct", "octa")
 

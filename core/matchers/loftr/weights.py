@@ -30,6 +30,7 @@ def save_weights(model: RetRegLoFTR, path: str | Path, card: dict | None = None)
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata={CONFIG_KEY: json.dumps(model.config.to_dict())})
     tmp.replace(path)
+    path.chmod(0o644)  # safetensors writes 0600; shipped weights must be readable by all users
     if card is not None:
         card = {**card, "architecture": model.config.to_dict()}
         card_path(path).write_text(json.dumps(card, indent=2, default=str), encoding="utf-8")
