@@ -19,6 +19,7 @@ import torch
 
 from core.estimation import estimate
 from core.matchers import DEFAULT_WEIGHTS
+from record import save  # benchmarks/record.py (scripts run with benchmarks/ on sys.path)
 from core.matchers.loftr import LoftrConfig, LoftrMatcher, RetRegLoFTR
 from core.modality import prepare
 from core.pipeline import register
@@ -86,6 +87,9 @@ def main() -> None:
     print(f"ours: register() end-to-end {full:8.1f} ms")
     print(f"kornia LoFTR, random weights {theirs:7.1f} ms at 512x512")
     print(f"speed-up (kornia / ours model+RANSAC): {theirs / ours:.1f}x")
+    save("bench_speed", {**vars(args), "weights_used": source}, VALIDATION_SEED_START + 777,
+         {"model_ransac_ms": ours, "register_ms": full, "kornia_loftr_ms": theirs,
+          "speedup": theirs / ours, "hypotheses": hyp})
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from core.matchers import DEFAULT_WEIGHTS
+from record import save  # benchmarks/record.py (scripts run with benchmarks/ on sys.path)
 from core.matchers.loftr import LoftrMatcher
 from core.metrics import mean_corner_error
 from core.pipeline import RegistrationConfig, register
@@ -81,6 +82,13 @@ def main() -> None:
           f"{np.percentile(allerr, 90):8.2f}")
     print(f"median register() time {1000 * statistics.median(times):.0f} ms; "
           f"pairs needing a rotation hypothesis: {rotated}/{len(allerr)}")
+    per_mode = {m: {"success": float(np.mean(np.asarray(e) < SUCCESS_PX)),
+                    "median_px": float(np.median(e)), "p90_px": float(np.percentile(e, 90))}
+                for m, e in errors.items()}
+    save("bench_synthetic", vars(args), SEED_START, {
+        "per_mode": per_mode, "success": float(np.mean(allerr < SUCCESS_PX)),
+        "median_px": float(np.median(allerr)), "median_register_ms": 1000 * statistics.median(times),
+        "rotation_hypotheses": f"{rotated}/{len(allerr)}"})
 
 
 if __name__ == "__main__":
