@@ -7,24 +7,14 @@ import core.matchers as matchers
 from core.estimation import apply
 from core.matchers import Matcher, available_matchers, get_matcher
 from core.pipeline import RegistrationConfig, estimate_from_points, reestimate, register
+from tests.helpers import vessel_lines
 
 SIZE = 480
 
 
 def _vessel_tree(seed: int) -> np.ndarray:
-    """uint8 mask of random branching, curving lines of several widths (vessel-like)."""
-    rng = np.random.default_rng(seed)
-    mask = np.zeros((SIZE, SIZE), np.uint8)
-    for _ in range(14):
-        p = rng.uniform(0.2, 0.8, 2) * SIZE
-        heading = rng.uniform(0, 2 * np.pi)
-        width = int(rng.integers(2, 6))
-        for _ in range(40):
-            heading += rng.normal(0, 0.25)
-            q = p + 9 * np.array([np.cos(heading), np.sin(heading)])
-            cv2.line(mask, tuple(int(v) for v in p), tuple(int(v) for v in q), 255, width)
-            p = q
-    return mask
+    return vessel_lines(SIZE, seed, n_lines=14, steps=40, step_px=9, spread=(0.2, 0.8),
+                        turn_sd=0.25)
 
 
 def _fundus_pair(seed: int):

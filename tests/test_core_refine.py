@@ -6,24 +6,15 @@ import pytest
 from core.metrics import mean_corner_error
 from core.modality import prepare
 from core.refine import RefineConfig, refine
+from tests.helpers import vessel_lines
 
 SIZE = 512
 
 
 def _vessel_image(seed: int) -> np.ndarray:
     """float32 0/1 image of random curving lines of several widths (vessel-like)."""
-    rng = np.random.default_rng(seed)
-    mask = np.zeros((SIZE, SIZE), np.uint8)
-    for _ in range(40):
-        p = rng.uniform(0.05, 0.95, 2) * SIZE
-        heading = rng.uniform(0, 2 * np.pi)
-        width = int(rng.integers(2, 6))
-        for _ in range(30):
-            heading += rng.normal(0, 0.3)
-            q = p + 8 * np.array([np.cos(heading), np.sin(heading)])
-            cv2.line(mask, tuple(int(v) for v in p), tuple(int(v) for v in q), 1, width)
-            p = q
-    return mask.astype(np.float32)
+    return vessel_lines(SIZE, seed, n_lines=40, steps=30, step_px=8, spread=(0.05, 0.95),
+                        turn_sd=0.3).astype(np.float32)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from core.io import write_image  # noqa: E402
 from retreg_gui.main_window import MainWindow  # noqa: E402
 from retreg_gui.settings import Settings  # noqa: E402
 from retreg_gui.training_panel import FINETUNE, PRETRAIN  # noqa: E402
-from test_gui_app import make_pair  # noqa: E402
+from tests.test_gui_app import make_pair  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
