@@ -83,7 +83,9 @@ class TrainConfig:
                                 for k, v in self.data.aug.items()})
 
 
-def _build(cls, values: dict, where: str):
+def build_config(cls, values: dict, where: str):
+    """A config dataclass from a YAML mapping, recursing into nested dataclasses; unknown keys
+    and wrong shapes raise ValueError naming the key path (``where``)."""
     if not isinstance(values, dict):
         raise ValueError(f"{where}: expected a mapping, got {type(values).__name__}")
     known = {f.name: f for f in fields(cls)}
@@ -95,14 +97,14 @@ def _build(cls, values: dict, where: str):
         default = getattr(cls(), name)
         if is_dataclass(default):
             kwargs[name] = (LoftrConfig.from_dict(value) if isinstance(default, LoftrConfig)
-                            else _build(type(default), value, f"{where}.{name}"))
+                            else build_config(type(default), value, f"{where}.{name}"))
         else:
             kwargs[name] = value
     return cls(**kwargs)
 
 
 def from_dict(values: dict) -> TrainConfig:
-    cfg = _build(TrainConfig, values, "config")
+    cfg = build_config(TrainConfig, values, "config")
     bad = [m for m in cfg.data.modes if m not in {x.value for x in Mode}]
     if bad or not cfg.data.modes:
         raise ValueError(f"config.data.modes: unknown or empty {bad or cfg.data.modes}; "

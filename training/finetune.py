@@ -37,7 +37,7 @@ from core.representation import model_input
 from core.types import TRANSFORM_TYPES, Mode, PreparedImage
 from training.augment import AugmentConfig
 from training.callbacks import ProgressFn, ProgressReporter
-from training.config import OptimConfig, TrainConfig, _build
+from training.config import OptimConfig, TrainConfig, build_config
 from training.datasets import AffinePairDataset, SynthSource
 from training.evaluation import EvalPair, PairResult, format_table
 from training.losses import loftr_loss
@@ -104,7 +104,7 @@ class FinetuneConfig:
 
 
 def config_from_dict(values: dict) -> FinetuneConfig:
-    cfg = _build(FinetuneConfig, values, "config")
+    cfg = build_config(FinetuneConfig, values, "config")
     d, e = cfg.data, cfg.eval
     if not 0.0 < d.real_fraction <= 1.0:
         raise ValueError(f"config.data.real_fraction must be in (0, 1], got {d.real_fraction}")
