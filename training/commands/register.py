@@ -66,8 +66,8 @@ def _summary(res, fixed: Path, moving: Path) -> str:
 def run(args) -> int:
     if (args.overlay is None) != (args.overlay_out is None):
         raise ValueError("--overlay and --overlay-out must be given together")
+    fixed, moving = read_image(args.fixed), read_image(args.moving)  # missing files first
     mode = resolve_mode(args.mode, args.fixed, args.moving)
-    fixed, moving = read_image(args.fixed), read_image(args.moving)
     matcher = get_matcher(args.matcher, weights=args.weights)
     res = register(fixed, moving, mode, matcher=matcher, transform=args.transform)
     print(_summary(res, args.fixed, args.moving))
