@@ -5,6 +5,7 @@ from pathlib import Path
 
 from core.matchers.base import Matcher
 from core.matchers.classical import classical_matcher, sift_matcher
+from core.types import Mode
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WEIGHTS = REPO_ROOT / "resources" / "models" / "retreg_loftr_v1.safetensors"
@@ -16,13 +17,24 @@ def available_matchers() -> list[str]:
     return list(_NAMES)
 
 
+def default_matcher_name(mode: Mode | str | None = None, weights: str | Path | None = None) -> str:
+    """What ``default`` means: the learned matcher when weights are given or bundled, except for
+    same-modality CF-CF pairs without explicit weights, where SIFT on vessel maps measured better
+    (FIRE-P AUC 0.499 vs 0.354 for the bundled model; resources/models/*.report.md)."""
+    if weights is not None:
+        return "loftr"
+    if mode is not None and Mode(mode) is Mode.CFCF:
+        return "classical"
+    return "loftr" if DEFAULT_WEIGHTS.is_file() else "classical"
+
+
 def get_matcher(name: str = "default", weights: str | Path | None = None,
-                device: str = "cpu") -> Matcher:
-    """A matcher by name; ``default`` is ``loftr`` when its weights are bundled, else ``classical``."""
+                device: str = "cpu", mode: Mode | str | None = None) -> Matcher:
+    """A matcher by name; ``default`` resolves per ``default_matcher_name(mode, weights)``."""
     if name not in _NAMES:
         raise ValueError(f"unknown matcher {name!r}; valid names: {', '.join(_NAMES)}")
     if name == "default":
-        name = "loftr" if weights is not None or DEFAULT_WEIGHTS.is_file() else "classical"
+        name = default_matcher_name(mode, weights)
     if name == "classical":
         return classical_matcher()
     if name == "sift":
@@ -33,4 +45,4 @@ def get_matcher(name: str = "default", weights: str | Path | None = None,
                                      device=device)
 
 
-__all__ = ["Matcher", "available_matchers", "get_matcher"]
+__all__ = ["Matcher", "available_matchers", "default_matcher_name", "get_matcher"]

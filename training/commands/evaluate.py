@@ -69,12 +69,13 @@ def run(args) -> int:
         default_mode = args.mode
     pairs = pairs[: args.limit] if args.limit else pairs
     modes = {p.pair_id: _mode_for(p, default_mode) for p in pairs}  # fail before any work
-    matcher = get_matcher(args.matcher, weights=args.weights)
+    matchers = {m: get_matcher(args.matcher, weights=args.weights, mode=m)
+                 for m in set(modes.values())}
     cv2.setRNGSeed(args.seed)
 
     def register_fn(pair, fixed, moving):
-        return register(fixed, moving, modes[pair.pair_id], matcher=matcher,
-                        transform=args.transform)
+        mode = modes[pair.pair_id]
+        return register(fixed, moving, mode, matcher=matchers[mode], transform=args.transform)
 
     results, unreadable = evaluate(pairs, register_fn, thresholds)
     skipped = skipped + unreadable
@@ -88,7 +89,7 @@ def run(args) -> int:
     print(table)
     if args.out:
         config = {"source": str(args.fire or args.pairs), "matcher": args.matcher,
-                  "matcher_resolved": matcher.name,
+                  "matcher_resolved": {m.value: mt.name for m, mt in matchers.items()},
                   "weights": str(args.weights) if args.weights else None,
                   "transform": args.transform, "modes": sorted({m.value for m in modes.values()}),
                   "thresholds": [max_px, med_px], "include_p37": args.include_p37,
