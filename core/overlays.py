@@ -3,11 +3,12 @@
 All functions take two images of the same height and width (gray or RGB, uint8 / uint16 /
 float in [0, 1]). Cross-modal pairs differ in brightness, so the gray-based views (difference,
 fusion) stretch each image to its own 1st-99th percentile first. Full-resolution fundus
-photos are ~8.5 MP, so the arithmetic stays in uint8 / float32 and percentiles come from a
-strided subsample.
+photos are ~8.5 MP, so the arithmetic stays in uint8 / float32, percentiles come from a
+strided subsample, and 8-bit images are stretched through a lookup table.
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from core.io import to_float01
@@ -28,12 +29,29 @@ def _rgb_u8(img: np.ndarray) -> np.ndarray:
 _PERCENTILE_SAMPLES = 250_000
 
 
-def _gray_stretched(img: np.ndarray) -> np.ndarray:
-    f = to_float01(np.asarray(img))
-    g = f if f.ndim == 2 else f[:, :, :3].mean(axis=2, dtype=np.float32)
+def _stretch_range(g: np.ndarray) -> tuple[float, float]:
+    """1st and 99th percentile of ``g`` from a strided subsample (exact enough for display)."""
     step = max(1, int(np.sqrt(g.size / _PERCENTILE_SAMPLES)))
     lo, hi = np.percentile(g[::step, ::step], (1, 99))
-    return np.clip((g - np.float32(lo)) / np.float32(max(hi - lo, 1e-6)), 0.0, 1.0)
+    return float(lo), float(max(hi - lo, 1e-6))
+
+
+def _gray_stretched_u8(img: np.ndarray) -> np.ndarray:
+    """Mean of the colour channels stretched to its 1st-99th percentile, as uint8 HxW."""
+    img = np.asarray(img)
+    if img.ndim == 3 and img.shape[2] < 3:  # (H, W, 1) or gray + alpha
+        img = img[:, :, 0]
+    if img.dtype == np.uint8:  # channel sum (exact in uint16) through a lookup table
+        total = img if img.ndim == 2 else (img[:, :, 0].astype(np.uint16) + img[:, :, 1]
+                                           + img[:, :, 2])
+        top = 255 * (1 if img.ndim == 2 else 3)
+        lo, span = _stretch_range(total)
+        lut = _to_u8((np.arange(top + 1, dtype=np.float64) - lo) / span)
+        return lut[total]
+    f = to_float01(img)
+    g = f if f.ndim == 2 else f[:, :, :3].mean(axis=2, dtype=np.float32)
+    lo, span = _stretch_range(g)
+    return _to_u8((g - np.float32(lo)) / np.float32(span))
 
 
 def _to_u8(rgb01: np.ndarray) -> np.ndarray:
@@ -52,7 +70,9 @@ def checkerboard(a: np.ndarray, b: np.ndarray, tile: int = 64) -> np.ndarray:
     if tile < 1:
         raise ValueError(f"tile must be >= 1 px, got {tile}")
     h, w = a.shape[:2]
-    use_b = ((np.arange(h)[:, None] // tile + np.arange(w)[None, :] // tile) % 2).astype(bool)
+    row_odd = (np.arange(h) // tile) % 2 == 1
+    col_odd = (np.arange(w) // tile) % 2 == 1
+    use_b = row_odd[:, None] ^ col_odd[None, :]  # tile parity, built as bool directly
     return np.where(use_b[:, :, None], _rgb_u8(b), _rgb_u8(a))
 
 
@@ -67,12 +87,12 @@ def blend(a: np.ndarray, b: np.ndarray, alpha: float = 0.5) -> np.ndarray:
 def difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Absolute difference of the stretched gray images, shown in gray."""
     _check_pair(a, b)
-    d = np.abs(_gray_stretched(a) - _gray_stretched(b))
-    return _to_u8(np.repeat(d[:, :, None], 3, axis=2))
+    d = cv2.absdiff(_gray_stretched_u8(a), _gray_stretched_u8(b))
+    return np.repeat(d[:, :, None], 3, axis=2)
 
 
 def fusion(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Fixed in magenta (R + B), moving in green: aligned structures turn white/gray."""
     _check_pair(a, b)
-    ga, gb = _gray_stretched(a), _gray_stretched(b)
-    return _to_u8(np.stack([ga, gb, ga], axis=2))
+    ga, gb = _gray_stretched_u8(a), _gray_stretched_u8(b)
+    return np.stack([ga, gb, ga], axis=2)
