@@ -248,14 +248,19 @@ def save_annotation(path: str | os.PathLike, ann: Annotation) -> None:
     atomic_write_bytes(path, (text + "\n").encode("utf-8"))
 
 
-def load_annotation(path: str | os.PathLike) -> Annotation:
-    path = Path(path)
+def _read_text(path: Path, encoding: str) -> str:
+    """A text file's contents, or an ``AnnotationError`` that says why it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding=encoding)
     except FileNotFoundError:
         raise AnnotationError(f"{path}: file does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise AnnotationError(f"{path}: cannot read ({exc})") from None
+
+
+def load_annotation(path: str | os.PathLike) -> Annotation:
+    path = Path(path)
+    text = _read_text(path, "utf-8")
     try:
         d = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -280,12 +285,7 @@ def read_fire_points(path: str | os.PathLike) -> list[PointPair]:
     Points are numbered 1.. in file order, marked manual and included.
     """
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise AnnotationError(f"{path}: file does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AnnotationError(f"{path}: cannot read ({exc})") from None
+    lines = _read_text(path, "utf-8").splitlines()
     points = []
     for lineno, line in enumerate(lines, start=1):
         cols = line.split()
@@ -322,12 +322,7 @@ def _parse_bool(value: str, where: str) -> bool:
 def read_csv_points(path: str | os.PathLike) -> list[PointPair]:
     """CSV with the header ``id,x_fixed,y_fixed,x_moving,y_moving,source,include``."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise AnnotationError(f"{path}: file does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AnnotationError(f"{path}: cannot read ({exc})") from None
+    text = _read_text(path, "utf-8-sig")
     rows = list(csv.reader(io.StringIO(text)))
     if not rows or [c.strip() for c in rows[0]] != list(CSV_COLUMNS):
         raise AnnotationError(f"{path}: line 1: header must be {','.join(CSV_COLUMNS)}")
