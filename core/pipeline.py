@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from core.estimation import MIN_POINTS, estimate, fit_least_squares, implausibility, residuals
+from core.estimation import (MIN_POINTS, estimate, estimate_with_affine_fallback,
+                             fit_least_squares, implausibility, residuals)
 from core.io import read_image
 from core.matchers import Matcher, get_matcher
 from core.modality import prepare
@@ -63,10 +64,10 @@ def _residuals_or_nan(est: Estimate, matches: Matches, selected: np.ndarray) -> 
 
 def _estimate_selected(matches: Matches, selected: np.ndarray, transform_type: str,
                        threshold_px: float, config: RegistrationConfig) -> Estimate:
-    return estimate(matches.kpts_moving[selected], matches.kpts_fixed[selected], transform_type,
-                    threshold_px=threshold_px, confidence=config.confidence,
-                    max_iters=config.max_iters, min_inliers=config.min_inliers,
-                    polish=config.polish)
+    return estimate_with_affine_fallback(
+        matches.kpts_moving[selected], matches.kpts_fixed[selected], transform_type,
+        threshold_px=threshold_px, confidence=config.confidence, max_iters=config.max_iters,
+        min_inliers=config.min_inliers, polish=config.polish)
 
 
 def register(fixed_img: np.ndarray | str | os.PathLike, moving_img: np.ndarray | str | os.PathLike,

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from core.estimation import apply, estimate, fit_least_squares, residuals
+from core.estimation import (apply, estimate, estimate_with_affine_fallback, fit_least_squares,
+                             residuals)
 from core.selection import spatial_binning
 from core.types import Matches
 
@@ -114,3 +115,39 @@ def test_polish_is_the_least_squares_fit_of_the_usac_inliers(transform_type):
     np.testing.assert_allclose(est.matrix / est.matrix[2, 2], expected / expected[2, 2],
                                rtol=1e-6, atol=1e-6)
     assert _corner_error(est.matrix, TRUTH[transform_type]) < 3.0
+
+
+def _folding_trap(seed=0):
+    """A true affine supported by 40 matches, plus 60 matches that agree on a folding
+    homography (w changes sign across the points), so USAC's best homography is implausible."""
+    rng = np.random.default_rng(seed)
+    truth = TRUTH["affine"]
+    good = rng.uniform(0, 1000, (40, 2))
+    fold = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [-1.5e-3, 0.0, 1.0]])
+    trap = rng.uniform(0, 1000, (60, 2))
+    moving = np.vstack([good, trap])
+    fixed = np.vstack([apply(truth, good), apply(fold, trap)])
+    return moving, fixed, truth
+
+
+def test_folding_homography_falls_back_to_the_affine_consensus():
+    moving, fixed, truth = _folding_trap()
+    direct = estimate(moving, fixed, "homography", threshold_px=3.0)
+    assert not direct.ok and "perspective" in direct.reason
+    est = estimate_with_affine_fallback(moving, fixed, "homography", threshold_px=3.0)
+    assert est.ok and est.transform_type == "homography"
+    assert _corner_error(est.matrix, truth) < 1.0
+    assert est.inliers[:40].all() and not est.inliers[40:].any()
+
+
+def test_fallback_leaves_successful_fits_and_other_types_alone():
+    moving, fixed, _ = _correspondences(TRUTH["homography"])
+    direct = estimate(moving, fixed, "homography", threshold_px=3.0)
+    again = estimate_with_affine_fallback(moving, fixed, "homography", threshold_px=3.0)
+    np.testing.assert_array_equal(again.inliers, direct.inliers)
+    np.testing.assert_allclose(again.matrix, direct.matrix)
+    moving, fixed, _ = _folding_trap()
+    sim = estimate_with_affine_fallback(moving, fixed, "similarity", threshold_px=3.0)
+    assert sim.status == estimate(moving, fixed, "similarity", threshold_px=3.0).status
+    few = estimate_with_affine_fallback(moving[:3], fixed[:3], "homography")
+    assert not few.ok and "too few" in few.reason

@@ -1,6 +1,7 @@
 """The LoFTR-style network, its losses, the curriculum and the weights format, on fabricated
 tensors (no data set needed)."""
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from core.errors import ModelLoadError
 from core.matchers.loftr.coarse import CoarseMatching, cell_centres, mutual_nearest
 from core.matchers.loftr.fine import sample_windows
 from core.matchers.loftr.model import LoftrConfig, RetRegLoFTR
-from core.matchers.loftr.weights import (card_path, load_backbone, load_model, read_config,
+from core.matchers.loftr.weights import (card_path, load_all, load_backbone, load_model, read_config,
                                          save_weights)
 from training.callbacks import curriculum_values
 from training.config import CurriculumConfig, from_dict
@@ -230,3 +231,17 @@ def test_config_rejects_unknown_keys_and_modes():
 def test_config_augmentation_overrides_reach_the_augment_config():
     aug = from_dict({"data": {"aug": {"hflip_p": 0.0, "scale_range": [0.9, 1.1]}}}).augment()
     assert aug.hflip_p == 0.0 and aug.scale_range == (0.9, 1.1) and aug.rotation_deg == 90.0
+
+
+def test_init_weights_loads_every_tensor_and_rejects_another_architecture(tmp_path):
+    donor = RetRegLoFTR(TINY)
+    path = save_weights(donor, tmp_path / "donor.safetensors")
+    model = RetRegLoFTR(TINY)
+    load_all(model, path)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, donor.state_dict()[k]), k
+    bigger = RetRegLoFTR(replace(TINY, block_dims=(8, 16, 48)))
+    with pytest.raises(ModelLoadError, match="do not fit"):
+        load_all(bigger, path)
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_all(model, tmp_path / "missing.safetensors")

@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import ConcatDataset, DataLoader
 
-from core.matchers.loftr.weights import card_path, load_backbone, save_weights
+from core.matchers.loftr.weights import card_path, load_all, load_backbone, save_weights
 from core.provenance import run_record
 from training.callbacks import CurriculumScheduler, DelayedEarlyStopping, ProgressFn, ProgressReporter
 from training.config import VALIDATION_SEED_START, TrainConfig, from_dict, load_config
@@ -109,7 +109,9 @@ def train(config: TrainConfig | dict | str | Path, progress: ProgressFn | None =
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     module = LoftrLightning(cfg)
-    if cfg.init_backbone:
+    if cfg.init_weights:
+        load_all(module.model, cfg.init_weights)
+    elif cfg.init_backbone:
         load_backbone(module.model, cfg.init_backbone)
     d = cfg.data
     train_set = build_train_dataset(cfg)

@@ -65,6 +65,7 @@ class TrainConfig:
     max_minutes: float | None = None
     val_every_epochs: int = 5
     init_backbone: str | None = None  # safetensors file: only backbone.* keys are loaded
+    init_weights: str | None = None  # safetensors file: the whole model (a new training stage)
     early_stop_start_epoch: int = 100
     early_stop_patience: int = 5
     torch_threads: int = 2

@@ -67,16 +67,20 @@ def load_model(path: str | Path, device: str = "cpu") -> RetRegLoFTR:
     return model.to(device).eval()
 
 
+def _read_state(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: weights file does not exist")
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise ModelLoadError(f"{path}: not a safetensors file ({exc})") from None
+
+
 def load_backbone(model: RetRegLoFTR, path: str | Path) -> int:
     """Hybrid initialisation: copy only ``backbone.*`` tensors of ``path`` into ``model``
     (transformer and heads stay random). Returns how many tensors were loaded."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: backbone checkpoint does not exist")
-    try:
-        state = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError) as exc:
-        raise ModelLoadError(f"{path}: not a safetensors file ({exc})") from None
+    state = _read_state(path)
     own = model.state_dict()
     picked = {k: v for k, v in state.items()
               if k.startswith("backbone.") and k in own and own[k].shape == v.shape}
@@ -86,3 +90,15 @@ def load_backbone(model: RetRegLoFTR, path: str | Path) -> int:
         for k, v in picked.items():
             own[k].copy_(v)
     return len(picked)
+
+
+def load_all(model: RetRegLoFTR, path: str | Path) -> None:
+    """Continue training from exported weights: every tensor of ``model`` from ``path``.
+
+    Unlike a Lightning resume this starts a fresh optimiser, schedule and epoch count, so a
+    new stage can change the data scale or augmentation of a finished model."""
+    try:
+        model.load_state_dict(_read_state(path), strict=True)
+    except RuntimeError as exc:
+        raise ModelLoadError(f"{path}: weights do not fit this architecture "
+                             f"({str(exc).splitlines()[0]})") from None
