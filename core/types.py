@@ -40,12 +40,6 @@ class Mode(str, Enum):
         return 45.0 if self is Mode.CFOCTA else None
 
     @classmethod
-    def from_modalities(cls, fixed: str, moving: str) -> "Mode | None":
-        """The mode registering ``moving`` onto ``fixed`` (modality names), if there is one."""
-        return next((m for m in cls if (m.fixed_modality, m.moving_modality) == (fixed, moving)),
-                    None)
-
-    @classmethod
     def clinical(cls) -> tuple["Mode", ...]:
         """The four modes the clinic registers (CF-CF exists for benchmarks only)."""
         return (cls.CFFA, cls.CFOCT, cls.CFOCTA, cls.OCTFA)

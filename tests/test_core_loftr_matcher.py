@@ -7,8 +7,7 @@ import pytest
 from core.errors import ModelLoadError
 from core.matchers import DEFAULT_WEIGHTS, get_matcher
 from core.matchers.loftr import LoftrConfig, LoftrMatcher, RetRegLoFTR
-from core.matchers.loftr.matcher import (ROTATIONS, _rotate_points_back, _Scored, at_pitch,
-                                         rotations_for)
+from core.matchers.loftr.matcher import ROTATIONS, _rotate_points_back, _Scored, at_pitch
 from core.matchers.loftr.weights import save_weights
 from core.metrics import mean_corner_error
 from core.modality import prepare
@@ -117,12 +116,3 @@ def test_bundled_model_registers_an_unseen_rotated_synthetic_pair(mode, angle):
     result = register(fixed, warped, mode, matcher=get_matcher("loftr"))
     assert result.ok, result.reason
     assert mean_corner_error(result.matrix, np.linalg.inv(T), 512, 512) < 5.0
-
-
-def test_cfocta_tries_no_turned_hypothesis_beyond_its_believable_rotation(weights, monkeypatch):
-    matcher = LoftrMatcher.from_weights(weights)
-    calls = _record_runs(monkeypatch, matcher, inliers=0)
-    img = _fundus_like(200)
-    matcher.match(prepare(img, "cf", 96), prepare(img, "octa", 96))
-    assert {c[0] for c in calls} == {0}
-    assert rotations_for("cf", "fa") == ROTATIONS and rotations_for("oct", "fa") == ROTATIONS

@@ -3,8 +3,7 @@
 It feeds the network exactly the representation it was trained on (``core.representation``)
 at its trained pixel scale, and registers pairs the network alone would not:
 - rotation hypotheses: the moving image is also tried turned by 180, 90 and 270 degrees
-  (training covers +-90 degrees, real pairs can differ by more), except in modes whose
-  believable rotation (``Mode.max_rotation_deg``) the unturned pass already covers;
+  (training covers +-90 degrees, real pairs can differ by more);
 - a scale hypothesis: ``prepare`` normalises each image by its own field of view, which is wrong
   when the moving modality covers a smaller field at the same pixel pitch (OCT en-face, FA in
   the clinic's 512 px exports); the moving image is also tried at the fixed image's pitch.
@@ -23,7 +22,7 @@ import torch
 from core.estimation import estimate
 from core.representation import model_input
 from core.selection import spatial_binning
-from core.types import Matches, Mode, PreparedImage
+from core.types import Matches, PreparedImage
 from core.vessels import vessel_map
 
 from .model import COARSE_STRIDE, RetRegLoFTR
@@ -63,15 +62,6 @@ def _rotate_points_back(pts: np.ndarray, k: int, w: int, h: int) -> np.ndarray:
     if k == 2:
         return np.stack([w - 1 - x, h - 1 - y], 1)
     return np.stack([y, h - 1 - x], 1)
-
-
-def rotations_for(fixed_modality: str, moving_modality: str) -> tuple[int, ...]:
-    """The rotation hypotheses worth trying: those whose turn is believable for the mode."""
-    mode = Mode.from_modalities(fixed_modality, moving_modality)
-    limit = mode.max_rotation_deg if mode is not None else None
-    if limit is None:
-        return ROTATIONS
-    return tuple(r for r in ROTATIONS if min(r, 360 - r) <= limit)
 
 
 def at_pitch(moving: PreparedImage, scale: tuple[float, float]) -> PreparedImage:
@@ -134,7 +124,7 @@ class LoftrMatcher:
             variants.append(at_pitch(moving, fixed.scale))
         x0, v0 = self._input(fixed, 0)
         best, best_info = None, {}
-        for deg in rotations_for(fixed.modality, moving.modality):
+        for deg in ROTATIONS:
             for vi, var in enumerate(variants):
                 scored = self._run(fixed, x0, v0, var, deg // 90)
                 if best is None or scored.inliers > best.inliers:
