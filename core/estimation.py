@@ -65,14 +65,6 @@ def implausibility(matrix: np.ndarray, moving_pts: np.ndarray) -> str:
     return ""
 
 
-def rotation_deg(matrix: np.ndarray) -> float:
-    """Rotation (degrees, counter-clockwise in image axes) of the closest rotation to the
-    linear part of ``matrix``."""
-    m = np.asarray(matrix, np.float64)
-    lin = m[:2, :2] / m[2, 2]
-    return float(np.degrees(np.arctan2(lin[1, 0] - lin[0, 1], lin[0, 0] + lin[1, 1])))
-
-
 def _failed(transform_type: str, n: int, reason: str, inliers: np.ndarray | None = None
             ) -> Estimate:
     mask = np.zeros(n, bool) if inliers is None else inliers

@@ -13,8 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from core.estimation import (MIN_POINTS, estimate, estimate_with_affine_fallback,
-                             fit_least_squares, implausibility, residuals,
-                             rotation_deg)
+                             fit_least_squares, implausibility, residuals)
 from core.io import read_image
 from core.matchers import Matcher, get_matcher
 from core.modality import prepare
@@ -64,17 +63,11 @@ def _residuals_or_nan(est: Estimate, matches: Matches, selected: np.ndarray) -> 
 
 
 def _estimate_selected(matches: Matches, selected: np.ndarray, transform_type: str,
-                       threshold_px: float, config: RegistrationConfig, mode: Mode) -> Estimate:
-    est = estimate_with_affine_fallback(
+                       threshold_px: float, config: RegistrationConfig) -> Estimate:
+    return estimate_with_affine_fallback(
         matches.kpts_moving[selected], matches.kpts_fixed[selected], transform_type,
         threshold_px=threshold_px, confidence=config.confidence, max_iters=config.max_iters,
         min_inliers=config.min_inliers, polish=config.polish)
-    limit = mode.max_rotation_deg
-    if est.ok and limit is not None and abs(rotation_deg(est.matrix)) > limit:
-        return Estimate(transform_type, None, est.inliers, "failed",
-                        f"implausible rotation {rotation_deg(est.matrix):.0f} deg for {mode.value} "
-                        f"(at most {limit:.0f}); the matches are probably wrong")
-    return est
 
 
 def register(fixed_img: np.ndarray | str | os.PathLike, moving_img: np.ndarray | str | os.PathLike,
@@ -110,7 +103,7 @@ def register(fixed_img: np.ndarray | str | os.PathLike, moving_img: np.ndarray |
 
     t = time.perf_counter()
     threshold = config.ransac_threshold_px * float(np.mean(fixed.scale))
-    est = _estimate_selected(matches, selected, transform, threshold, config, mode)
+    est = _estimate_selected(matches, selected, transform, threshold, config)
     timings["estimate"] = time.perf_counter() - t
 
     if config.refine is not None and est.ok:
@@ -148,7 +141,7 @@ def reestimate(result: RegistrationResult, transform_type: str,
     _check_transform(transform_type)
     t = time.perf_counter()
     est = _estimate_selected(result.matches, result.selected, transform_type,
-                             result.threshold_px, config, Mode(result.mode))
+                             result.threshold_px, config)
     timings = {**result.timings, "estimate": time.perf_counter() - t}
     return replace(result, transform_type=transform_type, matrix=est.matrix, status=est.status,
                    reason=est.reason, inliers=est.inliers,

@@ -30,15 +30,6 @@ class Mode(str, Enum):
     def moving_modality(self) -> str:
         return {"cffa": "fa", "cfoct": "oct", "cfocta": "octa", "octfa": "fa", "cfcf": "cf"}[self.value]
 
-    @property
-    def max_rotation_deg(self) -> float | None:
-        """Largest believable rotation between the two images, or None for any.
-
-        An OCTA scan is centred on the disc of an upright fundus photograph, so its vessels
-        never turn by much against the CF; a 79-degree fit on a dark CF (CF_OCTA_dev 3x3/2019)
-        is a wrong match, better reported as a failure than shown as a result."""
-        return 45.0 if self is Mode.CFOCTA else None
-
     @classmethod
     def clinical(cls) -> tuple["Mode", ...]:
         """The four modes the clinic registers (CF-CF exists for benchmarks only)."""

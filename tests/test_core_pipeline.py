@@ -1,15 +1,12 @@
 """End-to-end registration on a synthetic cross-modal pair, plus the matcher registry."""
-from dataclasses import replace
-
 import cv2
 import numpy as np
 import pytest
 
 import core.matchers as matchers
-from core.estimation import apply, rotation_deg
+from core.estimation import apply
 from core.matchers import Matcher, available_matchers, get_matcher
 from core.pipeline import RegistrationConfig, estimate_from_points, reestimate, register
-from core.types import Matches
 from tests.helpers import vessel_lines
 
 SIZE = 480
@@ -138,19 +135,3 @@ def test_default_is_the_learned_matcher_except_for_cf_cf_pairs(monkeypatch, tmp_
     assert matchers.default_matcher_name("cfcf") == "classical"
     assert matchers.default_matcher_name("cfcf", weights=bundled) == "loftr"  # explicit wins
     assert get_matcher("default", mode="cfcf").name == "classical"
-
-
-@pytest.mark.parametrize("angle, mode, ok", [(60, "cfocta", False), (30, "cfocta", True),
-                                             (60, "cffa", True)])
-def test_rotation_beyond_the_mode_limit_is_a_failure_with_a_reason(synthetic_result, angle,
-                                                                   mode, ok):
-    result, _ = synthetic_result
-    turn = _similarity(1.0, angle, 200, -50)
-    moved = Matches(apply(turn, result.matches.kpts_moving), result.matches.kpts_moving,
-                    result.matches.confidence)
-    res = reestimate(replace(result, matches=moved, mode=mode), "similarity")
-    assert res.ok is ok
-    if ok:
-        assert abs(rotation_deg(res.matrix) - angle) < 0.5
-    else:
-        assert "implausible rotation" in res.reason and res.matrix is None
