@@ -27,7 +27,7 @@ def _tiny(tmp_path, **over) -> dict:
 def trained(tmp_path_factory) -> tuple[TrainResult, list]:
     tmp = tmp_path_factory.mktemp("train")
     calls = []
-    result = train(from_dict(_tiny(tmp)), progress=lambda s, n, m: calls.append((s, n, dict(m))))
+    result = train(from_dict(_tiny(tmp, tensorboard=True)), progress=lambda s, n, m: calls.append((s, n, dict(m))))
     return result, calls
 
 
@@ -51,6 +51,7 @@ def test_training_reports_progress_every_step_and_logs_csv(trained):
     metrics = next(result.out_dir.glob("logs/version_*/metrics.csv")).read_text()
     assert "train/loss" in metrics and "val/mce_median_px512" in metrics
     assert "sched/lambda" in metrics
+    assert list(result.out_dir.glob("tb/version_*/events.out.tfevents.*"))
 
 
 def test_training_resumes_from_its_last_checkpoint(trained, tmp_path):

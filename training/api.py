@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
 import time
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from torch.utils.data import ConcatDataset, DataLoader
 
 from core.matchers.loftr.weights import card_path, load_all, load_backbone, save_weights
@@ -67,6 +68,18 @@ def build_val_items(cfg: TrainConfig) -> list[dict]:
                                aug=cfg.augment(), length=n, seed=VALIDATION_SEED_START + k)
         items.extend(ds[i] for i in range(n))
     return items
+
+
+def _loggers(cfg: TrainConfig, out_dir: Path) -> list[Logger]:
+    """CSV always (the GUI and tools/plot_training.py read it); TensorBoard on request."""
+    loggers: list[Logger] = [CSVLogger(out_dir, name="logs")]
+    if cfg.tensorboard:
+        if importlib.util.find_spec("tensorboard") is None and \
+                importlib.util.find_spec("tensorboardX") is None:
+            raise ValueError("tensorboard: true needs TensorBoard's writer: "
+                             "pip install 'retreg[tensorboard]' (or set tensorboard: false)")
+        loggers.append(TensorBoardLogger(out_dir, name="tb"))
+    return loggers
 
 
 def _as_config(config: TrainConfig | dict | str | Path) -> TrainConfig:
@@ -132,7 +145,7 @@ def train(config: TrainConfig | dict | str | Path, progress: ProgressFn | None =
         strategy=strategy, max_epochs=cfg.max_epochs, limit_train_batches=cfg.steps_per_epoch,
         check_val_every_n_epoch=cfg.val_every_epochs, num_sanity_val_steps=0,
         max_time=dt.timedelta(minutes=cfg.max_minutes) if cfg.max_minutes else None,
-        gradient_clip_val=cfg.optim.grad_clip, logger=CSVLogger(out_dir, name="logs"),
+        gradient_clip_val=cfg.optim.grad_clip, logger=_loggers(cfg, out_dir),
         callbacks=callbacks, enable_progress_bar=progress_bar,
         log_every_n_steps=max(1, min(5, cfg.steps_per_epoch)),
         default_root_dir=out_dir)

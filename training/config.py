@@ -69,6 +69,7 @@ class TrainConfig:
     early_stop_start_epoch: int = 100
     early_stop_patience: int = 5
     torch_threads: int = 2
+    tensorboard: bool = False  # also log to TensorBoard (out_dir/tb; needs retreg[tensorboard])
     export: str | None = None  # safetensors path written at the end (+ .card.json)
     model: LoftrConfig = field(default_factory=LoftrConfig)
     data: DataConfig = field(default_factory=DataConfig)
