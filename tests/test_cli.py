@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from core.annotations import PointPair, write_fire_points
-from core.io import write_image
+from core import overlays
+from core.io import read_image, write_image
 from core.metrics import apply_homography, mean_corner_error
 from training.cli import main
 from training.evaluation import fire_pairs
@@ -77,6 +78,20 @@ def test_register_writes_json_with_the_known_transform(tmp_path, capsys):
     assert doc["inputs"]["moving"].endswith("a_cf2.png") and "code_version" in doc["provenance"]
     assert (tmp_path / "w.png").is_file() and (tmp_path / "o.png").is_file()
     assert "ok:" in capsys.readouterr().out
+    fixed_img, warped = read_image(fixed), read_image(tmp_path / "w.png")
+    expected = overlays.checkerboard(fixed_img, warped, overlays.default_tile(fixed_img.shape))
+    np.testing.assert_array_equal(read_image(tmp_path / "o.png"), expected)
+
+
+def test_register_checkerboard_tile_can_be_chosen(tmp_path):
+    fixed, moving, _, _ = _write_pair(tmp_path, "a", seed=1, deg=8.0, shift=(12, -9))
+    code = main(["register", str(fixed), str(moving), "--mode", "cfcf", "--matcher", "sift",
+                 "--warped", str(tmp_path / "w.png"), "--overlay", "checkerboard",
+                 "--overlay-out", str(tmp_path / "o.png"), "--tile", "10"])
+    assert code == 0
+    fixed_img, warped = read_image(fixed), read_image(tmp_path / "w.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "o.png"),
+                                  overlays.checkerboard(fixed_img, warped, 10))
 
 
 def test_register_failure_exits_1_and_still_writes_the_reason(tmp_path):

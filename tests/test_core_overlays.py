@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from core.overlays import blend, checkerboard, difference, fusion
+from core.overlays import blend, checkerboard, default_tile, difference, fusion
 from core.warp import warp_moving
 
 H, W = 60, 90
@@ -93,3 +93,9 @@ def test_fast_fusion_and_difference_match_the_plain_float_stretch(dtype):
     assert np.abs(fused[..., 1] - np.round(rb * 255)).max() <= 1
     diff = difference(a, b)[..., 0].astype(int)
     assert np.abs(diff - np.round(np.abs(ra - rb) * 255)).max() <= 2
+
+
+def test_default_tile_gives_about_eight_squares_across_the_shorter_side():
+    assert default_tile((2912, 2912, 3)) == 364
+    assert default_tile((320, 400)) == 40
+    assert default_tile((40, 40)) == 8  # never below 8 px

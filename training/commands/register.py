@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from core import overlays
 from core.annotations import atomic_write_bytes
 from core.io import read_image, write_image
@@ -40,7 +42,15 @@ def add_parser(sub) -> None:
     p.add_argument("--overlay", choices=sorted(OVERLAYS), help="overlay kind for --overlay-out")
     p.add_argument("--overlay-out", type=Path, metavar="OUT.png",
                    help="write fixed + warped moving as the chosen overlay")
+    p.add_argument("--tile", type=int, metavar="PX",
+                   help="checkerboard square size (default: 1/8 of the fixed image's shorter side)")
     p.set_defaults(func=run)
+
+
+def _overlay(kind: str, fixed: np.ndarray, warped: np.ndarray, tile: int | None) -> np.ndarray:
+    if kind == "checkerboard":
+        return overlays.checkerboard(fixed, warped, tile or overlays.default_tile(fixed.shape))
+    return OVERLAYS[kind](fixed, warped)
 
 
 def resolve_mode(mode: str | None, fixed: Path, moving: Path) -> Mode:
@@ -88,5 +98,5 @@ def run(args) -> int:
         if args.warped:
             write_image(args.warped, warped)
         if args.overlay_out:
-            write_image(args.overlay_out, OVERLAYS[args.overlay](fixed, warped))
+            write_image(args.overlay_out, _overlay(args.overlay, fixed, warped, args.tile))
     return 0
