@@ -3,6 +3,7 @@ registration, exports safetensors + card + provenance, resumes, and honours canc
 import json
 
 import pytest
+import torch
 
 from core.matchers.loftr.weights import load_model
 from training.api import TrainResult, train
@@ -60,6 +61,21 @@ def test_training_resumes_from_its_last_checkpoint(trained, tmp_path):
     assert ckpt.is_file()
     more = train(from_dict(_tiny(tmp_path, max_epochs=3)), resume=ckpt)
     assert more.steps == 6 and more.epochs == 3
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_run_killed_mid_epoch_resumes_from_its_latest_finished_epoch(tmp_path):
+    def kill_in_epoch_3(step, total, metrics):
+        if step == 5:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        train(from_dict(_tiny(tmp_path, max_epochs=3)), progress=kill_in_epoch_3)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 4 and ckpt["epoch"] == 1
 
 
 def test_cancel_stops_after_the_current_step(tmp_path):

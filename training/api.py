@@ -136,8 +136,12 @@ def train(config: TrainConfig | dict | str | Path, progress: ProgressFn | None =
     total = cfg.max_epochs * cfg.steps_per_epoch
     callbacks = [CurriculumScheduler(cfg.curriculum),
                  DelayedEarlyStopping(cfg.early_stop_start_epoch, cfg.early_stop_patience, *MONITOR),
-                 ModelCheckpoint(dirpath=out_dir / "checkpoints", save_last=True,
-                                 monitor=MONITOR[0], mode=MONITOR[1], save_top_k=1),
+                 ModelCheckpoint(dirpath=out_dir / "checkpoints", monitor=MONITOR[0],
+                                 mode=MONITOR[1], save_top_k=1),
+                 # last.ckpt after every epoch (the monitored checkpoint's save_last is only
+                 # written when validation improves, so a resume would lose epochs)
+                 ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="last", save_top_k=1,
+                                 every_n_epochs=1, enable_version_counter=False),
                  LearningRateMonitor(logging_interval="step"),
                  ProgressReporter(total, progress, cancel)]
     trainer = pl.Trainer(
