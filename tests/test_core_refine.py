@@ -89,3 +89,17 @@ def test_register_reports_the_refined_fit_and_reestimate_reuses_it(cf_fa_pair):
     again = reestimate(fine, "homography")
     assert again.matches is fine.matches
     assert mean_corner_error(again.matrix, truth, SIZE, SIZE) < 1.0
+
+
+@pytest.mark.parametrize("seed", [10_050_001, 10_050_003])
+def test_refines_a_cf_octa_fit_whose_capillaries_leave_few_distinct_peaks(seed):
+    from training.synth import render_case
+
+    case = render_case(seed, 512)
+    start = np.array([[1.01, 0.0, -1.5], [0.0, 0.995, 2.5], [0, 0, 1.0]])  # ~3 px off identity
+    fixed = prepare(case["cf_clip"], "cf", RefineConfig().working_side)
+    moving = prepare(case["octa"], "octa", RefineConfig().working_side)
+    assert mean_corner_error(start, np.eye(3), 512, 512) > 2.5
+    out = refine(fixed, moving, start, "affine")
+    assert out.accepted, out.reason
+    assert mean_corner_error(out.matrix, np.eye(3), 512, 512) < 1.0
