@@ -130,9 +130,9 @@ def estimate_with_affine_fallback(src_moving: np.ndarray, dst_fixed: np.ndarray,
 
     Among many wrong matches USAC can assemble a folding homography from a few accidental
     agreements (8 DOF) while the 6-DOF affine consensus of the same matches is right (5 of 39
-    FIRE-P pairs with the learned matcher). The affine is also a sound start for the fine stage,
-    which refits the homography on its own correspondences. An affine matrix is a homography
-    without perspective, so the result keeps ``transform_type``.
+    FIRE-P pairs with the learned matcher's previous weights). The affine is also a sound start
+    for the fine stage, which refits the homography on its own correspondences. An affine matrix
+    is a homography without perspective, so the result keeps ``transform_type``.
     """
     est = estimate(src_moving, dst_fixed, transform_type, **kwargs)
     if est.ok or transform_type != "homography":

@@ -224,6 +224,8 @@ def test_config_rejects_unknown_keys_and_modes():
         from_dict({"data": {"modes": ["cfxx"]}})
     with pytest.raises(ValueError, match="aug: unknown keys"):
         from_dict({"data": {"aug": {"flip": 0.5}}})
+    with pytest.raises(ValueError, match="exclude each other"):
+        from_dict({"init_weights": "a.safetensors", "init_backbone": "b.safetensors"})
     assert from_dict({"model": {"channels": ["intensity", "vessels"]}}).model.channels == (
         "intensity", "vessels")
 

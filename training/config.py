@@ -118,6 +118,9 @@ def from_dict(values: dict) -> TrainConfig:
         raise ValueError(f"config.data.size must be a multiple of 8, got {cfg.data.size}")
     if cfg.steps_per_epoch < 1 or cfg.max_epochs < 1:
         raise ValueError("config.steps_per_epoch and config.max_epochs must be >= 1")
+    if cfg.init_weights and cfg.init_backbone:
+        raise ValueError("config: init_weights (whole model) and init_backbone (backbone only) "
+                         "exclude each other; give one")
     return cfg
 
 
