@@ -11,8 +11,8 @@ from core.errors import ModelLoadError
 from core.matchers.loftr.coarse import CoarseMatching, cell_centres, mutual_nearest
 from core.matchers.loftr.fine import sample_windows
 from core.matchers.loftr.model import LoftrConfig, RetRegLoFTR
-from core.matchers.loftr.weights import (card_path, load_all, load_backbone, load_model, read_config,
-                                         save_weights)
+from core.matchers.loftr.weights import (card_path, load_all, load_backbone, load_model,
+                                         read_config, save_weights)
 from training.callbacks import curriculum_values
 from training.config import CurriculumConfig, from_dict
 from training.losses import coarse_loss, fine_targets, loftr_loss, vessel_weight

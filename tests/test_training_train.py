@@ -28,7 +28,8 @@ def _tiny(tmp_path, **over) -> dict:
 def trained(tmp_path_factory) -> tuple[TrainResult, list]:
     tmp = tmp_path_factory.mktemp("train")
     calls = []
-    result = train(from_dict(_tiny(tmp, tensorboard=True)), progress=lambda s, n, m: calls.append((s, n, dict(m))))
+    result = train(from_dict(_tiny(tmp, tensorboard=True)),
+                   progress=lambda s, n, m: calls.append((s, n, dict(m))))
     return result, calls
 
 
@@ -67,7 +68,7 @@ class _Killed(Exception):
     pass
 
 
-def test_a_run_killed_mid_epoch_resumes_from_its_latest_finished_epoch(tmp_path):
+def test_a_run_killed_mid_epoch_leaves_its_latest_finished_epoch_in_last_ckpt(tmp_path):
     def kill_in_epoch_3(step, total, metrics):
         if step == 5:
             raise _Killed
