@@ -9,7 +9,7 @@ import torch
 
 from core.errors import DatasetError
 from core.io import write_image
-from training.augment import AugmentConfig, photometric, random_affine
+from training.augment import AugmentConfig, photometric, random_affine, random_shift
 from training.datasets import (MAX_KEYPOINTS, AffinePairDataset, DiskSource, SynthSource,
                                file_role, scan_cases)
 from training.supervision import apply_transform, cell_centres, coarse_fine_gt
@@ -142,7 +142,8 @@ def test_item_has_the_contract_keys_dtypes_and_shapes(good_root):
               "vessel0": ((64, 64), np.float32), "vessel1": ((64, 64), np.float32),
               "T_0to1": ((3, 3), np.float32), "gt_j": ((l0,), np.int64),
               "gt_xy1": ((l0, 2), np.float32), "kpts0": ((MAX_KEYPOINTS, 2), np.float32),
-              "kpts1": ((MAX_KEYPOINTS, 2), np.float32), "kpts_valid": ((MAX_KEYPOINTS,), np.bool_)}
+              "kpts1": ((MAX_KEYPOINTS, 2), np.float32), "kpts_valid": ((MAX_KEYPOINTS,), np.bool_),
+              "unmatched0": ((l0,), np.bool_), "unmatched1": ((l0,), np.bool_)}
     assert set(item) == set(expect) | {"mode"} and item["mode"] == "cffa"
     for key, (shape, dtype) in expect.items():
         assert item[key].shape == shape and item[key].dtype == dtype, key
@@ -173,6 +174,36 @@ def test_warped_moving_image_and_labels_land_on_the_same_vessels(good_root, mode
             item["kpts1"][item["kpts_valid"]], atol=1e-3)
         mirrored = np.linalg.det(item["T_0to1"][:2, :2]) < 0
         assert mirrored == (hflip != vflip)  # two flips make a 180 deg rotation
+
+
+def test_shifting_the_fixed_image_too_leaves_each_image_a_part_the_other_lacks(good_root):
+    cases, _ = scan_cases(good_root, "cffa")
+    aug = AugmentConfig(translate_frac=0.3, fixed_translate_frac=0.3)
+    ds = AffinePairDataset(cases, "cffa", size=SIZE, aug=aug, seed=11, length=6)
+    both_sides = 0
+    for index in range(6):
+        item = ds[index]
+        v0 = item["vessel0"] > 0.5
+        # image0 was shifted: its vessel channel and its vessel labels still agree
+        assert _on_vessel_ratio(item["image0"][1], v0 & item["mask0"]) > 3.0
+        # and T_0to1 still carries image0's vessels onto image1's
+        warped = cv2.warpPerspective(item["vessel0"], item["T_0to1"].astype(np.float64),
+                                     (SIZE, SIZE))
+        seen = item["mask1"] & (warped > 0.5)
+        assert (item["vessel1"][seen] > 0.2).mean() > 0.9
+        np.testing.assert_allclose(
+            apply_transform(item["T_0to1"], item["kpts0"][item["kpts_valid"]]),
+            item["kpts1"][item["kpts_valid"]], atol=1e-3)
+        both_sides += bool(item["unmatched0"].any() and item["unmatched1"].any())
+    assert both_sides >= 3
+
+
+def test_an_unshifted_fixed_image_draws_no_randomness():
+    a, b = np.random.default_rng(4), np.random.default_rng(4)
+    np.testing.assert_array_equal(random_shift(a, 64, 64, 0.0), np.eye(3))
+    assert a.random() == b.random()
+    shift = random_shift(a, 100, 50, 0.2)
+    assert abs(shift[0, 2]) <= 20 and abs(shift[1, 2]) <= 10 and (shift[:2, :2] == np.eye(2)).all()
 
 
 def test_ground_truth_agrees_with_the_transform(good_root):

@@ -15,9 +15,9 @@ from core.matchers.loftr.weights import (card_path, load_all, load_backbone, loa
                                          read_config, save_weights)
 from training.callbacks import curriculum_values
 from training.config import CurriculumConfig, from_dict
-from training.losses import coarse_loss, fine_targets, loftr_loss, vessel_weight
+from training.losses import coarse_loss, fine_targets, loftr_loss, unmatched_loss, vessel_weight
 from training.supervision import cell_centres as gt_cell_centres
-from training.supervision import coarse_fine_gt
+from training.supervision import coarse_fine_gt, unmatched_cells
 
 TINY = LoftrConfig(channels=("vessels",), initial_dim=8, block_dims=(8, 16, 32), nhead=2,
                    n_layers=1)
@@ -50,9 +50,11 @@ def _shift_pair(size: int = 64, dx: int = 8, dy: int = 8) -> dict:
     mask1 = np.zeros((size, size), bool)
     mask1[dy:, dx:] = True
     gt_j, gt_xy1 = coarse_fine_gt(T, mask0, mask1)
+    un0, un1 = unmatched_cells(T, mask0, mask1)
     return {"image0": torch.from_numpy(crop0)[None, None], "image1": torch.from_numpy(crop1)[None, None],
             "vessel0": torch.from_numpy(crop0 > 0.5).float()[None],
-            "gt_j": torch.from_numpy(gt_j)[None], "gt_xy1": torch.from_numpy(gt_xy1)[None]}
+            "gt_j": torch.from_numpy(gt_j)[None], "gt_xy1": torch.from_numpy(gt_xy1)[None],
+            "unmatched0": torch.from_numpy(un0)[None], "unmatched1": torch.from_numpy(un1)[None]}
 
 
 def test_forward_gives_log_dual_softmax_over_all_cell_pairs():
@@ -247,3 +249,36 @@ def test_init_weights_loads_every_tensor_and_rejects_another_architecture(tmp_pa
         load_all(bigger, path)
     with pytest.raises(ModelLoadError, match="does not exist"):
         load_all(model, tmp_path / "missing.safetensors")
+
+
+def test_unmatched_loss_grows_with_the_match_mass_of_cells_without_a_counterpart():
+    log_conf = torch.full((1, 4, 4), math.log(0.01))
+    un0 = torch.tensor([[True, False, False, False]])
+    un1 = torch.zeros(1, 4, dtype=torch.bool)
+    low = unmatched_loss(log_conf, un0, un1)
+    log_conf[0, 0, 2] = math.log(0.6)  # row 0's mass rises from 0.04 to 0.63
+    high = unmatched_loss(log_conf, un0, un1)
+    assert low.item() == pytest.approx(-math.log(1 - 0.04), rel=1e-4)
+    assert high.item() == pytest.approx(-math.log(1 - 0.63), rel=1e-4)
+    # columns count for image1 cells
+    col = unmatched_loss(log_conf, torch.zeros_like(un0), torch.tensor([[False, False, True, False]]))
+    assert col.item() == pytest.approx(-math.log(1 - 0.63), rel=1e-4)
+    none = unmatched_loss(log_conf, torch.zeros_like(un0), un1)
+    assert none.item() == 0.0
+
+
+def test_loftr_loss_adds_the_unmatched_term_only_with_labels_and_a_weight():
+    model = RetRegLoFTR(TINY)
+    batch = _shift_pair(dx=24, dy=16)
+    out = model.forward_coarse(batch["image0"], batch["image1"])
+    un = (batch["unmatched0"], batch["unmatched1"])
+    assert batch["unmatched0"].any()
+    plain = loftr_loss(model, out, batch["gt_j"], batch["gt_xy1"], batch["vessel0"], 1.0)
+    off = loftr_loss(model, out, batch["gt_j"], batch["gt_xy1"], batch["vessel0"], 1.0,
+                     unmatched=un, unmatched_weight=0.0)
+    on = loftr_loss(model, out, batch["gt_j"], batch["gt_xy1"], batch["vessel0"], 1.0,
+                    unmatched=un, unmatched_weight=2.0)
+    expected = unmatched_loss(out.log_conf, *un)
+    assert plain.unmatched.item() == 0.0 and off.total.item() == pytest.approx(plain.total.item())
+    assert on.unmatched.item() == pytest.approx(expected.item())
+    assert on.total.item() == pytest.approx(plain.total.item() + 2.0 * expected.item(), rel=1e-5)

@@ -1,7 +1,7 @@
 """Ground-truth labels from a known transform (training/supervision.py)."""
 import numpy as np
 
-from training.supervision import apply_transform, cell_centres, coarse_fine_gt
+from training.supervision import apply_transform, cell_centres, coarse_fine_gt, unmatched_cells
 
 
 def _rotation(deg: float, cx: float, cy: float, tx: float = 0.0, ty: float = 0.0) -> np.ndarray:
@@ -85,3 +85,38 @@ def test_batched_call_equals_per_item_calls():
         j, xy = coarse_fine_gt(Ts[b], m0[b], m1[b])
         np.testing.assert_array_equal(gt_j[b], j)
         np.testing.assert_allclose(gt_xy1[b], xy)
+
+
+def test_no_cell_is_unmatched_when_both_images_show_the_same_field():
+    un0, un1 = unmatched_cells(np.eye(3), _full(), _full())
+    assert un0.shape == (64,) and un1.shape == (64,)
+    assert not un0.any() and not un1.any()
+
+
+def test_cells_shifted_out_of_the_other_image_are_unmatched_beyond_a_one_cell_margin():
+    T = np.array([[1, 0, 32], [0, 1, 0], [0, 0, 1.0]])  # 4 cells right
+    un0, un1 = unmatched_cells(T, _full(), _full())
+    g0, g1 = un0.reshape(8, 8), un1.reshape(8, 8)
+    # image0 columns 4..7 land at x >= 64: column 4 is within the margin, 5..7 are beyond it
+    assert not g0[:, :5].any() and g0[:, 5:].all()
+    # image1 columns 0..3 come from x < 0 in image0: column 3 is within the margin
+    assert g1[:, :3].all() and not g1[:, 3:].any()
+
+
+def test_cells_outside_their_own_field_of_view_are_never_labelled():
+    T = np.array([[1, 0, 32], [0, 1, 0], [0, 0, 1.0]])
+    mask0 = _full()
+    mask0[:, 48:] = False  # image0's own background: columns 6, 7
+    un0, _ = unmatched_cells(T, mask0, _full())
+    g0 = un0.reshape(8, 8)
+    assert g0[:, 5].all() and not g0[:, 6:].any()
+
+
+def test_cells_landing_on_the_other_images_background_are_unmatched():
+    mask1 = _full()
+    mask1[:, :24] = False  # image1 shows nothing left of x = 24
+    un0, un1 = unmatched_cells(np.eye(3), _full(), mask1)
+    g0 = un0.reshape(8, 8)
+    # centres 3.5 and 11.5 are more than a cell (8 px) from image1's field; 19.5 is not
+    assert g0[:, :2].all() and not g0[:, 2:].any()
+    assert not un1.any()  # image1's background cells are its own background

@@ -18,6 +18,10 @@ class AugmentConfig:
     rotation_deg: float = 90.0  # rotation uniform in [-rotation_deg, rotation_deg]
     scale_range: tuple[float, float] = (0.85, 1.15)  # log-uniform zoom
     translate_frac: float = 0.15  # shift uniform in +-frac * side, per axis
+    # The fixed image is shifted too (+-frac * side, per axis), so that each image of a pair
+    # shows part of the field the other lacks, as in real small-overlap pairs; 0 keeps the
+    # fixed image whole (the moving image is then always a part of it).
+    fixed_translate_frac: float = 0.0
     hflip_p: float = 0.2
     vflip_p: float = 0.2
     gamma_range: tuple[float, float] = (0.7, 1.4)  # log-uniform
@@ -57,6 +61,15 @@ def random_affine(rng: np.random.Generator, width: int, height: int,
     tx, ty = rng.uniform(-cfg.translate_frac, cfg.translate_frac, size=2) * (width, height)
     shift = np.array([[1, 0, tx], [0, 1, ty], [0, 0, 1.0]])
     return shift @ _about_centre(rot @ flip, width, height)
+
+
+def random_shift(rng: np.random.Generator, width: int, height: int, frac: float) -> np.ndarray:
+    """3x3 translation uniform in +-frac * side per axis; the identity (and no random draw, so
+    seeded streams are unchanged) when ``frac`` is 0."""
+    if frac <= 0:
+        return np.eye(3)
+    tx, ty = rng.uniform(-frac, frac, size=2) * (width, height)
+    return np.array([[1, 0, tx], [0, 1, ty], [0, 0, 1.0]])
 
 
 def warp(img: np.ndarray, T: np.ndarray, width: int, height: int,

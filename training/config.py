@@ -53,6 +53,7 @@ class OptimConfig:
     fine_std_weighting: bool = False
     max_fine: int = 512
     grad_clip: float = 1.0
+    unmatched_weight: float = 0.0  # weight of training.losses.unmatched_loss (0: LoFTR's loss)
 
 
 @dataclass

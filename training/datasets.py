@@ -24,8 +24,8 @@ from core.modality import fov_mask, preprocess
 from core.representation import CHANNELS, model_input
 from core.types import Mode
 from core.vessels import vessel_map
-from training.augment import AugmentConfig, photometric, random_affine, warp
-from training.supervision import apply_transform, coarse_fine_gt
+from training.augment import AugmentConfig, photometric, random_affine, random_shift, warp
+from training.supervision import apply_transform, coarse_fine_gt, unmatched_cells
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 MAX_KEYPOINTS = 128
@@ -355,33 +355,42 @@ class AffinePairDataset(torch.utils.data.Dataset):
                                   lambda: self._prepare(index % len(self.source)))
         rng = np.random.default_rng([self.seed, self.epoch, index])
         size, mode = self.size, self.mode
-        T = random_affine(rng, size, size, self.aug)
+        A = random_affine(rng, size, size, self.aug)  # case frame -> image1
+        S = random_shift(rng, size, size, self.aug.fixed_translate_frac)  # case frame -> image0
+        T = A @ np.linalg.inv(S)  # image0 -> image1
 
-        fixed = photometric(case.fixed, rng, self.aug, self.aug.fixed_strength)
-        mask0 = case.fov0
+        fixed, mask0, kpts = case.fixed, case.fov0, case.keypoints
+        vessel0 = case.vessels.astype(np.float32)
+        if S[0, 2] or S[1, 2]:
+            fixed, vessel0 = warp(fixed, S, size, size), warp(vessel0, S, size, size)
+            mask0 = warp(mask0.astype(np.uint8), S, size, size, cv2.INTER_NEAREST) > 0
+            kpts = apply_transform(S, kpts)
+        fixed = photometric(fixed, rng, self.aug, self.aug.fixed_strength)
         work0 = preprocess(fixed, mode.fixed_modality)
         image0 = model_input(work0, vessel_map(work0, mode.fixed_modality, mask0),
                              self.channels, fov=mask0)
 
         # The raw moving image is warped first and only then turned into the model input,
         # exactly as inference sees a genuinely rotated image.
-        frame = warp(np.ones((size, size), np.uint8), T, size, size, cv2.INTER_NEAREST) > 0
-        moving = photometric(warp(case.moving, T, size, size), rng, self.aug, 1.0)
+        frame = warp(np.ones((size, size), np.uint8), A, size, size, cv2.INTER_NEAREST) > 0
+        moving = photometric(warp(case.moving, A, size, size), rng, self.aug, 1.0)
         moving[~frame] = 0
-        mask1 = warp(case.fov1.astype(np.uint8), T, size, size, cv2.INTER_NEAREST) > 0
+        mask1 = warp(case.fov1.astype(np.uint8), A, size, size, cv2.INTER_NEAREST) > 0
         work1 = preprocess(moving, mode.moving_modality)
         image1 = model_input(work1, vessel_map(work1, mode.moving_modality, mask1),
                              self.channels, fov=mask1)
         # bilinear, not re-thresholded: a 1-px vessel rotated by 45 deg would lose pixels
-        vessel1 = warp(case.vessels.astype(np.float32), T, size, size)
+        vessel1 = warp(case.vessels.astype(np.float32), A, size, size)
 
         gt_j, gt_xy1 = coarse_fine_gt(T, mask0, mask1, STRIDE)
-        kpts0, kpts1, kvalid = self._keypoints(case.keypoints, T, mask0, mask1, rng)
+        unmatched0, unmatched1 = unmatched_cells(T, mask0, mask1, STRIDE)
+        kpts0, kpts1, kvalid = self._keypoints(kpts, T, mask0, mask1, rng)
         return {
             "image0": image0.astype(np.float32), "image1": image1.astype(np.float32),
             "mask0": mask0.copy(), "mask1": mask1,
-            "vessel0": case.vessels.astype(np.float32), "vessel1": vessel1,
+            "vessel0": vessel0, "vessel1": vessel1,
             "T_0to1": T.astype(np.float32), "gt_j": gt_j, "gt_xy1": gt_xy1,
+            "unmatched0": unmatched0, "unmatched1": unmatched1,
             "kpts0": kpts0, "kpts1": kpts1, "kpts_valid": kvalid, "mode": mode.value,
         }
 

@@ -1,5 +1,6 @@
-"""LoFTR-style losses: coarse NLL of the log dual-softmax at the ground-truth cell, and fine L2
-of the sub-pixel offset. Both accept a per-cell spatial weight (plan v2.2 "engine 2":
+"""LoFTR-style losses: coarse NLL of the log dual-softmax at the ground-truth cell, fine L2 of the
+sub-pixel offset, and (optionally) an unmatched term that keeps the match probability of cells
+without a counterpart low. Both accept a per-cell spatial weight (plan v2.2 "engine 2":
 ``1 + vessel * (scaler - 1)``) so vessel cells can be stressed early in training."""
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ class LossTerms:
     total: torch.Tensor
     coarse: torch.Tensor
     fine: torch.Tensor
+    unmatched: torch.Tensor
     n_gt: int  # coarse ground-truth matches in the batch
     n_fine: int  # of those, used by the fine loss
 
@@ -38,6 +40,21 @@ def coarse_loss(log_conf: torch.Tensor, gt_j: torch.Tensor, weight: torch.Tensor
     nll = -log_conf[b, i, gt_j[b, i]]
     w = weight[b, i]
     return (nll * w).sum() / w.sum()
+
+
+def unmatched_loss(log_conf: torch.Tensor, unmatched0: torch.Tensor,
+                   unmatched1: torch.Tensor) -> torch.Tensor:
+    """Mean ``-log(1 - p)`` over cells without a counterpart, ``p`` the dual-softmax mass of the
+    cell's row (image0 cells, (B, L) ``unmatched0``) or column (image1 cells, (B, S)).
+
+    The mass bounds every match probability of the cell from above, so pushing it down keeps
+    such cells out of the mutual-nearest matches that pass the confidence threshold.
+    """
+    conf = log_conf.exp()
+    mass = torch.cat([conf.sum(2)[unmatched0], conf.sum(1)[unmatched1]])
+    if mass.numel() == 0:
+        return log_conf.sum() * 0.0
+    return -torch.log1p(-mass.clamp(max=1.0 - 1e-4)).mean()
 
 
 def fine_targets(out: CoarseOutput, gt_xy1: torch.Tensor, b: torch.Tensor, i: torch.Tensor,
@@ -64,10 +81,13 @@ def fine_loss(expec: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
 def loftr_loss(model: RetRegLoFTR, out: CoarseOutput, gt_j: torch.Tensor, gt_xy1: torch.Tensor,
                vessel0: torch.Tensor | None, scaler: float, fine_weight: float = 1.0,
                max_fine: int = 512, std_weighting: bool = False,
-               generator: torch.Generator | None = None) -> LossTerms:
-    """Coarse + ``fine_weight`` * fine. The fine stage trains on (a random subset of at most
-    ``max_fine``) ground-truth coarse matches, as in LoFTR, so it learns before the coarse
-    stage is good."""
+               generator: torch.Generator | None = None,
+               unmatched: tuple[torch.Tensor, torch.Tensor] | None = None,
+               unmatched_weight: float = 0.0) -> LossTerms:
+    """Coarse + ``fine_weight`` * fine + ``unmatched_weight`` * unmatched. The fine stage trains
+    on (a random subset of at most ``max_fine``) ground-truth coarse matches, as in LoFTR, so it
+    learns before the coarse stage is good. ``unmatched`` is the (B, L), (B, S) pair of
+    ``training.supervision.unmatched_cells`` labels; without it the term is 0."""
     bsz, n_cells = gt_j.shape
     weight = vessel_weight(vessel0, scaler, n_cells, bsz, gt_j.device)
     lc = coarse_loss(out.log_conf, gt_j, weight)
@@ -83,5 +103,7 @@ def loftr_loss(model: RetRegLoFTR, out: CoarseOutput, gt_j: torch.Tensor, gt_xy1
     else:
         fine = model.refine(out, b, i, j)
         lf = fine_loss(fine.expec, target, weight[b, i], std_weighting)
-    return LossTerms(lc + fine_weight * lf, lc.detach(), lf.detach(), int((gt_j >= 0).sum()),
-                     len(b))
+    lu = (unmatched_loss(out.log_conf, *unmatched) if unmatched is not None and unmatched_weight
+          else out.log_conf.sum() * 0.0)
+    return LossTerms(lc + fine_weight * lf + unmatched_weight * lu, lc.detach(), lf.detach(),
+                     lu.detach(), int((gt_j >= 0).sum()), len(b))

@@ -49,13 +49,17 @@ class LoftrLightning(pl.LightningModule):
                                         batch["vessel1"] if use_prior else None)
         o = self.config.optim
         return loftr_loss(self.model, out, batch["gt_j"], batch["gt_xy1"], batch["vessel0"],
-                          self.vessel_loss_scaler, o.fine_weight, o.max_fine, o.fine_std_weighting)
+                          self.vessel_loss_scaler, o.fine_weight, o.max_fine, o.fine_std_weighting,
+                          unmatched=(batch["unmatched0"], batch["unmatched1"]),
+                          unmatched_weight=o.unmatched_weight)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         terms = self._loss(batch)
         bs = batch["image0"].shape[0]
         self.log_dict({"train/loss": terms.total.detach(), "train/coarse": terms.coarse,
                        "train/fine": terms.fine}, prog_bar=True, batch_size=bs)
+        if self.config.optim.unmatched_weight:
+            self.log("train/unmatched", terms.unmatched, prog_bar=True, batch_size=bs)
         self.log("train/n_gt", float(terms.n_gt), batch_size=bs)
         return terms.total
 

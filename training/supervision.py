@@ -1,11 +1,14 @@
 """LoFTR-style ground truth from a known transform: which 1/8 cell of image1 each 1/8 cell of
-image0 corresponds to (coarse loss) and where exactly its centre lands (fine loss).
+image0 corresponds to (coarse loss), where exactly its centre lands (fine loss), and which cells
+have no counterpart at all (unmatched loss).
 
-Works on one pair (``T`` 3x3, masks HxW) or on a batch (``T`` Bx3x3, masks BxHxW) with the same
-numpy code, so the dataset can label per item and a training step could relabel per batch.
+``coarse_fine_gt`` works on one pair (``T`` 3x3, masks HxW) or on a batch (``T`` Bx3x3, masks
+BxHxW) with the same numpy code, so the dataset can label per item and a training step could
+relabel per batch.
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 
@@ -82,3 +85,32 @@ def coarse_fine_gt(T_0to1: np.ndarray, mask0: np.ndarray, mask1: np.ndarray,
     valid &= loop == np.arange(c0.shape[0])
     gt_j = np.where(valid, j, -1).astype(np.int64)
     return gt_j, xy1.astype(np.float32)
+
+
+def unmatched_cells(T_0to1: np.ndarray, mask0: np.ndarray, mask1: np.ndarray,
+                    stride: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Cells with no counterpart: (L0,) and (L1,) bool for one pair.
+
+    A cell is unmatched when its centre lies in its own field of view and lands, warped into the
+    other image, more than one cell away from that image's field of view. The coarse loss only
+    rewards true matches, so without these labels nothing teaches the model to stay unsure
+    about content the other image does not show, and small-overlap pairs drown in confident
+    matches between their non-overlapping parts. The one-cell margin keeps border cells, whose
+    content is partly visible, out of the labels.
+    """
+    T = np.asarray(T_0to1, dtype=np.float64)
+    masks = (np.asarray(mask0, dtype=bool), np.asarray(mask1, dtype=bool))
+    size = 2 * stride + 1
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    reach = [cv2.dilate(m.astype(np.uint8), kernel) > 0 for m in masks]
+    out = []
+    for src, dst, M in ((0, 1, T), (1, 0, np.linalg.inv(T))):
+        h, w = masks[src].shape
+        centres = cell_centres(h, w, stride)
+        own = _sample_mask(masks[src], centres, np.ones(len(centres), bool))
+        there = apply_transform(M, centres)
+        hd, wd = masks[dst].shape
+        near = ((there[:, 0] >= -stride) & (there[:, 0] <= wd - 1 + stride)
+                & (there[:, 1] >= -stride) & (there[:, 1] <= hd - 1 + stride))
+        out.append(own & ~_sample_mask(reach[dst], there, near))
+    return out[0], out[1]
