@@ -87,7 +87,7 @@ def main() -> None:
     for k in range(args.cases):
         case = render_case(SEED_START + k, size=512)
         for mode, (fixed_key, moving_key) in MODES.items():
-            rng = np.random.default_rng([SEED_START, k, len(rows)])
+            rng = np.random.default_rng([SEED_START, k, list(MODES).index(mode)])
             S, A = pair_geometry(rng, 512)
             fixed, f = seen(case[fixed_key], case["fov"], S)
             moving, m = seen(case[moving_key], case["fov"], A)

@@ -62,7 +62,7 @@ def main() -> None:
     config = RegistrationConfig(ransac_threshold_px=args.ransac_px)
     rng = np.random.default_rng(SEED_START)
     errors: dict[str, list[float]] = {m: [] for m in MODES}
-    times, rotated = [], 0
+    times, rotated, shifted = [], 0, 0
     for k in range(args.cases):
         case = render_case(SEED_START + k, size=512)
         for mode in MODES:
@@ -70,6 +70,7 @@ def main() -> None:
             errors[mode].append(err)
             times.append(secs)
             rotated += hyp.get("rotation_deg", 0) != 0
+            shifted += any(hyp.get("shift_px", (0, 0)))
     print(f"weights: {args.weights}; {args.cases} cases per mode; RANSAC {args.ransac_px} "
           f"working px; threads {args.threads}")
     print(f"{'mode':8s} {'success':>8s} {'median px':>10s} {'p90 px':>8s}")
@@ -81,14 +82,16 @@ def main() -> None:
     print(f"{'all':8s} {np.mean(allerr < SUCCESS_PX):8.1%} {np.median(allerr):10.2f} "
           f"{np.percentile(allerr, 90):8.2f}")
     print(f"median register() time {1000 * statistics.median(times):.0f} ms; "
-          f"pairs needing a rotation hypothesis: {rotated}/{len(allerr)}")
+          f"pairs needing a rotation hypothesis: {rotated}/{len(allerr)}, "
+          f"a shift hypothesis: {shifted}/{len(allerr)}")
     per_mode = {m: {"success": float(np.mean(np.asarray(e) < SUCCESS_PX)),
                     "median_px": float(np.median(e)), "p90_px": float(np.percentile(e, 90))}
                 for m, e in errors.items()}
     save("bench_synthetic", vars(args), SEED_START, {
         "per_mode": per_mode, "success": float(np.mean(allerr < SUCCESS_PX)),
         "median_px": float(np.median(allerr)), "median_register_ms": 1000 * statistics.median(times),
-        "rotation_hypotheses": f"{rotated}/{len(allerr)}"})
+        "rotation_hypotheses": f"{rotated}/{len(allerr)}",
+        "shift_hypotheses": f"{shifted}/{len(allerr)}"})
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ import pytest
 from core.errors import ModelLoadError
 from core.matchers import DEFAULT_WEIGHTS, get_matcher
 from core.matchers.loftr import LoftrConfig, LoftrMatcher, RetRegLoFTR
-from core.matchers.loftr.matcher import ROTATIONS, _rotate_points_back, _Scored, at_pitch
+from core.matchers.loftr.matcher import (ROTATIONS, SHIFT_DIRECTIONS, _rotate_points_back, _Scored,
+                                         at_pitch, shifted)
 from core.matchers.loftr.weights import save_weights
 from core.metrics import mean_corner_error
 from core.modality import prepare
@@ -59,8 +60,8 @@ def test_match_returns_full_resolution_matches_with_confidences(weights):
 def _record_runs(monkeypatch, matcher, inliers: int):
     calls = []
 
-    def fake_run(fixed, x0, v0, moving, k):
-        calls.append((k, moving.scale))
+    def fake_run(fixed, x0, v0, moving, k, shift=(0, 0)):
+        calls.append((k, moving.scale, shift))
         return _Scored(Matches.empty(), inliers, 1.0)
 
     monkeypatch.setattr(matcher, "_run", fake_run)
@@ -85,6 +86,65 @@ def test_unconvincing_pairs_try_every_rotation_and_the_fixed_pitch(weights, monk
     scales = {c[1][0] for c in calls}
     assert len(scales) == 2 and moving.scale[0] in scales  # as prepared, and at the fixed pitch
     assert (scales - {moving.scale[0]}).pop() == pytest.approx(fixed.scale[0], rel=0.03)
+
+
+def test_unconvincing_pairs_then_try_eight_shifts_of_a_third_of_the_side(weights, monkeypatch):
+    matcher = LoftrMatcher.from_weights(weights)
+    calls = _record_runs(monkeypatch, matcher, inliers=0)
+    img = _fundus_like(200)
+    moving = prepare(img, "fa", 96)
+    matcher.match(prepare(img, "cf", 96), moving)
+    shifts = [c[2] for c in calls if c[2] != (0, 0)]
+    h, w = moving.work.shape
+    assert shifts == [(round(ux * w / 3), round(uy * h / 3)) for ux, uy in SHIFT_DIRECTIONS]
+    assert all(c[0] == 0 for c in calls if c[2] != (0, 0))  # shifts are tried unturned
+    assert [c[2] for c in calls[:4]] == [(0, 0)] * 4  # after the rotations
+
+
+@pytest.mark.parametrize("shift_inliers,chosen", [(25, False), (31, True)])
+def test_a_shift_must_beat_the_best_unshifted_hypothesis_by_half_again(weights, monkeypatch,
+                                                                      shift_inliers, chosen):
+    matcher = LoftrMatcher.from_weights(weights)
+    img = _fundus_like(200)
+    fixed, moving = prepare(img, "cf", 96), prepare(img, "fa", 96)
+    target = (round(moving.work.shape[1] / 3), 0)
+
+    def fake_run(fixed, x0, v0, moving, k, shift=(0, 0)):
+        n = 20 if shift == (0, 0) and k == 0 else shift_inliers if shift == target else 5
+        return _Scored(Matches.empty(), n, 0.1)
+
+    monkeypatch.setattr(matcher, "_run", fake_run)
+    matcher.match(fixed, moving)
+    assert matcher.last_hypothesis["shift_px"] == (target if chosen else (0, 0))
+
+
+def test_shifted_moves_every_working_array_and_keeps_the_scale():
+    moving = prepare(_fundus_like(200), "fa", 96)
+    for dx, dy in [(10, -7), (-20, 5)]:
+        moved = shifted(moving, dx, dy)
+        h, w = moving.work.shape
+        for a, b in [(moving.work, moved.work), (moving.vessels, moved.vessels),
+                     (moving.fov, moved.fov)]:
+            assert b.shape == a.shape and b.dtype == a.dtype
+            np.testing.assert_array_equal(b[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)],
+                                          a[max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)])
+        assert moved.scale == moving.scale and not moved.fov[:, :max(dx, 0)].any()
+
+
+def test_points_found_in_a_shifted_moving_image_map_back_to_the_original(weights, monkeypatch):
+    import torch
+    from types import SimpleNamespace
+
+    matcher = LoftrMatcher.from_weights(weights)
+    fixed = prepare(_fundus_like(300, 1), "cf", matcher.working_side)
+    moving = prepare(_fundus_like(240, 2), "fa", matcher.working_side)
+    found = SimpleNamespace(kpts0=torch.tensor([[20.0, 30.0]]), kpts1=torch.tensor([[50.0, 40.0]]),
+                            conf=torch.tensor([0.9]))
+    monkeypatch.setattr(matcher.model, "match", lambda *a, **k: found)
+    x0, v0 = matcher._input(fixed, 0)
+    scored = matcher._run(fixed, x0, v0, moving, 0, (12, -9))
+    np.testing.assert_allclose(scored.matches.kpts_moving, moving.to_full([[50.0 - 12, 40.0 + 9]]))
+    np.testing.assert_allclose(scored.matches.kpts_fixed, fixed.to_full([[20.0, 30.0]]))
 
 
 def test_at_pitch_resamples_the_moving_image_to_the_requested_scale():
