@@ -7,8 +7,8 @@ import pytest
 from core.errors import ModelLoadError
 from core.matchers import DEFAULT_WEIGHTS, get_matcher
 from core.matchers.loftr import LoftrConfig, LoftrMatcher, RetRegLoFTR
-from core.matchers.loftr.matcher import (ROTATIONS, SHIFT_DIRECTIONS, _rotate_points_back, _Scored,
-                                         at_pitch, shifted)
+from core.matchers.loftr.matcher import (ROTATIONS, SHIFT_DIRECTIONS, SHIFT_FRACTIONS,
+                                         _rotate_points_back, _Scored, at_pitch, shifted)
 from core.matchers.loftr.weights import save_weights
 from core.metrics import mean_corner_error
 from core.modality import prepare
@@ -88,7 +88,8 @@ def test_unconvincing_pairs_try_every_rotation_and_the_fixed_pitch(weights, monk
     assert (scales - {moving.scale[0]}).pop() == pytest.approx(fixed.scale[0], rel=0.03)
 
 
-def test_unconvincing_pairs_then_try_eight_shifts_of_a_third_of_the_side(weights, monkeypatch):
+def test_unconvincing_pairs_then_try_shifts_by_a_third_then_two_thirds_of_the_side(weights,
+                                                                                   monkeypatch):
     matcher = LoftrMatcher.from_weights(weights)
     calls = _record_runs(monkeypatch, matcher, inliers=0)
     img = _fundus_like(200)
@@ -96,7 +97,9 @@ def test_unconvincing_pairs_then_try_eight_shifts_of_a_third_of_the_side(weights
     matcher.match(prepare(img, "cf", 96), moving)
     shifts = [c[2] for c in calls if c[2] != (0, 0)]
     h, w = moving.work.shape
-    assert shifts == [(round(ux * w / 3), round(uy * h / 3)) for ux, uy in SHIFT_DIRECTIONS]
+    assert SHIFT_FRACTIONS == (1 / 3, 2 / 3)
+    assert shifts == [(round(ux * f * w), round(uy * f * h)) for f in SHIFT_FRACTIONS
+                      for ux, uy in SHIFT_DIRECTIONS]
     assert all(c[0] == 0 for c in calls if c[2] != (0, 0))  # shifts are tried unturned
     assert [c[2] for c in calls[:4]] == [(0, 0)] * 4  # after the rotations
 

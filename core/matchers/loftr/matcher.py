@@ -8,11 +8,13 @@ at its trained pixel scale, and registers pairs the network alone would not:
   when the moving modality covers a smaller field at the same pixel pitch (OCT en-face, FA in
   the clinic's 512 px exports); the moving image is also tried at the fixed image's pitch;
 - shift hypotheses: the network matches pairs whose fields are far apart (a third of the field
-  and more, as in FIRE's small-overlap pairs) less well than near ones, so the moving image is
-  also tried moved by a third of its side in the eight compass directions (unturned); being
-  eight more chances for a chance consensus, a shift must beat the best unshifted hypothesis
-  by half again its inlier count (on synthetic small-overlap pairs a shift won with 23 inliers
-  against a right 19, while right shifts won 33 to 19, 56 to 23).
+  and more, as in FIRE's small-overlap pairs) much less well than pairs whose common part sits
+  at about the same place in both inputs, so the moving image is also tried moved by a third and
+  by two thirds of its side in the eight compass directions (unturned; what leaves the frame is
+  dropped, which also drops most of the part the fixed image lacks). Being sixteen more chances
+  for a chance consensus, a shift must beat the best unshifted hypothesis by half again its
+  inlier count (on synthetic small-overlap pairs a shift won with 23 inliers against a right
+  19, while right shifts won 33 to 19 and 56 to 23).
 Hypotheses are scored by the RANSAC inlier count (``core.estimation``) and tried only until
 one is convincing, so an ordinary pair costs one network pass.
 """
@@ -37,7 +39,7 @@ from .weights import load_model
 ROTATIONS = (0, 180, 90, 270)  # degrees counter-clockwise, in the order they are tried
 SCORE_THRESHOLD_PX = 3.0  # RANSAC inlier distance (working pixels) for scoring hypotheses
 SCALE_TOLERANCE = 0.08  # a pitch hypothesis closer than this to the prepared scale is skipped
-SHIFT_FRACTION = 1 / 3  # shift hypotheses move the moving image by this share of its side
+SHIFT_FRACTIONS = (1 / 3, 2 / 3)  # shift hypotheses move the moving image by these shares of its side
 SHIFT_DIRECTIONS = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1))
 SHIFT_MARGIN = 1.5  # a shift hypothesis needs this many times the best unshifted inlier count
 
@@ -166,8 +168,8 @@ class LoftrMatcher:
             vi = best_info["pitch_variant"]
             h, w = variants[vi].work.shape
             bar = SHIFT_MARGIN * best.inliers
-            for ux, uy in SHIFT_DIRECTIONS:
-                shift = (round(ux * SHIFT_FRACTION * w), round(uy * SHIFT_FRACTION * h))
+            for frac, (ux, uy) in ((f, u) for f in SHIFT_FRACTIONS for u in SHIFT_DIRECTIONS):
+                shift = (round(ux * frac * w), round(uy * frac * h))
                 scored = self._run(fixed, x0, v0, variants[vi], 0, shift)
                 if scored.inliers > max(bar, best.inliers):
                     best, best_info = scored, {"rotation_deg": 0, "pitch_variant": vi,
