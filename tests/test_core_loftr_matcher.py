@@ -121,6 +121,16 @@ def test_a_shift_must_beat_the_best_unshifted_hypothesis_by_half_again(weights, 
     assert matcher.last_hypothesis["shift_px"] == (target if chosen else (0, 0))
 
 
+@pytest.mark.parametrize("moving_modality", ["oct", "octa"])
+def test_no_shifts_are_tried_when_one_field_lies_inside_the_other(weights, monkeypatch,
+                                                                 moving_modality):
+    matcher = LoftrMatcher.from_weights(weights)
+    calls = _record_runs(monkeypatch, matcher, inliers=0)
+    img = _fundus_like(200)
+    matcher.match(prepare(img, "cf", 96), prepare(img, moving_modality, 96))
+    assert calls and all(c[2] == (0, 0) for c in calls)
+
+
 def test_shifted_moves_every_working_array_and_keeps_the_scale():
     moving = prepare(_fundus_like(200), "fa", 96)
     for dx, dy in [(10, -7), (-20, 5)]:

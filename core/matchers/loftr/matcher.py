@@ -14,7 +14,9 @@ at its trained pixel scale, and registers pairs the network alone would not:
   dropped, which also drops most of the part the fixed image lacks). Being sixteen more chances
   for a chance consensus, a shift must beat the best unshifted hypothesis by half again its
   inlier count (on synthetic small-overlap pairs a shift won with 23 inliers against a right
-  19, while right shifts won 33 to 19 and 56 to 23).
+  19, while right shifts won 33 to 19 and 56 to 23). Only for two wide-field photographs (CF,
+  FA): an OCT or OCTA field lies inside the other image, and there a shift only adds chances
+  for a wrong consensus (it turned a real CF-OCTA eye by 83 degrees).
 Hypotheses are scored by the RANSAC inlier count (``core.estimation``) and tried only until
 one is convincing, so an ordinary pair costs one network pass.
 """
@@ -42,6 +44,7 @@ SCALE_TOLERANCE = 0.08  # a pitch hypothesis closer than this to the prepared sc
 SHIFT_FRACTIONS = (1 / 3, 2 / 3)  # shift hypotheses move the moving image by these shares of its side
 SHIFT_DIRECTIONS = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1))
 SHIFT_MARGIN = 1.5  # a shift hypothesis needs this many times the best unshifted inlier count
+SHIFT_MODALITIES = frozenset({"cf", "fa"})  # wide-field photographs: shifts only between these
 
 
 @dataclass
@@ -164,7 +167,8 @@ class LoftrMatcher:
                                                "shift_px": (0, 0), "inliers": scored.inliers}
             if convincing():
                 break
-        if not convincing():
+        wide = {fixed.modality, moving.modality} <= SHIFT_MODALITIES
+        if wide and not convincing():
             vi = best_info["pitch_variant"]
             h, w = variants[vi].work.shape
             bar = SHIFT_MARGIN * best.inliers
