@@ -106,10 +106,9 @@ def main() -> None:
             sel = [r for r in rows if r[0] == name and mode in (r[1], "all")]
             e = np.array([r[3] for r in sel])
             ov = np.array([r[2] for r in sel])
-            per_bin = [np.mean(e[(ov >= lo) & (ov < hi)] < SUCCESS_PX) if ((ov >= lo) & (ov < hi)).any()
-                       else float("nan") for lo, hi in BINS]
-            bins_txt = "".join(f"  {b:6.0%} ({int(((ov >= lo) & (ov < hi)).sum()):2d})"
-                               for b, (lo, hi) in zip(per_bin, BINS))
+            in_bin = [(ov >= lo) & (ov < hi) for lo, hi in BINS]
+            per_bin = [np.mean(e[b] < SUCCESS_PX) if b.any() else float("nan") for b in in_bin]
+            bins_txt = "".join(f"  {r:6.0%} ({int(b.sum()):2d})" for r, b in zip(per_bin, in_bin))
             print(f"{name:10s} {mode:6s} {np.mean(e < SUCCESS_PX):8.1%} {np.median(e):10.2f}"
                   f"{bins_txt}")
             results[f"{name}/{mode}"] = {

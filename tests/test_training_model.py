@@ -261,7 +261,8 @@ def test_unmatched_loss_grows_with_the_match_mass_of_cells_without_a_counterpart
     assert low.item() == pytest.approx(-math.log(1 - 0.04), rel=1e-4)
     assert high.item() == pytest.approx(-math.log(1 - 0.63), rel=1e-4)
     # columns count for image1 cells
-    col = unmatched_loss(log_conf, torch.zeros_like(un0), torch.tensor([[False, False, True, False]]))
+    col = unmatched_loss(log_conf, torch.zeros_like(un0),
+                         torch.tensor([[False, False, True, False]]))
     assert col.item() == pytest.approx(-math.log(1 - 0.63), rel=1e-4)
     none = unmatched_loss(log_conf, torch.zeros_like(un0), un1)
     assert none.item() == 0.0

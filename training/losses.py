@@ -1,6 +1,6 @@
 """LoFTR-style losses: coarse NLL of the log dual-softmax at the ground-truth cell, fine L2 of the
 sub-pixel offset, and (optionally) an unmatched term that keeps the match probability of cells
-without a counterpart low. Both accept a per-cell spatial weight (plan v2.2 "engine 2":
+without a counterpart low. The first two accept a per-cell spatial weight (plan v2.2 "engine 2":
 ``1 + vessel * (scaler - 1)``) so vessel cells can be stressed early in training."""
 from __future__ import annotations
 

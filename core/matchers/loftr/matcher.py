@@ -41,7 +41,7 @@ from .weights import load_model
 ROTATIONS = (0, 180, 90, 270)  # degrees counter-clockwise, in the order they are tried
 SCORE_THRESHOLD_PX = 3.0  # RANSAC inlier distance (working pixels) for scoring hypotheses
 SCALE_TOLERANCE = 0.08  # a pitch hypothesis closer than this to the prepared scale is skipped
-SHIFT_FRACTIONS = (1 / 3, 2 / 3)  # shift hypotheses move the moving image by these shares of its side
+SHIFT_FRACTIONS = (1 / 3, 2 / 3)  # shift hypotheses move the moving image by these shares
 SHIFT_DIRECTIONS = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1))
 SHIFT_MARGIN = 1.5  # a shift hypothesis needs this many times the best unshifted inlier count
 SHIFT_MODALITIES = frozenset({"cf", "fa"})  # wide-field photographs: shifts only between these
