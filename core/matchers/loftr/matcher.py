@@ -13,8 +13,8 @@ at its trained pixel scale, and registers pairs the network alone would not:
   by two thirds of its side in the eight compass directions (unturned; what leaves the frame is
   dropped, which also drops most of the part the fixed image lacks). Being sixteen more chances
   for a chance consensus, a shift must beat the best unshifted hypothesis by half again its
-  inlier count (on synthetic small-overlap pairs a shift won with 23 inliers against a right
-  19, while right shifts won 33 to 19 and 56 to 23). Only for two wide-field photographs (CF,
+  inlier count (on synthetic small-overlap pairs, with an intermediate stage-4 checkpoint, a
+  shift won with 23 inliers against a right 19, while right shifts won 33 to 19 and 56 to 23). Only for two wide-field photographs (CF,
   FA): an OCT or OCTA field lies inside the other image, and there a shift only adds chances
   for a wrong consensus (it turned a real CF-OCTA eye by 83 degrees).
 Hypotheses are scored by the RANSAC inlier count (``core.estimation``) and tried only until
