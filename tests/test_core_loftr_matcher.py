@@ -1,5 +1,5 @@
 """LoftrMatcher: the Matcher protocol over the learned model, coordinate mapping back to full
-resolution, and the rotation / pitch hypotheses."""
+resolution, the rotation / pitch / shift hypotheses and their vote."""
 import cv2
 import numpy as np
 import pytest
@@ -8,7 +8,8 @@ from core.errors import ModelLoadError
 from core.matchers import DEFAULT_WEIGHTS, get_matcher
 from core.matchers.loftr import LoftrConfig, LoftrMatcher, RetRegLoFTR
 from core.matchers.loftr.matcher import (ROTATIONS, SHIFT_DIRECTIONS, SHIFT_FRACTIONS,
-                                         _rotate_points_back, _Scored, at_pitch, shifted)
+                                         _rotate_points_back, _Scored, at_pitch, shifted,
+                                         vote)
 from core.matchers.loftr.weights import save_weights
 from core.metrics import mean_corner_error
 from core.modality import prepare
@@ -104,21 +105,62 @@ def test_unconvincing_pairs_then_try_shifts_by_a_third_then_two_thirds_of_the_si
     assert [c[2] for c in calls[:4]] == [(0, 0)] * 4  # after the rotations
 
 
-@pytest.mark.parametrize("shift_inliers,chosen", [(25, False), (31, True)])
-def test_a_shift_must_beat_the_best_unshifted_hypothesis_by_half_again(weights, monkeypatch,
-                                                                      shift_inliers, chosen):
+def _hypothesis(model: np.ndarray, n_agree: int, n_noise: int, seed: int) -> _Scored:
+    """Matches of which ``n_agree`` follow ``model`` exactly and ``n_noise`` are random."""
+    rng = np.random.default_rng(seed)
+    moving = rng.uniform(0, 500, (n_agree + n_noise, 2))
+    fixed = np.c_[moving, np.ones(len(moving))] @ model.T
+    fixed = fixed[:, :2] / fixed[:, 2:]
+    fixed[n_agree:] = rng.uniform(0, 500, (n_noise, 2))
+    m = Matches(fixed, moving, np.full(len(moving), 0.5))
+    return _Scored(m, n_agree, n_agree / len(m), m, model)
+
+
+def _shift(dx: float, dy: float) -> np.ndarray:
+    return np.array([[1.0, 0, dx], [0, 1.0, dy], [0, 0, 1.0]])
+
+
+def test_a_transform_found_by_several_hypotheses_outvotes_a_larger_lone_consensus():
+    right, wrong = _shift(40, -25), _shift(-200, 130)
+    tried = [_hypothesis(wrong, 30, 200, 0), _hypothesis(right, 20, 200, 1),
+             _hypothesis(right, 18, 200, 2), _hypothesis(_shift(300, 300), 5, 200, 3)]
+    win, matches, support = vote(tried, threshold_px=3.0, agree_px=8.0)
+    assert win == 1 and support >= 38
+    # the winner's matches come first, then those of the others that agree with its transform
+    assert np.array_equal(matches.kpts_fixed[:len(tried[1].matches)], tried[1].matches.kpts_fixed)
+    extra = matches.subset(np.arange(len(tried[1].matches), len(matches)))
+    err = np.linalg.norm(np.c_[extra.kpts_moving, np.ones(len(extra))] @ right.T
+                         - np.c_[extra.kpts_fixed, np.ones(len(extra))], axis=1)
+    assert len(extra) >= 18 and np.all(err <= 8.0)
+
+
+def test_the_vote_keeps_a_lone_hypothesis_that_nothing_contradicts():
+    tried = [_hypothesis(_shift(5, 5), 25, 100, 0), _hypothesis(_shift(-90, 40), 10, 100, 1)]
+    win, matches, _ = vote(tried, threshold_px=3.0, agree_px=8.0)
+    assert win == 0 and len(matches) >= len(tried[0].matches)
+
+
+def test_the_vote_reports_the_winning_hypothesis(weights, monkeypatch):
     matcher = LoftrMatcher.from_weights(weights)
     img = _fundus_like(200)
     fixed, moving = prepare(img, "cf", 96), prepare(img, "fa", 96)
-    target = (round(moving.work.shape[1] / 3), 0)
+    side = moving.work.shape[1]
+    target, also_right = (round(side / 3), 0), (round(2 * side / 3), 0)
+    right = _shift(12, 3)
+    calls = []
 
     def fake_run(fixed, x0, v0, moving, k, shift=(0, 0)):
-        n = 20 if shift == (0, 0) and k == 0 else shift_inliers if shift == target else 5
-        return _Scored(Matches.empty(), n, 0.1)
+        calls.append(shift)
+        if shift == (0, 0) and k == 0:
+            return _hypothesis(_shift(-80, 0), 20, 200, 0)  # the larger lone consensus
+        if shift in (target, also_right):
+            return _hypothesis(right, 15, 200, len(calls))
+        return _hypothesis(_shift(300, -37 * len(calls)), 3, 200, len(calls))  # each its own
 
     monkeypatch.setattr(matcher, "_run", fake_run)
     matcher.match(fixed, moving)
-    assert matcher.last_hypothesis["shift_px"] == (target if chosen else (0, 0))
+    assert matcher.last_hypothesis["shift_px"] == target
+    assert matcher.last_hypothesis["tried"] == 20 and matcher.last_hypothesis["support"] >= 30
 
 
 @pytest.mark.parametrize("moving_modality", ["oct", "octa"])

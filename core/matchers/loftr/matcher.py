@@ -11,25 +11,28 @@ at its trained pixel scale, and registers pairs the network alone would not:
   and more, as in FIRE's small-overlap pairs) much less well than pairs whose common part sits
   at about the same place in both inputs, so the moving image is also tried moved by a third and
   by two thirds of its side in the eight compass directions (unturned; what leaves the frame is
-  dropped, which also drops most of the part the fixed image lacks). Being sixteen more chances
-  for a chance consensus, a shift must beat the best unshifted hypothesis by half again its
-  inlier count (on synthetic small-overlap pairs, with an intermediate stage-4 checkpoint, a
-  shift won with 23 inliers against a right 19, while right shifts won 33 to 19 and 56 to 23). Only for two wide-field photographs (CF,
-  FA): an OCT or OCTA field lies inside the other image, and there a shift only adds chances
-  for a wrong consensus (it turned a real CF-OCTA eye by 83 degrees).
-Hypotheses are scored by the RANSAC inlier count (``core.estimation``) and tried only until
-one is convincing, so an ordinary pair costs one network pass.
+  dropped, which also drops most of the part the fixed image lacks). Only for two wide-field
+  photographs (CF, FA): an OCT or OCTA field lies inside the other image, and there a shift only
+  adds chances for a wrong consensus (it turned a real CF-OCTA eye by 83 degrees).
+Hypotheses are tried only until one is convincing (RANSAC inliers, ``core.estimation``), so an
+ordinary pair costs one network pass. When several were tried, they vote: every hypothesis's
+transform is scored by its inliers among the matches of *all* of them. A hypothesis only
+changes the network's input, so a right transform is found again, from other parts of the
+overlap, by the other right hypotheses, while a chance consensus is not; the matches of the
+others that agree with the winner are added to its own, which spreads them over more of the
+overlap than one input arrangement reaches.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from dataclasses import field as dataclass_field
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from core.estimation import estimate
+from core.estimation import estimate, residuals
 from core.representation import model_input
 from core.selection import spatial_binning
 from core.types import Matches, PreparedImage
@@ -43,15 +46,49 @@ SCORE_THRESHOLD_PX = 3.0  # RANSAC inlier distance (working pixels) for scoring 
 SCALE_TOLERANCE = 0.08  # a pitch hypothesis closer than this to the prepared scale is skipped
 SHIFT_FRACTIONS = (1 / 3, 2 / 3)  # shift hypotheses move the moving image by these shares
 SHIFT_DIRECTIONS = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1))
-SHIFT_MARGIN = 1.5  # a shift hypothesis needs this many times the best unshifted inlier count
 SHIFT_MODALITIES = frozenset({"cf", "fa"})  # wide-field photographs: shifts only between these
+
+
+AGREE_PX = 8.0  # working px: another hypothesis's match within this of the winner's fit joins it
 
 
 @dataclass
 class _Scored:
+    """One hypothesis: its matches (full-res), the binned share of them that votes, and its
+    affine consensus over those (None when RANSAC found none)."""
+
     matches: Matches
     inliers: int
     ratio: float
+    kept: Matches = dataclass_field(default_factory=Matches.empty)
+    model: np.ndarray | None = None
+
+
+def vote(tried: list[_Scored], threshold_px: float, agree_px: float) -> tuple[int, Matches, int]:
+    """(index of the winner, its matches plus the agreeing ones of the others, its support).
+
+    Support = inliers (within ``threshold_px``, full-res fixed px) of a hypothesis's transform
+    among the binned matches of every tried hypothesis; ties go to the earlier one.
+    """
+    pool = [t.kept for t in tried]
+
+    def support(model: np.ndarray | None) -> int:
+        if model is None:
+            return 0
+        return sum(int((residuals(model, m.kpts_moving, m.kpts_fixed) <= threshold_px).sum())
+                   for m in pool if len(m))
+
+    scores = [support(t.model) for t in tried]
+    win = int(np.argmax(scores))
+    model = tried[win].model
+    if model is None:
+        return win, tried[win].matches, 0
+    joined = [tried[win].matches] + [
+        m.subset(residuals(model, m.kpts_moving, m.kpts_fixed) <= agree_px)
+        for i, m in enumerate(pool) if i != win and len(m)]
+    return win, Matches(np.concatenate([m.kpts_fixed for m in joined]),
+                        np.concatenate([m.kpts_moving for m in joined]),
+                        np.concatenate([m.confidence for m in joined])), scores[win]
 
 
 def _padded(chw: np.ndarray, fov: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,10 +180,12 @@ class LoftrMatcher:
         k1 = k1 - np.asarray(shift, np.float64)
         work_matches = Matches(k0, k1, out.conf.cpu().numpy())
         keep = spatial_binning(work_matches, fixed.work_size)
-        est = estimate(k1[keep], k0[keep], "affine", threshold_px=SCORE_THRESHOLD_PX)
-        n_in = int(est.inliers.sum()) if est.matrix is not None else 0
         full = Matches(fixed.to_full(k0), moving.to_full(k1), work_matches.confidence)
-        return _Scored(full, n_in, n_in / max(1, len(keep)))
+        kept = full.subset(keep)
+        est = estimate(kept.kpts_moving, kept.kpts_fixed, "affine",
+                       threshold_px=SCORE_THRESHOLD_PX * float(np.mean(fixed.scale)))
+        n_in = int(est.inliers.sum()) if est.matrix is not None else 0
+        return _Scored(full, n_in, n_in / max(1, len(keep)), kept, est.matrix)
 
     def match(self, fixed: PreparedImage, moving: PreparedImage) -> Matches:
         variants = [moving]
@@ -154,31 +193,38 @@ class LoftrMatcher:
         if np.any(np.abs(ratio - 1.0) > SCALE_TOLERANCE):
             variants.append(at_pitch(moving, fixed.scale))
         x0, v0 = self._input(fixed, 0)
-        best, best_info = None, {}
+        tried: list[tuple[_Scored, dict]] = []
+        best: _Scored | None = None
+
+        def attempt(var: int, deg: int, shift: tuple[int, int] = (0, 0)) -> None:
+            nonlocal best
+            scored = self._run(fixed, x0, v0, variants[var], deg // 90, shift)
+            tried.append((scored, {"rotation_deg": deg, "pitch_variant": var,
+                                   "shift_px": shift, "inliers": scored.inliers}))
+            if best is None or scored.inliers > best.inliers:
+                best = scored
 
         def convincing() -> bool:
             return best.inliers >= self.accept_inliers and best.ratio >= self.accept_ratio
 
         for deg in ROTATIONS:
-            for vi, var in enumerate(variants):
-                scored = self._run(fixed, x0, v0, var, deg // 90)
-                if best is None or scored.inliers > best.inliers:
-                    best, best_info = scored, {"rotation_deg": deg, "pitch_variant": vi,
-                                               "shift_px": (0, 0), "inliers": scored.inliers}
+            for vi in range(len(variants)):
+                attempt(vi, deg)
             if convincing():
                 break
         wide = {fixed.modality, moving.modality} <= SHIFT_MODALITIES
         if wide and not convincing():
-            vi = best_info["pitch_variant"]
+            vi = next(info["pitch_variant"] for s, info in tried if s is best)
             h, w = variants[vi].work.shape
-            bar = SHIFT_MARGIN * best.inliers
             for frac, (ux, uy) in ((f, u) for f in SHIFT_FRACTIONS for u in SHIFT_DIRECTIONS):
-                shift = (round(ux * frac * w), round(uy * frac * h))
-                scored = self._run(fixed, x0, v0, variants[vi], 0, shift)
-                if scored.inliers > max(bar, best.inliers):
-                    best, best_info = scored, {"rotation_deg": 0, "pitch_variant": vi,
-                                               "shift_px": shift, "inliers": scored.inliers}
+                attempt(vi, 0, (round(ux * frac * w), round(uy * frac * h)))
                 if convincing():
                     break
-        self.last_hypothesis = best_info
-        return best.matches
+        if len(tried) == 1:
+            self.last_hypothesis = {**tried[0][1], "support": tried[0][0].inliers, "tried": 1}
+            return tried[0][0].matches
+        scale = float(np.mean(fixed.scale))
+        win, matches, support = vote([s for s, _ in tried], SCORE_THRESHOLD_PX * scale,
+                                     AGREE_PX * scale)
+        self.last_hypothesis = {**tried[win][1], "support": support, "tried": len(tried)}
+        return matches
