@@ -15,12 +15,13 @@ at its trained pixel scale, and registers pairs the network alone would not:
   photographs (CF, FA): an OCT or OCTA field lies inside the other image, and there a shift only
   adds chances for a wrong consensus (it turned a real CF-OCTA eye by 83 degrees).
 Hypotheses are tried only until one is convincing (RANSAC inliers, ``core.estimation``), so an
-ordinary pair costs one network pass. When several were tried, they vote: every hypothesis's
-transform is scored by its inliers among the matches of *all* of them. A hypothesis only
-changes the network's input, so a right transform is found again, from other parts of the
-overlap, by the other right hypotheses, while a chance consensus is not; the matches of the
-others that agree with the winner are added to its own, which spreads them over more of the
-overlap than one input arrangement reaches.
+ordinary pair costs one network pass. When several were tried, those of one rotation vote:
+every hypothesis's transform is scored by its inliers among the matches of all hypotheses of its
+rotation (the unturned one with its shifts and pitches). A shift or pitch only changes the
+network's input, so a right transform is found again, from other parts of the overlap, by the
+other right hypotheses, while a chance consensus is not; the matches of the others that agree
+with the winner are added to its own, which spreads them over more of the overlap than one
+input arrangement reaches.
 """
 from __future__ import annotations
 
@@ -64,28 +65,35 @@ class _Scored:
     model: np.ndarray | None = None
 
 
-def vote(tried: list[_Scored], threshold_px: float, agree_px: float) -> tuple[int, Matches, int]:
-    """(index of the winner, its matches plus the agreeing ones of the others, its support).
+def vote(tried: list[_Scored], groups: list, threshold_px: float, agree_px: float
+         ) -> tuple[int, Matches, int]:
+    """(index of the winner, its matches plus the agreeing ones of its group, its support).
 
     Support = inliers (within ``threshold_px``, full-res fixed px) of a hypothesis's transform
-    among the binned matches of every tried hypothesis; ties go to the earlier one.
+    among the binned matches of every tried hypothesis of its group; ties go to the earlier one.
+    Only hypotheses of one group (one rotation) vote for each other: structures that look alike
+    under any turn (the optic disc, the rim of the field of view) are matched again by every
+    rotation hypothesis and would make a wrong rotation's consensus look confirmed.
     """
-    pool = [t.kept for t in tried]
+    def voters(i: int) -> list[Matches]:
+        return [t.kept for t, g in zip(tried, groups) if g == groups[i] and len(t.kept)]
 
-    def support(model: np.ndarray | None) -> int:
+    def support(i: int) -> int:
+        model = tried[i].model
         if model is None:
             return 0
         return sum(int((residuals(model, m.kpts_moving, m.kpts_fixed) <= threshold_px).sum())
-                   for m in pool if len(m))
+                   for m in voters(i))
 
-    scores = [support(t.model) for t in tried]
+    scores = [support(i) for i in range(len(tried))]
     win = int(np.argmax(scores))
     model = tried[win].model
     if model is None:
         return win, tried[win].matches, 0
     joined = [tried[win].matches] + [
-        m.subset(residuals(model, m.kpts_moving, m.kpts_fixed) <= agree_px)
-        for i, m in enumerate(pool) if i != win and len(m)]
+        t.kept.subset(residuals(model, t.kept.kpts_moving, t.kept.kpts_fixed) <= agree_px)
+        for i, (t, g) in enumerate(zip(tried, groups))
+        if i != win and g == groups[win] and len(t.kept)]
     return win, Matches(np.concatenate([m.kpts_fixed for m in joined]),
                         np.concatenate([m.kpts_moving for m in joined]),
                         np.concatenate([m.confidence for m in joined])), scores[win]
@@ -224,7 +232,8 @@ class LoftrMatcher:
             self.last_hypothesis = {**tried[0][1], "support": tried[0][0].inliers, "tried": 1}
             return tried[0][0].matches
         scale = float(np.mean(fixed.scale))
-        win, matches, support = vote([s for s, _ in tried], SCORE_THRESHOLD_PX * scale,
-                                     AGREE_PX * scale)
+        win, matches, support = vote([s for s, _ in tried],
+                                     [info["rotation_deg"] for _, info in tried],
+                                     SCORE_THRESHOLD_PX * scale, AGREE_PX * scale)
         self.last_hypothesis = {**tried[win][1], "support": support, "tried": len(tried)}
         return matches
