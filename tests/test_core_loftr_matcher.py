@@ -148,6 +148,14 @@ def test_hypotheses_of_other_rotations_do_not_vote():
     assert vote(tried, [0, 90, 90, 90], threshold_px=3.0, agree_px=8.0)[0] == 1
 
 
+def test_agreeing_matches_of_every_rotation_join_the_winner():
+    right = _shift(40, -25)
+    tried = [_hypothesis(right, 30, 200, 0), _hypothesis(right, 12, 200, 1)]
+    win, matches, support = vote(tried, [0, 90], threshold_px=3.0, agree_px=8.0)
+    assert win == 0 and support < 42  # the turned one did not vote ...
+    assert len(matches) >= len(tried[0].matches) + 12  # ... but its agreeing matches joined
+
+
 def test_the_vote_reports_the_winning_hypothesis(weights, monkeypatch):
     matcher = LoftrMatcher.from_weights(weights)
     img = _fundus_like(200)

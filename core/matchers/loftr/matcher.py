@@ -19,7 +19,7 @@ ordinary pair costs one network pass. When several were tried, those of one rota
 every hypothesis's transform is scored by its inliers among the matches of all hypotheses of its
 rotation (the unturned one with its shifts and pitches). A shift or pitch only changes the
 network's input, so a right transform is found again, from other parts of the overlap, by the
-other right hypotheses, while a chance consensus is not; the matches of the others that agree
+other right hypotheses, while a chance consensus is not; the matches of all others that agree
 with the winner are added to its own, which spreads them over more of the overlap than one
 input arrangement reaches.
 """
@@ -67,13 +67,16 @@ class _Scored:
 
 def vote(tried: list[_Scored], groups: list, threshold_px: float, agree_px: float
          ) -> tuple[int, Matches, int]:
-    """(index of the winner, its matches plus the agreeing ones of its group, its support).
+    """(index of the winner, its matches plus the agreeing ones of the others, its support).
 
     Support = inliers (within ``threshold_px``, full-res fixed px) of a hypothesis's transform
     among the binned matches of every tried hypothesis of its group; ties go to the earlier one.
     Only hypotheses of one group (one rotation) vote for each other: structures that look alike
     under any turn (the optic disc, the rim of the field of view) are matched again by every
-    rotation hypothesis and would make a wrong rotation's consensus look confirmed.
+    rotation hypothesis and would make a wrong rotation's consensus look confirmed. Once the
+    winner is chosen, the matches of every other hypothesis that agree with it (within
+    ``agree_px``) join its own: the network covers +-90 degrees, so a neighbouring rotation can
+    see parts of the overlap that the winner's input arrangement does not.
     """
     def voters(i: int) -> list[Matches]:
         return [t.kept for t, g in zip(tried, groups) if g == groups[i] and len(t.kept)]
@@ -92,8 +95,7 @@ def vote(tried: list[_Scored], groups: list, threshold_px: float, agree_px: floa
         return win, tried[win].matches, 0
     joined = [tried[win].matches] + [
         t.kept.subset(residuals(model, t.kept.kpts_moving, t.kept.kpts_fixed) <= agree_px)
-        for i, (t, g) in enumerate(zip(tried, groups))
-        if i != win and g == groups[win] and len(t.kept)]
+        for i, t in enumerate(tried) if i != win and len(t.kept)]
     return win, Matches(np.concatenate([m.kpts_fixed for m in joined]),
                         np.concatenate([m.kpts_moving for m in joined]),
                         np.concatenate([m.confidence for m in joined])), scores[win]
