@@ -84,7 +84,7 @@ def register(fixed_img: np.ndarray | str | os.PathLike, moving_img: np.ndarray |
     """
     mode = Mode(mode)
     _check_transform(transform)
-    matcher = matcher if matcher is not None else get_matcher("default", mode=mode)
+    matcher = matcher if matcher is not None else get_matcher("default")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     fixed_arr, moving_arr = _as_image(fixed_img), _as_image(moving_img)

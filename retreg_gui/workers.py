@@ -47,17 +47,17 @@ class RegisterWorker(QtCore.QObject):
         super().__init__()
         self._matchers: dict[tuple[str, str], Any] = {}
 
-    def matcher(self, name: str, weights: Path | None, mode: str):
-        key = (name, str(weights or ""), str(mode) if name == "default" else "")  # default: per mode
+    def matcher(self, name: str, weights: Path | None):
+        key = (name, str(weights or ""))
         if key not in self._matchers:
-            self._matchers[key] = get_matcher(name, weights=weights, mode=mode)
+            self._matchers[key] = get_matcher(name, weights=weights)
         return self._matchers[key]
 
     @QtCore.Slot(object)
     def run(self, job: RegisterJob) -> None:
         try:
             result = register(job.fixed_img, job.moving_img, job.mode,
-                              matcher=self.matcher(job.matcher, job.weights, job.mode),
+                              matcher=self.matcher(job.matcher, job.weights),
                               transform=job.transform_type)
         except Exception as exc:  # reported in a dialog, never a crash of the app
             self.failed.emit(job, user_message(exc), traceback.format_exc())

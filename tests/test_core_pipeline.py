@@ -126,12 +126,11 @@ def test_registry_names_and_default_without_weights(monkeypatch, tmp_path):
         get_matcher("superglue")
 
 
-def test_default_is_the_learned_matcher_except_for_cf_cf_pairs(monkeypatch, tmp_path):
+def test_default_is_the_learned_matcher_when_weights_are_bundled_or_given(monkeypatch, tmp_path):
     bundled = tmp_path / "bundled.safetensors"
     bundled.touch()  # only its existence decides the default
     monkeypatch.setattr(matchers, "DEFAULT_WEIGHTS", bundled)
-    assert matchers.default_matcher_name("cffa") == "loftr"
-    assert matchers.default_matcher_name(None) == "loftr"
-    assert matchers.default_matcher_name("cfcf") == "classical"
-    assert matchers.default_matcher_name("cfcf", weights=bundled) == "loftr"  # explicit wins
-    assert get_matcher("default", mode="cfcf").name == "classical"
+    assert matchers.default_matcher_name() == "loftr"
+    monkeypatch.setattr(matchers, "DEFAULT_WEIGHTS", tmp_path / "absent.safetensors")
+    assert matchers.default_matcher_name() == "classical"
+    assert matchers.default_matcher_name(weights=bundled) == "loftr"  # explicit weights win

@@ -69,13 +69,12 @@ def run(args) -> int:
         default_mode = args.mode
     pairs = pairs[: args.limit] if args.limit else pairs
     modes = {p.pair_id: _mode_for(p, default_mode) for p in pairs}  # fail before any work
-    matchers = {m: get_matcher(args.matcher, weights=args.weights, mode=m)
-                 for m in set(modes.values())}
+    matcher = get_matcher(args.matcher, weights=args.weights)
     cv2.setRNGSeed(args.seed)
 
     def register_fn(pair, fixed, moving):
-        mode = modes[pair.pair_id]
-        return register(fixed, moving, mode, matcher=matchers[mode], transform=args.transform)
+        return register(fixed, moving, modes[pair.pair_id], matcher=matcher,
+                        transform=args.transform)
 
     results, unreadable = evaluate(pairs, register_fn, thresholds)
     skipped = skipped + unreadable
@@ -89,7 +88,7 @@ def run(args) -> int:
     print(table)
     if args.out:
         config = {"source": str(args.fire or args.pairs), "matcher": args.matcher,
-                  "matcher_resolved": {m.value: mt.name for m, mt in matchers.items()},
+                  "matcher_resolved": matcher.name,
                   "weights": str(args.weights) if args.weights else None,
                   "transform": args.transform, "modes": sorted({m.value for m in modes.values()}),
                   "thresholds": [max_px, med_px], "include_p37": args.include_p37,

@@ -78,7 +78,7 @@ def run(args) -> int:
         raise ValueError("--overlay and --overlay-out must be given together")
     fixed, moving = read_image(args.fixed), read_image(args.moving)  # missing files first
     mode = resolve_mode(args.mode, args.fixed, args.moving)
-    matcher = get_matcher(args.matcher, weights=args.weights, mode=mode)
+    matcher = get_matcher(args.matcher, weights=args.weights)
     res = register(fixed, moving, mode, matcher=matcher, transform=args.transform)
     print(_summary(res, args.fixed, args.moving))
 
