@@ -124,19 +124,19 @@ def test_a_transform_found_by_several_hypotheses_outvotes_a_larger_lone_consensu
     right, wrong = _shift(40, -25), _shift(-200, 130)
     tried = [_hypothesis(wrong, 30, 200, 0), _hypothesis(right, 20, 200, 1),
              _hypothesis(right, 18, 200, 2), _hypothesis(_shift(300, 300), 5, 200, 3)]
-    win, matches, support = vote(tried, [0] * 4, threshold_px=3.0, agree_px=8.0)
+    win, matches, support = vote(tried, [0] * 4, threshold_px=3.0)
     assert win == 1 and support >= 38
     # the winner's matches come first, then those of the others that agree with its transform
     assert np.array_equal(matches.kpts_fixed[:len(tried[1].matches)], tried[1].matches.kpts_fixed)
     extra = matches.subset(np.arange(len(tried[1].matches), len(matches)))
     err = np.linalg.norm(np.c_[extra.kpts_moving, np.ones(len(extra))] @ right.T
                          - np.c_[extra.kpts_fixed, np.ones(len(extra))], axis=1)
-    assert len(extra) >= 18 and np.all(err <= 8.0)
+    assert len(extra) >= 18 and np.all(err <= 3.0)
 
 
 def test_the_vote_keeps_a_lone_hypothesis_that_nothing_contradicts():
     tried = [_hypothesis(_shift(5, 5), 25, 100, 0), _hypothesis(_shift(-90, 40), 10, 100, 1)]
-    win, matches, _ = vote(tried, [0, 0], threshold_px=3.0, agree_px=8.0)
+    win, matches, _ = vote(tried, [0, 0], threshold_px=3.0)
     assert win == 0 and len(matches) >= len(tried[0].matches)
 
 
@@ -144,14 +144,14 @@ def test_hypotheses_of_other_rotations_do_not_vote():
     right, wrong = _shift(40, -25), _shift(-200, 130)
     tried = [_hypothesis(right, 30, 200, 0), _hypothesis(wrong, 20, 200, 1),
              _hypothesis(wrong, 18, 200, 2), _hypothesis(wrong, 18, 200, 3)]
-    assert vote(tried, [0, 90, 180, 270], threshold_px=3.0, agree_px=8.0)[0] == 0
-    assert vote(tried, [0, 90, 90, 90], threshold_px=3.0, agree_px=8.0)[0] == 1
+    assert vote(tried, [0, 90, 180, 270], threshold_px=3.0)[0] == 0
+    assert vote(tried, [0, 90, 90, 90], threshold_px=3.0)[0] == 1
 
 
 def test_agreeing_matches_of_every_rotation_join_the_winner():
     right = _shift(40, -25)
     tried = [_hypothesis(right, 30, 200, 0), _hypothesis(right, 12, 200, 1)]
-    win, matches, support = vote(tried, [0, 90], threshold_px=3.0, agree_px=8.0)
+    win, matches, support = vote(tried, [0, 90], threshold_px=3.0)
     assert win == 0 and support < 42  # the turned one did not vote ...
     assert len(matches) >= len(tried[0].matches) + 12  # ... but its agreeing matches joined
 
