@@ -13,6 +13,7 @@ from core.matchers.loftr.fine import sample_windows
 from core.matchers.loftr.model import LoftrConfig, RetRegLoFTR
 from core.matchers.loftr.weights import (card_path, load_all, load_backbone, load_model,
                                          read_config, save_weights)
+from training.api import build_train_dataset
 from training.callbacks import curriculum_values
 from training.config import CurriculumConfig, from_dict
 from training.losses import coarse_loss, fine_targets, loftr_loss, unmatched_loss, vessel_weight
@@ -235,6 +236,21 @@ def test_config_rejects_unknown_keys_and_modes():
 def test_config_augmentation_overrides_reach_the_augment_config():
     aug = from_dict({"data": {"aug": {"hflip_p": 0.0, "scale_range": [0.9, 1.1]}}}).augment()
     assert aug.hflip_p == 0.0 and aug.scale_range == (0.9, 1.1) and aug.rotation_deg == 90.0
+
+
+def test_per_mode_augmentation_overrides_apply_to_their_mode_only():
+    cfg = from_dict({"data": {"modes": ["cffa", "cfocta"],
+                              "aug": {"translate_frac": 0.3, "fixed_translate_frac": 0.2},
+                              "aug_by_mode": {"cfocta": {"fixed_translate_frac": 0.0}}}})
+    assert cfg.augment("cffa").fixed_translate_frac == 0.2
+    assert cfg.augment("cfocta").fixed_translate_frac == 0.0
+    assert cfg.augment("cfocta").translate_frac == 0.3  # the shared value stays
+    with pytest.raises(ValueError, match="not one of data.modes"):
+        from_dict({"data": {"modes": ["cffa"], "aug_by_mode": {"cfocta": {}}}})
+    with pytest.raises(ValueError, match="aug_by_mode.cffa: unknown keys"):
+        from_dict({"data": {"modes": ["cffa"], "aug_by_mode": {"cffa": {"flip": 1}}}})
+    datasets = build_train_dataset(cfg).datasets  # nothing is rendered before an item is read
+    assert [d.aug.fixed_translate_frac for d in datasets] == [0.2, 0.0]
 
 
 def test_init_weights_loads_every_tensor_and_rejects_another_architecture(tmp_path):

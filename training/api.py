@@ -52,8 +52,9 @@ def build_train_dataset(cfg: TrainConfig) -> ConcatDataset:
     d = cfg.data
     per_mode = cfg.max_epochs * cfg.steps_per_epoch * d.batch_size // len(d.modes) + 1
     return ConcatDataset([
-        AffinePairDataset(src, m, size=d.size, channels=cfg.model.channels, aug=cfg.augment(),
-                          length=per_mode, seed=cfg.seed * 1000 + k, cache_limit=d.cache_limit)
+        AffinePairDataset(src, m, size=d.size, channels=cfg.model.channels,
+                          aug=cfg.augment(m), length=per_mode, seed=cfg.seed * 1000 + k,
+                          cache_limit=d.cache_limit)
         for k, (m, src) in enumerate(_sources(cfg).items())])
 
 
@@ -65,7 +66,7 @@ def build_val_items(cfg: TrainConfig) -> list[dict]:
     items = []
     for k, m in enumerate(d.modes):
         ds = AffinePairDataset(source, m, size=d.size, channels=cfg.model.channels,
-                               aug=cfg.augment(), length=n, seed=VALIDATION_SEED_START + k)
+                               aug=cfg.augment(m), length=n, seed=VALIDATION_SEED_START + k)
         items.extend(ds[i] for i in range(n))
     return items
 

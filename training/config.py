@@ -30,6 +30,7 @@ class DataConfig:
     cache_limit: int = 64
     val_pairs_per_mode: int = 8
     aug: dict = field(default_factory=dict)  # overrides of training.augment.AugmentConfig fields
+    aug_by_mode: dict = field(default_factory=dict)  # mode -> overrides on top of ``aug``
 
 
 @dataclass
@@ -80,10 +81,13 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def augment(self) -> AugmentConfig:
-        """The augmentation of training and validation pairs."""
+    def augment(self, mode: str | None = None) -> AugmentConfig:
+        """The augmentation of training and validation pairs of ``mode``: ``data.aug`` with
+        ``data.aug_by_mode[mode]`` on top (a CF clip around the disc holds the whole OCTA field,
+        so shifting it away, as full-field modes may be, teaches cfocta the wrong thing)."""
+        values = {**self.data.aug, **self.data.aug_by_mode.get(mode, {})}
         return AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                for k, v in self.data.aug.items()})
+                                for k, v in values.items()})
 
 
 def build_config(cls, values: dict, where: str):
@@ -115,6 +119,15 @@ def from_dict(values: dict) -> TrainConfig:
     unknown_aug = sorted(set(cfg.data.aug) - set(AugmentConfig.__dataclass_fields__))
     if unknown_aug:
         raise ValueError(f"config.data.aug: unknown keys {unknown_aug}")
+    for mode, overrides in cfg.data.aug_by_mode.items():
+        if mode not in cfg.data.modes:
+            raise ValueError(f"config.data.aug_by_mode: {mode!r} is not one of data.modes "
+                             f"{cfg.data.modes}")
+        if not isinstance(overrides, dict):
+            raise ValueError(f"config.data.aug_by_mode.{mode}: expected a mapping")
+        unknown = sorted(set(overrides) - set(AugmentConfig.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"config.data.aug_by_mode.{mode}: unknown keys {unknown}")
     if cfg.data.size % 8:
         raise ValueError(f"config.data.size must be a multiple of 8, got {cfg.data.size}")
     if cfg.steps_per_epoch < 1 or cfg.max_epochs < 1:

@@ -18,7 +18,7 @@ def available_matchers() -> list[str]:
 
 def default_matcher_name(weights: str | Path | None = None) -> str:
     """What ``default`` means: the learned matcher when weights are given or bundled, in every
-    mode (CF-CF included: on FIRE-P it now scores level with SIFT on vessel maps, 0.541 vs 0.533
+    mode (CF-CF included: on FIRE-P it now scores level with SIFT on vessel maps, 0.536 vs 0.533
     AUC; resources/models/*.report.md), else the classical one."""
     return "loftr" if weights is not None or DEFAULT_WEIGHTS.is_file() else "classical"
 
