@@ -50,7 +50,6 @@ SHIFT_DIRECTIONS = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1),
 SHIFT_MODALITIES = frozenset({"cf", "fa"})  # wide-field photographs: shifts only between these
 
 
-
 @dataclass
 class _Scored:
     """One hypothesis: its matches (full-res), the binned share of them that votes, and its
@@ -63,7 +62,8 @@ class _Scored:
     model: np.ndarray | None = None
 
 
-def vote(tried: list[_Scored], groups: list, threshold_px: float) -> tuple[int, Matches, int]:
+def vote(tried: list[_Scored], groups: list[int], threshold_px: float
+         ) -> tuple[int, Matches, int]:
     """(index of the winner, its matches plus the agreeing ones of the others, its support).
 
     Support = inliers (within ``threshold_px``, full-res fixed px) of a hypothesis's transform
