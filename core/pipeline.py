@@ -122,7 +122,8 @@ def register(fixed_img: np.ndarray | str | os.PathLike, moving_img: np.ndarray |
         mode=mode.value, matcher=matcher.name, transform_type=transform, matrix=est.matrix,
         status=est.status, reason=est.reason, matches=matches, selected=selected,
         inliers=est.inliers, residuals=res, timings=timings, fixed_shape=(h, w),
-        moving_shape=tuple(moving_arr.shape[:2]), threshold_px=threshold)
+        moving_shape=tuple(moving_arr.shape[:2]), threshold_px=threshold,
+        hypothesis=dict(getattr(matcher, "last_hypothesis", {})))
 
 
 def _refine(fixed_arr: np.ndarray, moving_arr: np.ndarray, mode: Mode, matrix: np.ndarray,

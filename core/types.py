@@ -134,6 +134,10 @@ class RegistrationResult:
     fixed_shape: tuple[int, int] = (0, 0)  # (h, w) full resolution
     moving_shape: tuple[int, int] = (0, 0)
     threshold_px: float = 3.0  # full-res RANSAC inlier distance, so re-estimation reproduces it
+    # What the learned matcher tried (its ``last_hypothesis``): the winner's rotation_deg,
+    # pitch_variant, shift_px, its support and how many input variants were "tried"; empty for
+    # matchers that try no variants.
+    hypothesis: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -142,6 +146,19 @@ class RegistrationResult:
     @property
     def n_inliers(self) -> int:
         return int(np.count_nonzero(self.inliers))
+
+    def hypothesis_note(self) -> str:
+        """One line on a hard pair (more than one input variant tried), else "": the user
+        should know that the answer came from a turned, rescaled or shifted input."""
+        h = self.hypothesis
+        if h.get("tried", 1) <= 1:
+            return ""
+        how = [f"turned {h['rotation_deg']} deg"] if h.get("rotation_deg") else []
+        how += ["at the fixed image's pixel pitch"] if h.get("pitch_variant") else []
+        shift = tuple(h.get("shift_px", (0, 0)))
+        how += [f"shifted by {shift} working px"] if any(shift) else []
+        return (f"hard pair: {h['tried']} input variants tried; chosen: moving image "
+                f"{', '.join(how) or 'as given'}, {h.get('support', 0)} matches agree")
 
     def to_json(self) -> dict:
         return {
@@ -163,4 +180,6 @@ class RegistrationResult:
             "timings_s": {k: float(v) for k, v in self.timings.items()},
             "fixed_shape": list(self.fixed_shape),
             "moving_shape": list(self.moving_shape),
+            "hypothesis": {k: list(v) if isinstance(v, tuple) else v
+                           for k, v in self.hypothesis.items()},
         }

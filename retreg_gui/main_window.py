@@ -554,6 +554,8 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         s.apply_result(result)
         msg = (f"Registered with {result.matcher}: {result.n_inliers} inliers of "
                f"{len(result.selected)} selected matches in {result.timings.get('total', 0):.2f} s")
+        if result.hypothesis_note():
+            msg += f" ({result.hypothesis_note()})"
         if not result.ok:
             msg = f"Registration failed: {result.reason} — add point pairs by hand (A)"
         self.statusBar().showMessage(msg, 15000)

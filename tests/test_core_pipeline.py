@@ -134,3 +134,33 @@ def test_default_is_the_learned_matcher_when_weights_are_bundled_or_given(monkey
     monkeypatch.setattr(matchers, "DEFAULT_WEIGHTS", tmp_path / "absent.safetensors")
     assert matchers.default_matcher_name() == "classical"
     assert matchers.default_matcher_name(weights=bundled) == "loftr"  # explicit weights win
+
+
+class _HypothesisReporting:
+    """The classical matcher, reporting a hypothesis the way the learned matcher does."""
+
+    def __init__(self, hypothesis: dict) -> None:
+        self.inner, self.hypothesis = get_matcher("classical"), hypothesis
+        self.name, self.working_side = "reporting", self.inner.working_side
+
+    def match(self, fixed, moving):
+        self.last_hypothesis = dict(self.hypothesis)
+        return self.inner.match(fixed, moving)
+
+
+def test_the_result_carries_the_matchers_hypothesis_and_says_when_the_pair_was_hard(
+        synthetic_result):
+    plain = synthetic_result[0]
+    assert plain.hypothesis == {} and plain.hypothesis_note() == ""
+    hyp = {"rotation_deg": 90, "pitch_variant": 1, "shift_px": (110, -110), "inliers": 32,
+           "support": 132, "tried": 20}
+    cf, fa = _fundus_pair(seed=3)
+    result = register(cf, fa, "cffa", matcher=_HypothesisReporting(hyp))
+    assert result.hypothesis == hyp
+    assert result.to_json()["hypothesis"]["shift_px"] == [110, -110]
+    note = result.hypothesis_note()
+    assert note.startswith("hard pair: 20 input variants tried")
+    assert "turned 90 deg" in note and "pixel pitch" in note and "(110, -110)" in note
+    assert "132 matches agree" in note
+    one = register(cf, fa, "cffa", matcher=_HypothesisReporting({**hyp, "tried": 1}))
+    assert one.hypothesis_note() == ""  # one network pass: nothing unusual to report

@@ -69,8 +69,9 @@ def _summary(res, fixed: Path, moving: Path) -> str:
     if not res.ok:
         return f"{head}\nFAILED: {res.reason} ({counts})"
     med = res.to_json()["median_residual_px"]
+    note = res.hypothesis_note()
     return (f"{head}\nok: {counts}, median inlier residual {med:.2f} px, "
-            f"{res.timings.get('total', 0.0):.2f} s")
+            f"{res.timings.get('total', 0.0):.2f} s" + (f"\n{note}" if note else ""))
 
 
 def run(args) -> int:
