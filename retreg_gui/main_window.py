@@ -552,13 +552,15 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         if job.fixed_img is not s.fixed_img or job.moving_img is not s.moving_img:
             return  # the user opened other images meanwhile
         s.apply_result(result)
-        msg = (f"Registered with {result.matcher}: {result.n_inliers} inliers of "
-               f"{len(result.selected)} selected matches in {result.timings.get('total', 0):.2f} s")
-        if result.hypothesis_note():
-            msg += f" ({result.hypothesis_note()})"
+        secs = f"{result.timings.get('total', 0):.2f} s"
+        note = result.hypothesis_note()
+        msg = (f"Registered with {result.matcher}: {result.n_inliers} inliers in {secs} — {note}"
+               if note else f"Registered with {result.matcher}: {result.n_inliers} inliers of "
+               f"{len(result.selected)} selected matches in {secs}")
         if not result.ok:
             msg = f"Registration failed: {result.reason} — add point pairs by hand (A)"
         self.statusBar().showMessage(msg, 15000)
+        self.statusBar().setToolTip(msg)  # the whole line, where the permanent fields cut it
         if self._compare_before is not None:
             self._show_comparison()
         self.registration_done.emit(result.ok)

@@ -147,6 +147,24 @@ def test_opening_a_pair_registers_it_and_shows_matches(qtbot, window, pair_files
     assert not window.busy.isVisible()
 
 
+def test_a_hard_pair_is_named_in_the_status_bar(qtbot, window, pair_files, monkeypatch):
+    from core.matchers import get_matcher
+    from retreg_gui import workers
+
+    class Reporting:  # the classical matcher, reporting a shift hypothesis as the learned one
+        name, working_side = "classical", get_matcher("classical").working_side
+        last_hypothesis = {"rotation_deg": 0, "pitch_variant": 0, "shift_px": (40, 0),
+                           "inliers": 30, "support": 90, "tried": 20}
+
+        def match(self, fixed, moving):
+            return get_matcher("classical").match(fixed, moving)
+
+    monkeypatch.setattr(workers, "get_matcher", lambda name, weights=None: Reporting())
+    open_and_register(qtbot, window, pair_files)
+    tip = window.statusBar().toolTip()
+    assert "hard pair: 20 input variants tried" in tip and "shifted by (40, 0)" in tip
+
+
 def test_line_filter_shows_only_the_chosen_pairs(qtbot, window, pair_files):
     open_and_register(qtbot, window, pair_files)
     s = window.session
