@@ -83,8 +83,8 @@ class TrainConfig:
 
     def augment(self, mode: str | None = None) -> AugmentConfig:
         """The augmentation of training and validation pairs of ``mode``: ``data.aug`` with
-        ``data.aug_by_mode[mode]`` on top (a CF clip around the disc holds the whole OCTA field,
-        so shifting it away, as full-field modes may be, teaches cfocta the wrong thing)."""
+        ``data.aug_by_mode[mode]`` on top, so one mode can keep its geometry while the others
+        change (stage 5 kept cfocta's CF clip, which holds the whole OCTA field, unshifted)."""
         values = {**self.data.aug, **self.data.aug_by_mode.get(mode, {})}
         return AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v
                                 for k, v in values.items()})
