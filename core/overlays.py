@@ -64,10 +64,10 @@ def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
                          f"{b.shape[:2]} (warp the moving image onto the fixed one first)")
 
 
-def default_tile(shape: tuple[int, ...], squares: int = 8) -> int:
+def default_tile(shape: tuple[int, ...], squares: int = 8, minimum: int = 8) -> int:
     """Tile size giving about ``squares`` squares across the shorter side (64 px is lost on a
-    2912-px fundus photo and too coarse on a 320-px OCTA)."""
-    return max(8, round(min(shape[:2]) / squares))
+    2912-px fundus photo and too coarse on a 320-px OCTA), at least ``minimum`` px."""
+    return max(minimum, round(min(shape[:2]) / squares))
 
 
 def checkerboard(a: np.ndarray, b: np.ndarray, tile: int = 64) -> np.ndarray:

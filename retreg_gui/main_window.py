@@ -303,7 +303,7 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         self.select_data(self.lines_combo, st.line_filter())
         self.session.set_initial_transform(st.transform())
         self.overlay_view.set_kind(st.overlay())
-        self.overlay_view.tile.setValue(st.tile())
+        self.overlay_view.squares.setValue(st.squares())
         self.act_dark.setChecked(st.dark())
         if st.dark():
             self.set_dark(True)
@@ -324,7 +324,7 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         st.set_transform(self.session.transform_type)
         st.set_line_filter(self.lines_combo.currentData())
         st.set_overlay(self.overlay_view.current_kind())
-        st.set_tile(self.overlay_view.tile.value())
+        st.set_squares(self.overlay_view.squares.value())
         st.set_weights(self.weights)
         st.set_dark(self.act_dark.isChecked())
         st.sync()

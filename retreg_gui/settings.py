@@ -80,11 +80,11 @@ class Settings:
     def set_overlay(self, kind: str) -> None:
         self._set("review/overlay", kind)
 
-    def tile(self) -> int:
-        return self._get("review/tile", 64, int)
+    def squares(self) -> int:
+        return self._get("review/squares", 8, int)
 
-    def set_tile(self, tile: int) -> None:
-        self._set("review/tile", tile)
+    def set_squares(self, squares: int) -> None:
+        self._set("review/squares", squares)
 
     def line_filter(self) -> str:
         return self._get("review/lines", "all")

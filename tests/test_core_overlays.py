@@ -98,4 +98,5 @@ def test_fast_fusion_and_difference_match_the_plain_float_stretch(dtype):
 def test_default_tile_gives_about_eight_squares_across_the_shorter_side():
     assert default_tile((2912, 2912, 3)) == 364
     assert default_tile((320, 400)) == 40
-    assert default_tile((40, 40)) == 8  # never below 8 px
+    assert default_tile((40, 40)) == 8  # never below 8 px ...
+    assert default_tile((40, 40), squares=16, minimum=1) == 2  # ... unless told

@@ -191,7 +191,12 @@ def test_every_overlay_kind_renders_and_controls_change_it(qtbot, window, pair_f
         assert img.shape == (SIZE, SIZE, 3) and img.dtype == np.uint8
         images[kind] = img
     ov.set_kind("checkerboard")
-    ov.tile.setValue(16)
+    red = lambda a: a[..., 0] if a.ndim == 3 else a  # noqa: E731  (the FA display is gray)
+    fixed, moving = red(ov._fixed_display), red(ov.warped())
+    assert not np.array_equal(fixed[:32, 32:64], moving[:32, 32:64])  # the square tells them apart
+    assert np.array_equal(red(ov.composed())[:32, 32:64], moving[:32, 32:64])  # 8 squares, 32 px
+    ov.squares.setValue(4)
+    assert np.array_equal(red(ov.composed())[:32, 32:64], fixed[:32, 32:64])  # 4 squares, 64 px
     assert not np.array_equal(ov.composed(), images["checkerboard"])
     ov.set_kind("blend")
     ov.alpha.setValue(90)
@@ -431,12 +436,14 @@ def test_closing_with_unsaved_changes_asks_and_can_cancel(qtbot, window, pair_fi
 
 def test_settings_are_remembered_between_runs(qtbot, window, tmp_path):
     window.overlay_view.set_kind("fusion")
+    window.overlay_view.squares.setValue(5)
     window.select_data(window.mode_combo, "octfa")
     window.set_transform("homography")
     window.save_settings()
     again = MainWindow(Settings(tmp_path / "settings.ini"), recovery_dir=tmp_path / "rec2")
     try:
         assert again.overlay_view.current_kind() == "fusion"
+        assert again.overlay_view.squares.value() == 5
         assert again.mode_combo.currentData() == "octfa"
         assert again.session.transform_type == "homography"
         assert again.matcher_combo.currentData() == "classical"

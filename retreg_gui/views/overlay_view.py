@@ -48,11 +48,10 @@ class OverlayView(QtWidgets.QWidget):
         self.kind = QtWidgets.QComboBox()
         self.kind.addItems([k.capitalize() for k in OVERLAY_KINDS])
         self.kind.setToolTip("How fixed and warped moving are combined")
-        self.tile = QtWidgets.QSpinBox()
-        self.tile.setRange(8, 1024)
-        self.tile.setValue(64)
-        self.tile.setSuffix(" px")
-        self.tile.setToolTip("Checkerboard tile size")
+        self.squares = QtWidgets.QSpinBox()  # per image, not px: one setting suits 320-px OCTA
+        self.squares.setRange(2, 64)         # and 2912-px fundus photos alike
+        self.squares.setValue(8)
+        self.squares.setToolTip("Checkerboard squares across the fixed image's shorter side")
         self.alpha = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self.alpha.setRange(0, 100)
         self.alpha.setValue(50)
@@ -62,8 +61,9 @@ class OverlayView(QtWidgets.QWidget):
         controls.setContentsMargins(4, 2, 4, 2)
         controls.addWidget(QtWidgets.QLabel("Overlay:"))
         controls.addWidget(self.kind)
-        self.tile_label, self.alpha_label = QtWidgets.QLabel("Tile"), QtWidgets.QLabel("Alpha")
-        for w in (self.tile_label, self.tile, self.alpha_label, self.alpha):
+        self.squares_label = QtWidgets.QLabel("Squares")
+        self.alpha_label = QtWidgets.QLabel("Alpha")
+        for w in (self.squares_label, self.squares, self.alpha_label, self.alpha):
             controls.addWidget(w)
         controls.addStretch(1)
 
@@ -86,7 +86,7 @@ class OverlayView(QtWidgets.QWidget):
         self.flicker_timer.setInterval(FLICKER_MS)
         self.flicker_timer.timeout.connect(self._flip)
         self.kind.currentIndexChanged.connect(self._on_kind)
-        self.tile.valueChanged.connect(self.render)
+        self.squares.valueChanged.connect(self.render)
         self.alpha.valueChanged.connect(self.render)
         session.images_changed.connect(self._on_images)
         session.document_changed.connect(self.queue_render)
@@ -105,7 +105,8 @@ class OverlayView(QtWidgets.QWidget):
 
     def _on_kind(self) -> None:
         kind = self.current_kind()
-        for w, used in ((self.tile, kind == "checkerboard"), (self.tile_label, kind == "checkerboard"),
+        for w, used in ((self.squares, kind == "checkerboard"),
+                        (self.squares_label, kind == "checkerboard"),
                         (self.alpha, kind == "blend"), (self.alpha_label, kind == "blend")):
             w.setVisible(used)
         if kind == "flicker":
@@ -153,8 +154,8 @@ class OverlayView(QtWidgets.QWidget):
         fixed = self._fixed_display
         kind = self.current_kind()
         if kind == "checkerboard":
-            scale = fixed.shape[1] / self.session.fixed_img.shape[1]
-            return overlays.checkerboard(fixed, moving, max(1, round(self.tile.value() * scale)))
+            return overlays.checkerboard(fixed, moving, overlays.default_tile(
+                fixed.shape, self.squares.value(), minimum=1))
         if kind == "blend":
             return overlays.blend(fixed, moving, self.alpha.value() / 100.0)
         if kind == "difference":
