@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from core.io import read_image
-from core.matchers import get_matcher
-from core.metrics import auc, control_point_errors
-from core.modality import prepare
-from core.pipeline import RegistrationConfig, register
-from core.refine import RefineConfig, refine
+from retreg.core.io import read_image
+from retreg.core.matchers import get_matcher
+from retreg.core.metrics import auc, control_point_errors
+from retreg.core.modality import prepare
+from retreg.core.pipeline import RegistrationConfig, register
+from retreg.core.refine import RefineConfig, refine
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "FIRE_P"
 ALL_PAIRS = [f"P{k:02d}" for k in range(10, 50) if k != 37]  # P37's ground truth is wrong

@@ -22,11 +22,11 @@ import cv2
 import numpy as np
 import torch
 
-from core.matchers import DEFAULT_WEIGHTS, get_matcher
-from core.metrics import mean_corner_error
-from core.pipeline import RegistrationConfig, register
+from retreg.core.matchers import DEFAULT_WEIGHTS, get_matcher
+from retreg.core.metrics import mean_corner_error
+from retreg.core.pipeline import RegistrationConfig, register
 from record import save  # benchmarks/record.py (scripts run with benchmarks/ on sys.path)
-from training.synth import render_case
+from retreg.training.synth import render_case
 
 SEED_START = 10_200_000
 SUCCESS_PX = 5.0

@@ -17,15 +17,15 @@ import time
 import numpy as np
 import torch
 
-from core.estimation import estimate
-from core.matchers import DEFAULT_WEIGHTS
+from retreg.core.estimation import estimate
+from retreg.core.matchers import DEFAULT_WEIGHTS
 from record import save  # benchmarks/record.py (scripts run with benchmarks/ on sys.path)
-from core.matchers.loftr import LoftrConfig, LoftrMatcher, RetRegLoFTR
-from core.modality import prepare
-from core.pipeline import register
-from core.selection import spatial_binning
-from training.config import VALIDATION_SEED_START
-from training.synth import render_case
+from retreg.core.matchers.loftr import LoftrConfig, LoftrMatcher, RetRegLoFTR
+from retreg.core.modality import prepare
+from retreg.core.pipeline import register
+from retreg.core.selection import spatial_binning
+from retreg.training.config import VALIDATION_SEED_START
+from retreg.training.synth import render_case
 
 
 def _median_ms(fn, repeats: int) -> float:

@@ -18,13 +18,13 @@ import cv2
 import numpy as np
 import torch
 
-from core.matchers import DEFAULT_WEIGHTS
+from retreg.core.matchers import DEFAULT_WEIGHTS
 from record import save  # benchmarks/record.py (scripts run with benchmarks/ on sys.path)
-from core.matchers.loftr import LoftrMatcher
-from core.metrics import mean_corner_error
-from core.pipeline import RegistrationConfig, register
-from training.augment import AugmentConfig, random_affine
-from training.synth import render_case
+from retreg.core.matchers.loftr import LoftrMatcher
+from retreg.core.metrics import mean_corner_error
+from retreg.core.pipeline import RegistrationConfig, register
+from retreg.training.augment import AugmentConfig, random_affine
+from retreg.training.synth import render_case
 
 SEED_START = 10_100_000
 SUCCESS_PX = 5.0

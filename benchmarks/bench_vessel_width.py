@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from record import save  # benchmarks/record.py (scripts run with benchmarks/ on sys.path)
-from training.synth import render_case
+from retreg.training.synth import render_case
 
 ROOT = Path(__file__).resolve().parents[1]
 

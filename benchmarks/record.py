@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core.provenance import run_record
+from retreg.core.provenance import run_record
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import AnnotationError, DatasetError
-from core.types import TRANSFORM_TYPES, Mode
+from retreg.core.errors import AnnotationError, DatasetError
+from retreg.core.types import TRANSFORM_TYPES, Mode
 
 FORMAT, VERSION = "retreg-annotation", 1
 REALPAIRS_FORMAT, REALPAIRS_VERSION = "retreg-realpairs", 1
@@ -391,7 +391,7 @@ def export_realpair(root: str | os.PathLike, pair_id: str, annotation: Annotatio
     The annotation copy points at the copied images (paths relative to its own folder, with
     their SHA-256 and shape); its transform is ``H_computed`` when given.
     """
-    from core.io import write_image  # the image codec lives with the engine's io
+    from retreg.core.io import write_image  # the image codec lives with the engine's io
 
     _check_pair_id(pair_id)
     root = Path(root)

@@ -15,8 +15,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from core.io import to_float01
-from core.modality import prepare
+from retreg.core.io import to_float01
+from retreg.core.modality import prepare
 
 WORKING_SIDE = 512  # the FOV is normalised to this side; the disc is ~1/8 of it across
 DISC_RADIUS_PX = WORKING_SIDE / 16  # working px; sets every blur scale below

@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from core.types import TRANSFORM_TYPES, Estimate
+from retreg.core.types import TRANSFORM_TYPES, Estimate
 
 MIN_POINTS = {"similarity": 3, "affine": 3, "homography": 4}
 SCALE_RANGE = (0.2, 5.0)

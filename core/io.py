@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from core.errors import ImageReadError
+from retreg.core.errors import ImageReadError
 
 MIN_SIDE = 32
 MAX_SIDE = 20000

@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.io import to_float01
-from core.types import Mode, PreparedImage
-from core.vessels import POLARITY, vessel_map
+from retreg.core.io import to_float01
+from retreg.core.types import Mode, PreparedImage
+from retreg.core.vessels import POLARITY, vessel_map
 
 MODALITIES = tuple(sorted(POLARITY))
 # The whole image may exceed working_side (FOV smaller than the frame) but never by more than this.

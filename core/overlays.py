@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from core.io import to_float01
+from retreg.core.io import to_float01
 
 
 def _rgb01(img: np.ndarray) -> np.ndarray:

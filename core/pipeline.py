@@ -12,14 +12,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from core.estimation import (MIN_POINTS, estimate, estimate_with_affine_fallback,
+from retreg.core.estimation import (MIN_POINTS, estimate, estimate_with_affine_fallback,
                              fit_least_squares, implausibility, residuals)
-from core.io import read_image
-from core.matchers import Matcher, get_matcher
-from core.modality import prepare
-from core.refine import RefineConfig, Refinement, refine
-from core.selection import spatial_binning
-from core.types import (TRANSFORM_TYPES, Estimate, Matches, Mode, PreparedImage,
+from retreg.core.io import read_image
+from retreg.core.matchers import Matcher, get_matcher
+from retreg.core.modality import prepare
+from retreg.core.refine import RefineConfig, Refinement, refine
+from retreg.core.selection import spatial_binning
+from retreg.core.types import (TRANSFORM_TYPES, Estimate, Matches, Mode, PreparedImage,
                         RegistrationResult)
 
 

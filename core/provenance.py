@@ -13,8 +13,11 @@ _PACKAGES = ("retreg", "torch", "kornia", "numpy", "opencv-python-headless", "li
 
 
 def code_version() -> str:
-    """Git commit of the working tree (with ``-dirty`` when it has uncommitted changes)."""
+    """Git commit (with ``-dirty`` for uncommitted changes) when running from a work tree of
+    this repository, else the installed package's version."""
     root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists() or not (root / "pyproject.toml").is_file():
+        return f"retreg {package_versions().get('retreg', 'unknown')} (installed)"
     try:
         rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root,
                              capture_output=True, text=True, timeout=10)

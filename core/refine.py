@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from core.estimation import apply, estimate
-from core.types import Matches, PreparedImage
+from retreg.core.estimation import apply, estimate
+from retreg.core.types import Matches, PreparedImage
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from core.modality import fov_mask
-from core.types import PreparedImage
+from retreg.core.modality import fov_mask
+from retreg.core.types import PreparedImage
 
 CHANNELS = ("intensity", "vessels")
 

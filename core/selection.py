@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.types import Matches
+from retreg.core.types import Matches
 
 
 def spatial_binning(matches: Matches, image_size_fixed: tuple[int, int], grid: int = 8,

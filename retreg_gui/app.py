@@ -13,15 +13,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-SAMPLES = Path(__file__).resolve().parents[1] / "resources" / "samples"
-SAMPLE_PAIR = (SAMPLES / "sample_cf_512.png", SAMPLES / "sample_fa.png")
 SCREENSHOT_SIZE = (1600, 1000)
 SCREENSHOT_TIMEOUT_MS = 120_000
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from core.matchers import available_matchers
-    from core.types import Mode
+    from retreg.core.matchers import available_matchers
+    from retreg.core.types import Mode
 
     p = argparse.ArgumentParser(prog="retreg-gui", description="RetReg review and annotation app")
     p.add_argument("images", nargs="*", metavar="FIXED MOVING", help="fixed and moving image")
@@ -39,7 +37,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def sample_pair() -> tuple[Path, Path] | None:
-    return SAMPLE_PAIR if all(p.is_file() for p in SAMPLE_PAIR) else None
+    """The bundled sample pair, or None when the installation lacks it."""
+    from retreg.resources import sample_pair as bundled
+
+    pair = bundled()
+    return pair if all(p.is_file() for p in pair) else None
 
 
 def make_app(argv: list[str]):
@@ -69,8 +71,8 @@ def take_screenshot(app, args: argparse.Namespace) -> int:
     """Open + register the pair in a hidden-screen window and save a PNG of it."""
     from PySide6 import QtCore
 
-    from retreg_gui.main_window import MainWindow
-    from retreg_gui.settings import Settings
+    from retreg.gui.main_window import MainWindow
+    from retreg.gui.settings import Settings
 
     pair = tuple(args.images) or sample_pair()
     if not pair:
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.screenshot:
         return take_screenshot(app, args)
 
-    from retreg_gui.main_window import MainWindow
+    from retreg.gui.main_window import MainWindow
 
     window = MainWindow()
     _apply_cli_choices(window, args)

@@ -28,7 +28,7 @@ class CaseBrowser(QtWidgets.QWidget):
     def load(self, root: str | Path, mode: str) -> tuple[int, int]:
         """List the cases under ``root`` for ``mode``; returns (usable, skipped) counts.
         Raises ``DatasetError`` (from core/training) when nothing is usable."""
-        from training.datasets import scan_cases  # heavy import (torch): only when needed
+        from retreg.training.datasets import scan_cases  # heavy import (torch): only when needed
 
         cases, skipped = scan_cases(root, mode)
         self.root = Path(root)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PySide6 import QtGui, QtWidgets
 
-from core.matchers import DEFAULT_WEIGHTS
+from retreg.core.matchers import DEFAULT_WEIGHTS
 
 MODELS_DIR = DEFAULT_WEIGHTS.parent
 

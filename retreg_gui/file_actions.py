@@ -7,10 +7,10 @@ from pathlib import Path
 
 from PySide6 import QtWidgets
 
-from core import annotations as ann_io
-from core.errors import RetRegError
-from core.io import write_image
-from retreg_gui.dialogs import show_error
+from retreg.core import annotations as ann_io
+from retreg.core.errors import RetRegError
+from retreg.core.io import write_image
+from retreg.gui.dialogs import show_error
 
 
 class AnnotationFilesMixin:

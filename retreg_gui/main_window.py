@@ -10,23 +10,23 @@ from pathlib import Path
 import qtawesome as qta
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from core.errors import RetRegError
-from core.io import read_image
-from core.matchers import available_matchers
-from core.modality import guess_mode
-from core.types import TRANSFORM_TYPES, Mode, RegistrationResult
-from retreg_gui import palette
-from retreg_gui.case_browser import CaseBrowser
-from retreg_gui.dialogs import AboutDialog, ShortcutsDialog, show_error
-from retreg_gui.file_actions import AnnotationFilesMixin
-from retreg_gui.recovery import RecoveryStore
-from retreg_gui.session import Session
-from retreg_gui.settings import Settings
-from retreg_gui.training_panel import TrainingPanel
-from retreg_gui.views.overlay_view import OverlayView
-from retreg_gui.views.pair_view import LINE_FILTERS, PairView
-from retreg_gui.views.residual_table import ResidualTable
-from retreg_gui.workers import RegisterJob, RegisterRunner
+from retreg.core.errors import RetRegError
+from retreg.core.io import read_image
+from retreg.core.matchers import available_matchers
+from retreg.core.modality import guess_mode
+from retreg.core.types import TRANSFORM_TYPES, Mode, RegistrationResult
+from retreg.gui import palette
+from retreg.gui.case_browser import CaseBrowser
+from retreg.gui.dialogs import AboutDialog, ShortcutsDialog, show_error
+from retreg.gui.file_actions import AnnotationFilesMixin
+from retreg.gui.recovery import RecoveryStore
+from retreg.gui.session import Session
+from retreg.gui.settings import Settings
+from retreg.gui.training_panel import TrainingPanel
+from retreg.gui.views.overlay_view import OverlayView
+from retreg.gui.views.pair_view import LINE_FILTERS, PairView
+from retreg.gui.views.residual_table import ResidualTable
+from retreg.gui.workers import RegisterJob, RegisterRunner
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)"
 AUTO_MODE = "auto"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from PySide6 import QtCore
 
-from core.annotations import Annotation, load_annotation, save_annotation
-from core.errors import RetRegError
-from retreg_gui.session import Session
+from retreg.core.annotations import Annotation, load_annotation, save_annotation
+from retreg.core.errors import RetRegError
+from retreg.gui.session import Session
 
 RECOVERY_NAME = "recovery.json"
 DEBOUNCE_MS = 800

@@ -17,10 +17,10 @@ import numpy as np
 from PySide6 import QtCore
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
-from core import annotations as ann_io
-from core import estimation
-from core.pipeline import estimate_from_points, reestimate
-from core.types import Mode, RegistrationResult
+from retreg.core import annotations as ann_io
+from retreg.core import estimation
+from retreg.core.pipeline import estimate_from_points, reestimate
+from retreg.core.types import Mode, RegistrationResult
 
 FIXED, MOVING = "fixed", "moving"
 

@@ -14,10 +14,10 @@ from typing import NamedTuple
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from core.types import Mode
-from retreg_gui.dialogs import show_error
-from retreg_gui.settings import Settings
-from retreg_gui.workers import start_training
+from retreg.core.types import Mode
+from retreg.gui.dialogs import show_error
+from retreg.gui.settings import Settings
+from retreg.gui.workers import start_training
 
 PRETRAIN, FINETUNE = "pretrain", "finetune"
 
@@ -233,8 +233,8 @@ class TrainingPanel(QtWidgets.QWidget):
         return self._pretrain_config(out, init, modes)
 
     def _finetune_config(self, out: str, init: str | None, modes: list[str]):
-        from training.config import OptimConfig
-        from training.finetune import FinetuneConfig, FinetuneData
+        from retreg.training.config import OptimConfig
+        from retreg.training.finetune import FinetuneConfig, FinetuneData
 
         real = self.real_dir.edit.text().strip()
         if not real or not (Path(real) / "manifest.json").is_file():
@@ -253,7 +253,7 @@ class TrainingPanel(QtWidgets.QWidget):
                               data=data, optim=OptimConfig(lr=self.lr.value(), warmup_steps=20))
 
     def _pretrain_config(self, out: str, init: str | None, modes: list[str]):
-        from training.config import DataConfig, OptimConfig, TrainConfig
+        from retreg.training.config import DataConfig, OptimConfig, TrainConfig
 
         data = DataConfig(modes=modes, root=self.data_dir.edit.text().strip() or None,
                           n_synth_cases=self.n_cases.value(), size=self.size.value(),
@@ -268,10 +268,10 @@ class TrainingPanel(QtWidgets.QWidget):
 
     def _train_function(self):
         if self.kind.currentData() == PRETRAIN:
-            from training.api import train
+            from retreg.training.api import train
 
             return train
-        from training.finetune import finetune
+        from retreg.training.finetune import finetune
 
         return finetune
 

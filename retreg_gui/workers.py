@@ -15,9 +15,9 @@ from typing import Any, Callable
 import numpy as np
 from PySide6 import QtCore
 
-from core.errors import RetRegError
-from core.matchers import get_matcher
-from core.pipeline import register
+from retreg.core.errors import RetRegError
+from retreg.core.matchers import get_matcher
+from retreg.core.pipeline import register
 
 
 def user_message(exc: BaseException) -> str:

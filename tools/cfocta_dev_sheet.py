@@ -23,13 +23,13 @@ import cv2
 import numpy as np
 from skimage.morphology import skeletonize
 
-from core.disc import clip_around_disc
-from core.io import read_image, write_image
-from core.matchers import get_matcher
-from core.overlays import checkerboard, fusion
-from core.pipeline import register
-from core.provenance import run_record
-from core.warp import warp_moving
+from retreg.core.disc import clip_around_disc
+from retreg.core.io import read_image, write_image
+from retreg.core.matchers import get_matcher
+from retreg.core.overlays import checkerboard, fusion
+from retreg.core.pipeline import register
+from retreg.core.provenance import run_record
+from retreg.core.warp import warp_moving
 
 FIELD_PX = {"3x3": 440, "6x6": 760}
 SLABS = ("C_optic_nerve_head", "B_RPC")

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.annotations import Annotation, ImageRef, export_realpair, read_fire_points, sha256_file
-from core.io import read_image
-from training.evaluation import fire_pairs
-from training.realpairs import HCheck, compute_h, image_groups
+from retreg.core.annotations import Annotation, ImageRef, export_realpair, read_fire_points, sha256_file
+from retreg.core.io import read_image
+from retreg.core.evaluation import fire_pairs
+from retreg.training.realpairs import HCheck, compute_h, image_groups
 
 REALPAIRS_DIR, TEST_CSV = "realpairs", "test_pairs.csv"
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 
-from training.config import CurriculumConfig
+from retreg.training.config import CurriculumConfig
 
 
 def curriculum_values(epoch: int, cfg: CurriculumConfig) -> tuple[float, float]:

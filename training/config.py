@@ -7,9 +7,9 @@ from pathlib import Path
 
 import yaml
 
-from core.matchers.loftr.model import LoftrConfig
-from core.types import Mode
-from training.augment import AugmentConfig
+from retreg.core.matchers.loftr.model import LoftrConfig
+from retreg.core.types import Mode
+from retreg.training.augment import AugmentConfig
 
 CROSS_MODAL_MODES = ("cffa", "cfoct", "octfa", "cfocta")
 VALIDATION_SEED_START = 10_000_000  # held-out synthetic seeds: never used for training

@@ -18,14 +18,14 @@ import numpy as np
 import torch
 from skimage.morphology import skeletonize
 
-from core.errors import DatasetError, ImageReadError
-from core.io import read_image
-from core.modality import fov_mask, preprocess
-from core.representation import CHANNELS, model_input
-from core.types import Mode
-from core.vessels import vessel_map
-from training.augment import AugmentConfig, photometric, random_affine, random_shift, warp
-from training.supervision import apply_transform, coarse_fine_gt, unmatched_cells
+from retreg.core.errors import DatasetError, ImageReadError
+from retreg.core.io import read_image
+from retreg.core.modality import fov_mask, preprocess
+from retreg.core.representation import CHANNELS, model_input
+from retreg.core.types import Mode
+from retreg.core.vessels import vessel_map
+from retreg.training.augment import AugmentConfig, photometric, random_affine, random_shift, warp
+from retreg.training.supervision import apply_transform, coarse_fine_gt, unmatched_cells
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 MAX_KEYPOINTS = 128
@@ -247,7 +247,7 @@ class SynthSource:
         return self.n_cases
 
     def load(self, index: int, mode: Mode) -> CaseImages:
-        from training.synth import render_case  # the renderer is heavy; import it when used
+        from retreg.training.synth import render_case  # the renderer is heavy; import it when used
 
         case = self._cache.get(index, lambda: render_case(self.seed_start + index,
                                                           size=self.render_size))

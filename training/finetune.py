@@ -23,26 +23,26 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import ConcatDataset, DataLoader, WeightedRandomSampler
 
-from core.annotations import sha256_file
-from core.errors import DatasetError
-from core.io import read_image
-from core.matchers.loftr import LoftrMatcher
-from core.matchers.loftr.model import COARSE_STRIDE, RetRegLoFTR
-from core.matchers.loftr.weights import card_path, load_model, save_weights
-from core.metrics import Summary, Thresholds, control_point_errors, classify, summarise
-from core.modality import prepare
-from core.pipeline import register
-from core.provenance import run_record
-from core.representation import model_input
-from core.types import TRANSFORM_TYPES, Mode, PreparedImage
-from training.augment import AugmentConfig
-from training.callbacks import ProgressFn, ProgressReporter
-from training.config import OptimConfig, TrainConfig, build_config
-from training.datasets import AffinePairDataset, SynthSource
-from training.evaluation import EvalPair, PairResult, format_table
-from training.losses import loftr_loss
-from training.module import LoftrLightning
-from training.realpairs import (AnchoredItems, HCheck, RealPair, RealPairSource, load_realpairs,
+from retreg.core.annotations import sha256_file
+from retreg.core.errors import DatasetError
+from retreg.core.io import read_image
+from retreg.core.matchers.loftr import LoftrMatcher
+from retreg.core.matchers.loftr.model import COARSE_STRIDE, RetRegLoFTR
+from retreg.core.matchers.loftr.weights import card_path, load_model, save_weights
+from retreg.core.metrics import Summary, Thresholds, control_point_errors, classify, summarise
+from retreg.core.modality import prepare
+from retreg.core.pipeline import register
+from retreg.core.provenance import run_record
+from retreg.core.representation import model_input
+from retreg.core.types import TRANSFORM_TYPES, Mode, PreparedImage
+from retreg.training.augment import AugmentConfig
+from retreg.training.callbacks import ProgressFn, ProgressReporter
+from retreg.training.config import OptimConfig, TrainConfig, build_config
+from retreg.training.datasets import AffinePairDataset, SynthSource
+from retreg.core.evaluation import EvalPair, PairResult, format_table
+from retreg.training.losses import loftr_loss
+from retreg.training.module import LoftrLightning
+from retreg.training.realpairs import (AnchoredItems, HCheck, RealPair, RealPairSource, load_realpairs,
                                 split_by_image)
 
 HIT_CELLS = 1.5  # an annotated point is 'matched' when the coarse match is this close

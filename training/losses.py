@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import torch
 
-from core.matchers.loftr.coarse import cell_centres, cell_fraction
-from core.matchers.loftr.fine import FINE_STRIDE
-from core.matchers.loftr.model import COARSE_STRIDE, CoarseOutput, RetRegLoFTR
+from retreg.core.matchers.loftr.coarse import cell_centres, cell_fraction
+from retreg.core.matchers.loftr.fine import FINE_STRIDE
+from retreg.core.matchers.loftr.model import COARSE_STRIDE, CoarseOutput, RetRegLoFTR
 
 
 @dataclass

@@ -8,13 +8,13 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from core.estimation import estimate
-from core.matchers.loftr.model import RetRegLoFTR
-from core.metrics import mean_corner_error
-from core.selection import spatial_binning
-from core.types import Matches
-from training.config import TrainConfig
-from training.losses import loftr_loss
+from retreg.core.estimation import estimate
+from retreg.core.matchers.loftr.model import RetRegLoFTR
+from retreg.core.metrics import mean_corner_error
+from retreg.core.selection import spatial_binning
+from retreg.core.types import Matches
+from retreg.training.config import TrainConfig
+from retreg.training.losses import loftr_loss
 
 SUCCESS_PX_AT_512 = 5.0  # a registration succeeds when its mean corner error is below this
 RANSAC_THRESHOLD_PX = 3.0  # at the model's input resolution

@@ -22,15 +22,15 @@ import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from core.annotations import Annotation, read_realpairs, sha256_file
-from core.errors import DatasetError
-from core.estimation import apply, residuals
-from core.io import read_image
-from core.modality import prepare
-from core.pipeline import estimate_from_points
-from core.types import Mode
-from training.datasets import AffinePairDataset, CaseImages, DiskSource
-from training.supervision import apply_transform, cell_centres
+from retreg.core.annotations import Annotation, read_realpairs, sha256_file
+from retreg.core.errors import DatasetError
+from retreg.core.estimation import apply, residuals
+from retreg.core.io import read_image
+from retreg.core.modality import prepare
+from retreg.core.pipeline import estimate_from_points
+from retreg.core.types import Mode
+from retreg.training.datasets import AffinePairDataset, CaseImages, DiskSource
+from retreg.training.supervision import apply_transform, cell_centres
 
 MIN_GOOD_POINTS = 4  # a homography needs 4; fewer leaves H_computed unchecked
 

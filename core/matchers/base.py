@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from core.types import Matches, PreparedImage
+from retreg.core.types import Matches, PreparedImage
 
 
 @runtime_checkable

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from core.types import Matches, PreparedImage
+from retreg.core.types import Matches, PreparedImage
 
 _FOV_MARGIN_PX = 8  # keypoints on the FOV rim describe the rim, not the retina
 

@@ -12,7 +12,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore
 
-from core.io import to_float01
+from retreg.core.io import to_float01
 
 # How close (screen pixels) the cursor must be to a point to grab or select it.
 PICK_RADIUS_PX = 9.0

@@ -13,10 +13,10 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from core import overlays
-from core.warp import warp_moving
-from retreg_gui.session import Session
-from retreg_gui.views.image_box import display_image
+from retreg.core import overlays
+from retreg.core.warp import warp_moving
+from retreg.gui.session import Session
+from retreg.gui.views.image_box import display_image
 
 OVERLAY_KINDS = ("checkerboard", "blend", "difference", "fusion", "flicker")
 FLICKER_MS = 500

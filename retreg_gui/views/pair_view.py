@@ -10,8 +10,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from retreg_gui.session import FIXED, MOVING, Session
-from retreg_gui.views.image_box import ImageBox
+from retreg.gui.session import FIXED, MOVING, Session
+from retreg.gui.views.image_box import ImageBox
 
 # "inliers" are the pairs in use (model inliers plus included manual pairs), "outliers" the rest.
 LINE_FILTERS = ("all", "inliers", "outliers", "none")

@@ -9,7 +9,7 @@ import math
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from retreg_gui.session import Session
+from retreg.gui.session import Session
 
 COLUMNS = ("ID", "Use", "Source", "Residual px", "Confidence", "Fixed x", "Fixed y",
            "Moving x", "Moving y")

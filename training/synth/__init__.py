@@ -1,4 +1,4 @@
 """Procedural synthetic retinal cases; ``render_case(seed, size)`` is the in-memory API."""
-from training.synth.case import render_case
+from retreg.training.synth.case import render_case
 
 __all__ = ["render_case"]

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.synth.raster import mask
-from training.synth.render_cf import fov_mask, render_cf
-from training.synth.render_fa import render_fa
-from training.synth.render_oct import render_oct
-from training.synth.render_octa import render_octa
-from training.synth.scene import Scene, make_scene
-from training.synth.view import View, box_view, full_view
-from training.synth.vessel_tree import keypoints
+from retreg.training.synth.raster import mask
+from retreg.training.synth.render_cf import fov_mask, render_cf
+from retreg.training.synth.render_fa import render_fa
+from retreg.training.synth.render_oct import render_oct
+from retreg.training.synth.render_octa import render_octa
+from retreg.training.synth.scene import Scene, make_scene
+from retreg.training.synth.view import View, box_view, full_view
+from retreg.training.synth.vessel_tree import keypoints
 
 TRAIN_SEED0, EVAL_SEED0, SAMPLE_SEED0 = 0, 10_000_000, 20_000_000
 MASK_MIN_PX = 1.0  # vessels thinner than this (in the image's own pixels) are not in the mask

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from training.synth.case import render_case
+from retreg.training.synth.case import render_case
 
 ROWS = ("cf", "fa", "oct", "cf_clip", "octa", "vessels")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from training.synth.view import View
+from retreg.training.synth.view import View
 
 
 def band_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from training.synth.view import View
-from training.synth.vessel_tree import VesselTree
+from retreg.training.synth.view import View
+from retreg.training.synth.vessel_tree import VesselTree
 
 SUPERSAMPLE = 2
 _SHIFT = 3  # fixed-point bits for sub-pixel polyline coordinates

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.synth.fields import band_noise, finish, network, radial_streaks, smooth_field
-from training.synth.raster import opacity
-from training.synth.scene import Scene, blobs
-from training.synth.view import View
-from training.synth.vessel_tree import ARTERY, VEIN
+from retreg.training.synth.fields import band_noise, finish, network, radial_streaks, smooth_field
+from retreg.training.synth.raster import opacity
+from retreg.training.synth.scene import Scene, blobs
+from retreg.training.synth.view import View
+from retreg.training.synth.vessel_tree import ARTERY, VEIN
 
 _LIGHT = np.array([0.98, 0.62, 0.30], np.float32)
 _DARK = np.array([0.62, 0.22, 0.07], np.float32)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.synth.fields import band_noise, finish, network, smooth_field
-from training.synth.raster import opacity
-from training.synth.scene import Scene, blobs
-from training.synth.view import View
-from training.synth.vessel_tree import ARTERY, VEIN
+from retreg.training.synth.fields import band_noise, finish, network, smooth_field
+from retreg.training.synth.raster import opacity
+from retreg.training.synth.scene import Scene, blobs
+from retreg.training.synth.view import View
+from retreg.training.synth.vessel_tree import ARTERY, VEIN
 
 
 def render_fa(scene: Scene, view: View) -> np.ndarray:

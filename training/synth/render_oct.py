@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.synth.fields import finish, radial_streaks, smooth_field, speckle
-from training.synth.raster import opacity
-from training.synth.scene import Scene
-from training.synth.view import View
-from training.synth.vessel_tree import ARTERY, VEIN
+from retreg.training.synth.fields import finish, radial_streaks, smooth_field, speckle
+from retreg.training.synth.raster import opacity
+from retreg.training.synth.scene import Scene
+from retreg.training.synth.view import View
+from retreg.training.synth.vessel_tree import ARTERY, VEIN
 
 
 def oct_box(scene: Scene, rng: np.random.Generator) -> tuple[float, float, float, float]:

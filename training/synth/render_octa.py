@@ -11,10 +11,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from training.synth.fields import band_noise, finish, network, radial_streaks, smooth_field, speckle
-from training.synth.raster import opacity
-from training.synth.scene import Scene, blobs
-from training.synth.view import View
+from retreg.training.synth.fields import band_noise, finish, network, radial_streaks, smooth_field, speckle
+from retreg.training.synth.raster import opacity
+from retreg.training.synth.scene import Scene, blobs
+from retreg.training.synth.view import View
 
 
 def render_octa(scene: Scene, view: View) -> np.ndarray:

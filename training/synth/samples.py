@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from training.synth.case import SAMPLE_SEED0, render_case
+from retreg.training.synth.case import SAMPLE_SEED0, render_case
 
 SAMPLE_SEED = SAMPLE_SEED0 + 1
 # (angle° counter-clockwise, scale, shift x, shift y) applied to fixed-aligned moving images

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from training.synth.anatomy import Anatomy, sample_anatomy
-from training.synth.view import View
-from training.synth.vessel_tree import VesselTree, grow_tree
+from retreg.training.synth.anatomy import Anatomy, sample_anatomy
+from retreg.training.synth.view import View
+from retreg.training.synth.vessel_tree import VesselTree, grow_tree
 
 LESION_KINDS = ("haemorrhage", "microaneurysm", "exudate", "drusen", "cotton_wool", "leak")
 

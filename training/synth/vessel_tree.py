@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial import cKDTree
 
-from training.synth.anatomy import Anatomy
+from retreg.training.synth.anatomy import Anatomy
 
 ARTERY, VEIN = 0, 1
 BIFURCATION, CROSSING = 0, 1

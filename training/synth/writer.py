@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from training.synth.case import render_case
+from retreg.training.synth.case import render_case
 
 IMAGE_FILES = {  # render_case key → file suffix
     "cf": "cf_gen_512.png",

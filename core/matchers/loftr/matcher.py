@@ -33,11 +33,11 @@ import cv2
 import numpy as np
 import torch
 
-from core.estimation import estimate, residuals
-from core.representation import model_input
-from core.selection import spatial_binning
-from core.types import Matches, PreparedImage
-from core.vessels import vessel_map
+from retreg.core.estimation import estimate, residuals
+from retreg.core.representation import model_input
+from retreg.core.selection import spatial_binning
+from retreg.core.types import Matches, PreparedImage
+from retreg.core.vessels import vessel_map
 
 from .model import COARSE_STRIDE, RetRegLoFTR
 from .weights import load_model

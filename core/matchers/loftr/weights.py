@@ -9,7 +9,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from core.errors import ModelLoadError
+from retreg.core.errors import ModelLoadError
 
 from .model import LoftrConfig, RetRegLoFTR
 

@@ -1,0 +1,25 @@
+"""Bundled files: the model's weights, card and report, and the sample pair.
+
+Found through ``importlib.resources``, so an installed wheel finds them as a checkout does.
+"""
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+MODEL_NAME = "retreg_loftr_v1"
+
+
+def resource_path(*parts: str) -> Path:
+    """The path of a bundled file (it may not exist: callers say what is missing)."""
+    return Path(str(files(__name__).joinpath(*parts)))
+
+
+def bundled_weights() -> Path:
+    """The bundled matcher's safetensors file."""
+    return resource_path("models", f"{MODEL_NAME}.safetensors")
+
+
+def sample_pair() -> tuple[Path, Path]:
+    """The bundled synthetic sample: (fixed CF, moving FA)."""
+    return resource_path("samples", "sample_cf_512.png"), resource_path("samples", "sample_fa.png")

@@ -1,0 +1,45 @@
+"""`retreg` command line. Each sub-command lives in ``retreg/cli/<name>.py`` and
+exposes ``add_parser(subparsers)`` and ``run(args) -> int``. User errors surface as one line
+on stderr and a non-zero exit, never as a traceback."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ("register", "evaluate", "synth", "train", "finetune")
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="retreg", description="Multimodal retinal image registration (RetReg)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"retreg.cli.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("retreg: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's single place that turns errors into lines
+        from retreg.core.errors import RetRegError
+
+        if isinstance(exc, (RetRegError, UserError, FileNotFoundError, ValueError)):
+            print(f"retreg {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""`retreg register` and `retreg evaluate` end to end on small synthetic fundus-like pairs."""
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from retreg.core.annotations import PointPair, write_fire_points
+from retreg.core import overlays
+from retreg.core.io import read_image, write_image
+from retreg.core.metrics import apply_homography, mean_corner_error
+from retreg.cli import main
+from retreg.core.evaluation import fire_pairs
+
+SIZE = 384
+
+
+def _fundus(seed: int) -> np.ndarray:
+    """RGB uint8: textured disc on black with dark curvy 'vessels', enough structure for SIFT."""
+    rng = np.random.default_rng(seed)
+    tex = sum(cv2.GaussianBlur(rng.random((SIZE, SIZE)).astype(np.float32), (0, 0), s)
+              for s in (2.0, 6.0))
+    tex = (tex - tex.min()) / (tex.max() - tex.min())
+    img = (0.35 + 0.4 * tex) * 255
+    for _ in range(40):
+        pts = [rng.uniform(40, SIZE - 40, 2)]
+        direction = rng.uniform(0, 2 * np.pi)
+        for _ in range(12):
+            direction += rng.normal(0, 0.4)
+            pts.append(pts[-1] + 10 * np.array([np.cos(direction), np.sin(direction)]))
+        cv2.polylines(img, [np.round(np.array(pts)).astype(np.int32)], False, 40.0,
+                      int(rng.integers(1, 4)))
+    fov = np.zeros((SIZE, SIZE), np.uint8)
+    cv2.circle(fov, (SIZE // 2, SIZE // 2), SIZE // 2 - 8, 1, -1)
+    gray = np.clip(img, 0, 255).astype(np.uint8) * fov
+    return np.dstack([np.clip(gray * 1.1, 0, 255), gray, gray * 0.5]).astype(np.uint8)
+
+
+def _rotation_about_centre(deg: float, shift: tuple[float, float]) -> np.ndarray:
+    a = np.vstack([cv2.getRotationMatrix2D((SIZE / 2, SIZE / 2), deg, 1.0), [0, 0, 1]])
+    a[:2, 2] += shift
+    return a
+
+
+def _write_pair(folder, name: str, seed: int, deg: float, shift) -> tuple:
+    """Writes <name>_cf.png (fixed) and <name>_cf2.png (moving) and FIRE ground truth.
+
+    The moving image is the fixed one warped by ``F`` (fixed -> moving), so the true
+    moving -> fixed matrix is ``inv(F)``.
+    """
+    fixed = _fundus(seed)
+    F = _rotation_about_centre(deg, shift)
+    moving = cv2.warpPerspective(fixed, F, (SIZE, SIZE))
+    fixed_path, moving_path = folder / f"{name}_cf.png", folder / f"{name}_cf2.png"
+    write_image(fixed_path, fixed)
+    write_image(moving_path, moving)
+    fixed_pts = np.array([[120.0, 130], [250, 140], [190, 260], [150, 200], [230, 230]])
+    moving_pts = apply_homography(F, fixed_pts)
+    gt = folder / f"{name}_gt.txt"
+    write_fire_points(gt, [PointPair(i, tuple(f), tuple(m))
+                           for i, (f, m) in enumerate(zip(fixed_pts, moving_pts), start=1)])
+    return fixed_path, moving_path, gt, np.linalg.inv(F)
+
+
+def test_register_writes_json_with_the_known_transform(tmp_path, capsys):
+    fixed, moving, _, H_true = _write_pair(tmp_path, "a", seed=1, deg=8.0, shift=(12, -9))
+    out = tmp_path / "r.json"
+    code = main(["register", str(fixed), str(moving), "--mode", "cfcf", "--matcher", "sift",
+                 "--json", str(out), "--warped", str(tmp_path / "w.png"),
+                 "--overlay", "checkerboard", "--overlay-out", str(tmp_path / "o.png")])
+    assert code == 0
+    doc = json.loads(out.read_text())
+    assert doc["status"] == "ok"
+    H = np.array(doc["transform"]["matrix"])
+    assert H.shape == (3, 3)
+    assert mean_corner_error(H, H_true, SIZE, SIZE) < 2.0
+    assert doc["inputs"]["moving"].endswith("a_cf2.png") and "code_version" in doc["provenance"]
+    assert (tmp_path / "w.png").is_file() and (tmp_path / "o.png").is_file()
+    assert "ok:" in capsys.readouterr().out
+    fixed_img, warped = read_image(fixed), read_image(tmp_path / "w.png")
+    expected = overlays.checkerboard(fixed_img, warped, overlays.default_tile(fixed_img.shape))
+    np.testing.assert_array_equal(read_image(tmp_path / "o.png"), expected)
+
+
+def test_register_checkerboard_tile_can_be_chosen(tmp_path):
+    fixed, moving, _, _ = _write_pair(tmp_path, "a", seed=1, deg=8.0, shift=(12, -9))
+    code = main(["register", str(fixed), str(moving), "--mode", "cfcf", "--matcher", "sift",
+                 "--warped", str(tmp_path / "w.png"), "--overlay", "checkerboard",
+                 "--overlay-out", str(tmp_path / "o.png"), "--tile", "10"])
+    assert code == 0
+    fixed_img, warped = read_image(fixed), read_image(tmp_path / "w.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "o.png"),
+                                  overlays.checkerboard(fixed_img, warped, 10))
+
+
+def test_register_failure_exits_1_and_still_writes_the_reason(tmp_path):
+    fixed, _, _, _ = _write_pair(tmp_path, "a", seed=1, deg=0.0, shift=(0, 0))
+    blank = tmp_path / "blank_cf.png"
+    write_image(blank, np.zeros((SIZE, SIZE, 3), np.uint8))
+    out = tmp_path / "r.json"
+    code = main(["register", str(fixed), str(blank), "--matcher", "sift", "--json", str(out)])
+    doc = json.loads(out.read_text())
+    assert code == 1
+    assert doc["status"] == "failed" and doc["reason"] and doc["transform"]["matrix"] is None
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["register", "{d}/nope_cf.png", "{d}/a_cf2.png", "--mode", "cfcf"], "does not exist"),
+    (["register", "{d}/a_cf.png", "{d}/a_cf2.png", "--overlay", "blend"], "together"),
+    (["evaluate", "--pairs", "{d}/missing.csv"], "does not exist"),
+    (["evaluate", "--fire", "{d}"], "not a FIRE folder"),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
+    _write_pair(tmp_path, "a", seed=1, deg=0.0, shift=(0, 0))
+    code = main([a.format(d=tmp_path) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_register_refuses_names_without_a_mode(tmp_path, capsys):
+    write_image(tmp_path / "left.png", _fundus(3))
+    write_image(tmp_path / "right.png", _fundus(3))
+    assert main(["register", str(tmp_path / "left.png"), str(tmp_path / "right.png")]) == 2
+    assert "cannot guess the mode" in capsys.readouterr().err
+
+
+def test_evaluate_pairs_prints_the_protocol_table_and_writes_outputs(tmp_path, capsys):
+    rows = []
+    for i, (deg, shift) in enumerate([(5.0, (10, 4)), (-7.0, (-6, 12)), (3.0, (0, -15))]):
+        f, m, gt, _ = _write_pair(tmp_path, f"p{i}", seed=10 + i, deg=deg, shift=shift)
+        rows.append([f.name, m.name, gt.name, "S" if i < 2 else "A"])
+    rows.append(["gone_cf.png", "p0_cf2.png", "p0_gt.txt", "S"])
+    with open(tmp_path / "pairs.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([["fixed", "moving", "gt", "category"], *rows])
+
+    out = tmp_path / "eval"
+    code = main(["evaluate", "--pairs", str(tmp_path / "pairs.csv"), "--matcher", "sift",
+                 "--mode", "cfcf", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    table = captured.out
+    s_row = next(line.split() for line in table.splitlines() if line.startswith("S "))
+    assert s_row[1] == "2" and float(s_row[4]) == 100.0  # n = 2, all acceptable
+    assert "mAUC" in table
+    assert "skipped line5:gone_cf: missing gone_cf.png" in captured.err
+    with open(out / "pairs.csv") as fh:
+        per_pair = list(csv.DictReader(fh))
+    assert [r["outcome"] for r in per_pair] == ["acceptable"] * 3
+    assert all(float(r["mean_px"]) < 2.0 for r in per_pair)
+    run = json.loads((out / "run.json").read_text())
+    assert run["seed"] == 0 and run["config"]["transform"] == "homography"
+    assert (out / "table.txt").read_text().startswith("FIRE protocol")
+
+
+def test_fire_layout_excludes_p37_and_reports_incomplete_pairs(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "Ground_Truth").mkdir()
+    for pid in ("P37", "P10", "S01", "A02"):
+        (tmp_path / "data" / f"{pid}_1.jpg").write_bytes(b"x")
+        (tmp_path / "Ground_Truth" / f"control_points_{pid}_1_2.txt").write_text("1 2 3 4\n")
+    for pid in ("P37", "P10", "S01"):  # A02 has no moving image
+        (tmp_path / "data" / f"{pid}_2.jpg").write_bytes(b"x")
+
+    pairs, skipped = fire_pairs(tmp_path)
+    assert [(p.pair_id, p.category) for p in pairs] == [("P10", "P"), ("S01", "S")]
+    assert dict(skipped) == {"A02": "missing A02_2.jpg",
+                             "P37": "excluded: wrong ground truth (--include-p37 keeps it)"}
+    assert "P37" in [p.pair_id for p in fire_pairs(tmp_path, include_p37=True)[0]]
+
+
+def test_evaluate_on_real_fire_pairs(shared_data, tmp_path, capsys):
+    code = main(["evaluate", "--fire", str(shared_data / "FIRE_P"), "--matcher", "classical",
+                 "--limit", "2", "--out", str(tmp_path)])
+    assert code == 0
+    assert next(line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("P ")).split()[1] == "2"
+    assert len((tmp_path / "pairs.csv").read_text().splitlines()) == 3

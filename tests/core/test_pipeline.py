@@ -1,0 +1,163 @@
+"""End-to-end registration on a synthetic cross-modal pair, plus the matcher registry."""
+import cv2
+import numpy as np
+import pytest
+
+import retreg.core.matchers as matchers
+from retreg.core.errors import ModelLoadError
+from retreg.core.estimation import apply
+from retreg.core.matchers import Matcher, available_matchers, get_matcher
+from retreg.core.pipeline import RegistrationConfig, estimate_from_points, reestimate, register
+from tests.helpers import vessel_lines
+
+SIZE = 480
+
+
+def _vessel_tree(seed: int) -> np.ndarray:
+    return vessel_lines(SIZE, seed, n_lines=14, steps=40, step_px=9, spread=(0.2, 0.8),
+                        turn_sd=0.25)
+
+
+def _fundus_pair(seed: int):
+    vessels = _vessel_tree(seed) > 0
+    fov = np.zeros((SIZE, SIZE), np.uint8)
+    cv2.circle(fov, (SIZE // 2, SIZE // 2), SIZE // 2 - 10, 1, -1)
+    rng = np.random.default_rng(seed + 1)
+    texture = cv2.GaussianBlur(rng.normal(0, 1, (SIZE, SIZE)).astype(np.float32), (0, 0), 6)
+    cf = np.where(vessels, 0.25, 0.65 + 0.5 * texture)  # dark vessels
+    fa = np.where(vessels, 0.85, 0.3 - 0.5 * texture)  # bright vessels, inverted polarity
+    cf_rgb = np.stack([cf * 1.2, cf, cf * 0.5], axis=2) * fov[:, :, None]
+    to_u8 = lambda a: np.clip(a * 255, 0, 255).astype(np.uint8)  # noqa: E731
+    return to_u8(cf_rgb), to_u8(fa * fov)
+
+
+def _similarity(scale, angle_deg, tx, ty):
+    a = np.deg2rad(angle_deg)
+    return np.array([[scale * np.cos(a), -scale * np.sin(a), tx],
+                     [scale * np.sin(a), scale * np.cos(a), ty], [0, 0, 1.0]])
+
+
+def _corner_error(m_est, m_true, w, h):
+    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], float)
+    return float(np.linalg.norm(apply(m_est, corners) - apply(m_true, corners), axis=1).mean())
+
+
+@pytest.fixture(scope="module")
+def synthetic_result():
+    cf, fa = _fundus_pair(seed=3)
+    fixed_to_moving = _similarity(1.08, 9, -30, 12)
+    moving = cv2.warpPerspective(fa, fixed_to_moving, (SIZE, SIZE))
+    truth = np.linalg.inv(fixed_to_moving)  # moving -> fixed
+    result = register(cf, moving, "cffa", matcher=get_matcher("classical"), transform="affine")
+    return result, truth
+
+
+def test_registers_a_synthetic_cf_fa_pair_with_the_classical_matcher(synthetic_result):
+    result, truth = synthetic_result
+    assert result.ok, result.reason
+    assert result.n_inliers >= 20
+    assert _corner_error(result.matrix, truth, SIZE, SIZE) < 3.0
+    assert set(result.timings) == {"prepare", "match", "select", "estimate", "refine", "total"}
+    assert result.matcher == "classical" and result.mode == "cffa"
+    assert result.to_json()["n_inliers"] == result.n_inliers
+
+
+def test_reestimate_changes_the_model_without_rematching(synthetic_result):
+    result, truth = synthetic_result
+    homog = reestimate(result, "homography")
+    assert homog.transform_type == "homography" and homog.ok
+    assert homog.matches is result.matches
+    np.testing.assert_array_equal(homog.selected, result.selected)
+    assert _corner_error(homog.matrix, truth, SIZE, SIZE) < 4.0
+
+
+def test_blank_moving_image_fails_with_a_reason_not_a_matrix():
+    cf, _ = _fundus_pair(seed=5)
+    blank = np.full((SIZE, SIZE), 90, np.uint8)
+    result = register(cf, blank, "cffa", matcher=get_matcher("classical"))
+    assert not result.ok and result.matrix is None and result.reason
+    assert np.all(np.isnan(result.residuals))
+
+
+def test_register_rejects_unknown_mode_and_transform():
+    img = np.zeros((64, 64), np.uint8)
+    with pytest.raises(ValueError):
+        register(img, img, "cfxyz")
+    with pytest.raises(ValueError, match="transform"):
+        register(img, img, "cffa", matcher=get_matcher("sift"), transform="rigid")
+
+
+def test_threshold_is_defined_at_working_resolution(synthetic_result):
+    result, _ = synthetic_result
+    cfg = RegistrationConfig()
+    # the 480-px test image is prepared at a larger working size, so full-res px < working px
+    assert 0 < result.threshold_px < cfg.ransac_threshold_px
+
+
+def test_manual_points_exact_minimum_uses_every_point():
+    truth = _similarity(1.1, 5, 20, -7)
+    moving = np.array([[10, 10], [300, 40], [120, 280]], float)
+    est = estimate_from_points(apply(truth, moving), moving, "affine")
+    assert est.ok and est.inliers.all()
+    np.testing.assert_allclose(est.matrix, truth, atol=1e-8)
+
+
+def test_manual_points_with_a_misplaced_point_reject_it():
+    truth = _similarity(0.95, -4, 5, 3)
+    rng = np.random.default_rng(0)
+    moving = rng.uniform(0, 500, (10, 2))
+    fixed = apply(truth, moving)
+    fixed[4] += [60, -40]
+    est = estimate_from_points(fixed, moving, "similarity")
+    assert est.ok and not est.inliers[4] and est.inliers.sum() == 9
+
+
+def test_manual_points_too_few_fail():
+    est = estimate_from_points(np.zeros((3, 2)), np.zeros((3, 2)), "homography")
+    assert not est.ok and "too few points" in est.reason
+
+
+def test_registry_names_and_unknown_names():
+    assert {"default", "classical", "sift", "loftr"} <= set(available_matchers())
+    assert isinstance(get_matcher("classical"), Matcher)
+    assert get_matcher("sift").name == "sift"
+    with pytest.raises(ValueError, match="classical"):
+        get_matcher("superglue")
+
+
+def test_default_is_the_learned_matcher_and_missing_bundled_weights_are_an_error(
+        monkeypatch, tmp_path):
+    assert get_matcher().name == "loftr"
+    monkeypatch.setattr(matchers, "DEFAULT_WEIGHTS", tmp_path / "absent.safetensors")
+    with pytest.raises(ModelLoadError, match="bundled model is missing"):
+        get_matcher()
+
+
+class _HypothesisReporting:
+    """The classical matcher, reporting a hypothesis the way the learned matcher does."""
+
+    def __init__(self, hypothesis: dict) -> None:
+        self.inner, self.hypothesis = get_matcher("classical"), hypothesis
+        self.name, self.working_side = "reporting", self.inner.working_side
+
+    def match(self, fixed, moving):
+        self.last_hypothesis = dict(self.hypothesis)
+        return self.inner.match(fixed, moving)
+
+
+def test_the_result_carries_the_matchers_hypothesis_and_says_when_the_pair_was_hard(
+        synthetic_result):
+    plain = synthetic_result[0]
+    assert plain.hypothesis == {} and plain.hypothesis_note() == ""
+    hyp = {"rotation_deg": 90, "pitch_variant": 1, "shift_px": (110, -110), "inliers": 32,
+           "support": 132, "tried": 20}
+    cf, fa = _fundus_pair(seed=3)
+    result = register(cf, fa, "cffa", matcher=_HypothesisReporting(hyp))
+    assert result.hypothesis == hyp
+    assert result.to_json()["hypothesis"]["shift_px"] == [110, -110]
+    note = result.hypothesis_note()
+    assert note.startswith("hard pair: 20 input variants tried")
+    assert "turned 90 deg" in note and "pixel pitch" in note and "(110, -110)" in note
+    assert "132 matches agree" in note
+    one = register(cf, fa, "cffa", matcher=_HypothesisReporting({**hyp, "tried": 1}))
+    assert one.hypothesis_note() == ""  # one network pass: nothing unusual to report

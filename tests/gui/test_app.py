@@ -1,0 +1,510 @@
+"""The main window driven like a user would: open, register (classical matcher), overlays,
+manual point editing with undo, save/load, import/export, recovery, closing, screenshot."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6 import QtCore, QtGui, QtWidgets  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
+
+from retreg.core import annotations as ann_io  # noqa: E402
+from retreg.core.estimation import apply  # noqa: E402
+from retreg.core.io import read_image, write_image  # noqa: E402
+from retreg.gui import app as gui_app  # noqa: E402
+from retreg.gui import main_window as mw  # noqa: E402
+from retreg.gui.dialogs import ShortcutsDialog, about_html  # noqa: E402
+from retreg.gui.main_window import MainWindow  # noqa: E402
+from retreg.gui.settings import Settings  # noqa: E402
+from retreg.gui.views.overlay_view import DISPLAY_SIDE as OVERLAY_DISPLAY_SIDE  # noqa: E402
+from retreg.gui.views.overlay_view import OVERLAY_KINDS  # noqa: E402
+
+pytestmark = pytest.mark.gui
+SIZE = 256
+
+
+def _vessel_tree(rng: np.random.Generator) -> np.ndarray:
+    canvas = np.zeros((SIZE, SIZE), np.uint8)
+
+    def grow(p, ang, width, depth):
+        for _ in range(rng.integers(6, 12)):
+            ang += rng.normal(0, 0.25)
+            q = p + 10 * np.array([np.cos(ang), np.sin(ang)])
+            cv2.line(canvas, tuple(int(v) for v in p), tuple(int(v) for v in q), 255,
+                     max(1, int(width)), cv2.LINE_AA)
+            p = q
+            if depth < 4 and rng.random() < 0.25:
+                grow(p.copy(), ang + rng.choice([-1, 1]) * rng.uniform(0.4, 0.9), width * 0.7,
+                     depth + 1)
+
+    for k in range(6):
+        grow(np.array([SIZE * 0.4, SIZE * 0.5]), k * np.pi / 3 + rng.normal(0, 0.2), 4, 0)
+    return canvas
+
+
+def make_pair(seed: int = 0):
+    """A CF-like fixed image (dark vessels on orange) and an FA-like moving image (bright
+    vessels) of the same vessel tree, the FA rotated/scaled/shifted by a known affine.
+    Returns (cf, fa, T) with T mapping moving -> fixed."""
+    rng = np.random.default_rng(seed)
+    v = _vessel_tree(rng).astype(np.float32) / 255
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    fov = ((xx - SIZE / 2) ** 2 + (yy - SIZE / 2) ** 2 < (SIZE * 0.47) ** 2).astype(np.float32)
+    noise = cv2.GaussianBlur(rng.normal(0, 1, (SIZE, SIZE)).astype(np.float32), (0, 0), 3) * 0.05
+    base = 0.7 + noise
+    cf = np.stack([base * 0.95 - v * 0.35, base * 0.45 - v * 0.3, base * 0.2 - v * 0.1], 2)
+    fa = (0.25 + noise + v * 0.6) * fov
+    m = cv2.getRotationMatrix2D((SIZE / 2, SIZE / 2), 6.0, 0.95)
+    m[:, 2] += (9, -7)
+    fa = cv2.warpAffine(fa, m, (SIZE, SIZE))
+    to8 = lambda a: np.clip(a * 255, 0, 255).astype(np.uint8)  # noqa: E731
+    return to8(cf * fov[..., None]), to8(fa), np.linalg.inv(np.vstack([m, [0, 0, 1]]))
+
+
+@pytest.fixture(scope="module")
+def pair_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pair")
+    cf, fa, T = make_pair()
+    write_image(d / "eye_cf.png", cf)
+    write_image(d / "eye_fa.png", fa)
+    return d / "eye_cf.png", d / "eye_fa.png", T
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    w = MainWindow(Settings(tmp_path / "settings.ini"), recovery_dir=tmp_path / "recovery")
+    w.select_data(w.matcher_combo, "classical")
+    w.resize(1400, 900)
+    w.show()
+    yield w
+    w.session.undo_stack.setClean()  # closing must not ask about unsaved changes
+    w.close()
+    w.deleteLater()
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Error dialogs recorded instead of shown (they are modal)."""
+    seen = []
+    monkeypatch.setattr(mw, "show_error", lambda parent, title, msg, details="":
+                        seen.append((title, msg)))
+    return seen
+
+
+def open_and_register(qtbot, window, pair_files):
+    with qtbot.waitSignal(window.registration_done, timeout=30000) as blocker:
+        assert window.open_pair(pair_files[0], pair_files[1])
+    assert blocker.args == [True]
+    qtbot.wait(20)
+
+
+def view_point(window, side, xy) -> QtCore.QPoint:
+    pv = window.pair_view
+    scene = pv.box[side].mapViewToScene(QtCore.QPointF(*xy))
+    return pv.glw.mapFromScene(scene)
+
+
+def click(qtbot, window, side, xy):
+    QTest.mouseClick(window.pair_view.glw.viewport(), QtCore.Qt.MouseButton.LeftButton,
+                     QtCore.Qt.KeyboardModifier.NoModifier, view_point(window, side, xy))
+
+
+def drag(qtbot, window, side, start_xy, end_xy):
+    """Press, move in steps (pyqtgraph drops mouse moves closer than its rate limit), release."""
+    vp = window.pair_view.glw.viewport()
+    a, b = view_point(window, side, start_xy), view_point(window, side, end_xy)
+    left, none = QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.MouseButton.NoButton
+
+    def send(kind, pos, button, buttons):
+        ev = QtGui.QMouseEvent(kind, QtCore.QPointF(pos), QtCore.QPointF(vp.mapToGlobal(pos)),
+                               button, buttons, QtCore.Qt.KeyboardModifier.NoModifier)
+        QtWidgets.QApplication.sendEvent(vp, ev)
+
+    send(QtCore.QEvent.Type.MouseButtonPress, a, left, left)
+    for t in np.linspace(0, 1, 5)[1:]:
+        qtbot.wait(40)
+        p = QtCore.QPoint(round(a.x() + (b.x() - a.x()) * t), round(a.y() + (b.y() - a.y()) * t))
+        send(QtCore.QEvent.Type.MouseMove, p, none, left)
+    send(QtCore.QEvent.Type.MouseButtonRelease, b, left, none)
+
+
+# ---------------------------------------------------------------------------- review
+
+def test_opening_a_pair_registers_it_and_shows_matches(qtbot, window, pair_files):
+    open_and_register(qtbot, window, pair_files)
+    s = window.session
+    assert s.mode.value == "cffa"  # guessed from the file names
+    assert s.result.ok and s.result.matcher == "classical"
+    corners = np.array([[40.0, 40.0], [200.0, 60.0], [120.0, 210.0]])
+    err = np.linalg.norm(apply(s.matrix, corners) - apply(pair_files[2], corners), axis=1)
+    assert err.max() < 2.0
+    assert window.table.proxy.rowCount() == len(s.pairs) > 10
+    assert len(window.pair_view._lines) > 0
+    assert "inliers" in window.counts.text() and "classical" in window.counts.text()
+    assert not window.busy.isVisible()
+
+
+def test_a_hard_pair_is_named_in_the_status_bar(qtbot, window, pair_files, monkeypatch):
+    from retreg.core.matchers import get_matcher
+    from retreg.gui import workers
+
+    class Reporting:  # the classical matcher, reporting a shift hypothesis as the learned one
+        name, working_side = "classical", get_matcher("classical").working_side
+        last_hypothesis = {"rotation_deg": 0, "pitch_variant": 0, "shift_px": (40, 0),
+                           "inliers": 30, "support": 90, "tried": 20}
+
+        def match(self, fixed, moving):
+            return get_matcher("classical").match(fixed, moving)
+
+    monkeypatch.setattr(workers, "get_matcher", lambda name, weights=None: Reporting())
+    open_and_register(qtbot, window, pair_files)
+    tip = window.statusBar().toolTip()
+    assert "hard pair: 20 input variants tried" in tip and "shifted by (40, 0)" in tip
+
+
+def test_line_filter_shows_only_the_chosen_pairs(qtbot, window, pair_files):
+    open_and_register(qtbot, window, pair_files)
+    s = window.session
+    s.set_included([p.id for p in s.pairs[:3]], False)
+    n_used = sum(p.include for p in s.pairs)
+
+    def n_lines(name):
+        window.select_data(window.lines_combo, name)
+        return sum(item.path().elementCount() // 2 for item in window.pair_view._lines)
+
+    assert n_lines("all") == len(s.pairs)
+    assert n_lines("inliers") == n_used
+    assert n_lines("outliers") == len(s.pairs) - n_used >= 3
+    assert n_lines("none") == 0
+
+
+def test_every_overlay_kind_renders_and_controls_change_it(qtbot, window, pair_files):
+    open_and_register(qtbot, window, pair_files)
+    ov = window.overlay_view
+    images = {}
+    for kind in OVERLAY_KINDS:
+        ov.set_kind(kind)
+        img = ov.composed()
+        assert img.shape == (SIZE, SIZE, 3) and img.dtype == np.uint8
+        images[kind] = img
+    ov.set_kind("checkerboard")
+    red = lambda a: a[..., 0] if a.ndim == 3 else a  # noqa: E731  (the FA display is gray)
+    fixed, moving = red(ov._fixed_display), red(ov.warped())
+    assert not np.array_equal(fixed[:32, 32:64], moving[:32, 32:64])  # the square tells them apart
+    assert np.array_equal(red(ov.composed())[:32, 32:64], moving[:32, 32:64])  # 8 squares, 32 px
+    ov.squares.setValue(4)
+    assert np.array_equal(red(ov.composed())[:32, 32:64], fixed[:32, 32:64])  # 4 squares, 64 px
+    assert not np.array_equal(ov.composed(), images["checkerboard"])
+    ov.set_kind("blend")
+    ov.alpha.setValue(90)
+    assert not np.array_equal(ov.composed(), images["blend"])
+    ov.set_kind("flicker")
+    first = ov.composed()
+    qtbot.waitUntil(lambda: not np.array_equal(ov.composed(), first), timeout=3000)
+    ov.set_kind("fusion")
+    assert not ov.flicker_timer.isActive()
+
+
+def test_transform_switch_reestimates_instantly_and_undoes(qtbot, window, pair_files):
+    open_and_register(qtbot, window, pair_files)
+    affine = window.session.matrix.copy()
+    window.act_transforms[2].trigger()  # "3": homography
+    assert window.session.transform_type == "homography"
+    assert window.transform_combo.currentData() == "homography"
+    assert not np.allclose(window.session.matrix, affine)
+    window.act_undo.trigger()
+    assert window.transform_combo.currentData() == "affine"
+    np.testing.assert_allclose(window.session.matrix, affine)
+
+
+def test_selecting_a_table_row_centres_both_views_on_the_pair(qtbot, window, pair_files):
+    open_and_register(qtbot, window, pair_files)
+    box = window.pair_view.box
+    box["fixed"].setRange(xRange=(0, 60), yRange=(0, 60), padding=0)
+    window.table.view.selectRow(3)
+    pid = window.table.selected_ids()[0]
+    p = window.session.pair(pid)
+    assert window.session.selected_ids == (pid,)
+    for side in ("fixed", "moving"):
+        c = box[side].viewRect().center()
+        assert (c.x(), c.y()) == pytest.approx(getattr(p, side), abs=1.0)
+
+
+# ---------------------------------------------------------------------------- manual editing
+
+def test_click_click_adds_a_pair_at_the_predicted_partner_and_undo_removes_it(
+        qtbot, window, pair_files):
+    open_and_register(qtbot, window, pair_files)
+    s = window.session
+    n = len(s.pairs)
+    window.act_add.trigger()
+    click(qtbot, window, "fixed", (100.0, 120.0))
+    side, xy = window.pair_view.pending
+    assert side == "fixed" and xy == pytest.approx((100.0, 120.0), abs=1.0)
+    expected = apply(np.linalg.inv(s.matrix), np.array([xy]))[0]
+    assert window.pair_view.predicted == pytest.approx(tuple(expected))
+    window.act_accept.trigger()  # Enter
+    new = s.pairs[-1]
+    assert len(s.pairs) == n + 1 and new.source == "manual" and new.include
+    assert new.moving == pytest.approx(tuple(expected))
+    # a second pair placed by clicking the partner explicitly
+    click(qtbot, window, "moving", (60.0, 70.0))
+    click(qtbot, window, "fixed", (65.0, 80.0))
+    assert s.pairs[-1].moving == pytest.approx((60.0, 70.0), abs=1.0)
+    assert s.pairs[-1].fixed == pytest.approx((65.0, 80.0), abs=1.0)
+    window.act_undo.trigger()
+    window.act_undo.trigger()
+    assert len(s.pairs) == n
+    window.act_redo.trigger()
+    assert s.pairs[-1] == new
+
+
+def test_dragging_a_point_moves_it_refits_and_undo_restores(qtbot, window, pair_files):
+    open_and_register(qtbot, window, pair_files)
+    s = window.session
+    window.act_add.trigger()
+    click(qtbot, window, "fixed", (100.0, 120.0))
+    window.act_accept.trigger()
+    window.act_add.trigger()  # leave add mode: drags now move points
+    pid = s.pairs[-1].id
+    before = s.pair(pid)
+    drag(qtbot, window, "fixed", before.fixed, (before.fixed[0] + 15, before.fixed[1] + 10))
+    moved = s.pair(pid)
+    assert moved.fixed == pytest.approx((before.fixed[0] + 15, before.fixed[1] + 10), abs=1.5)
+    assert moved.moving == before.moving
+    assert s.residuals[pid] == pytest.approx(np.hypot(15, 10), abs=2.0)
+    window.act_undo.trigger()
+    assert s.pair(pid) == before
+
+
+def test_delete_and_exclude_selected_pairs_with_undo(qtbot, window, pair_files):
+    open_and_register(qtbot, window, pair_files)
+    s = window.session
+    ids = [p.id for p in s.pairs[:3]]
+    s.select(ids)
+    window.act_toggle.trigger()
+    toggled = [s.pair(i).include for i in ids]
+    assert len(set(toggled)) == 1
+    window.act_delete.trigger()
+    assert all(s.pair(i) is None for i in ids)
+    window.act_undo.trigger()
+    assert [s.pair(i).include for i in ids] == toggled
+
+
+def test_table_check_box_includes_and_excludes(qtbot, window, pair_files):
+    open_and_register(qtbot, window, pair_files)
+    model = window.table.model
+    pid = window.session.pairs[0].id
+    was = window.session.pairs[0].include
+    idx = model.index(0, 1)
+    new_state = QtCore.Qt.CheckState.Unchecked if was else QtCore.Qt.CheckState.Checked
+    assert model.setData(idx, new_state.value, QtCore.Qt.ItemDataRole.CheckStateRole)
+    assert window.session.pair(pid).include is (not was)
+
+
+# ---------------------------------------------------------------------------- files
+
+def test_save_then_load_restores_points_and_clears_dirty(qtbot, window, pair_files, tmp_path):
+    open_and_register(qtbot, window, pair_files)
+    s = window.session
+    s.add_pair((50.0, 60.0), (55.0, 58.0))
+    assert window.windowTitle().startswith("*")
+    path = tmp_path / "eye.json"
+    assert window.save_to(path)
+    assert not s.is_dirty and not window.windowTitle().startswith("*")
+    saved = s.pairs
+    s.delete_pairs([p.id for p in saved[:5]])
+    s.mark_saved(None)  # pretend the deletion was saved elsewhere: load must not ask
+    assert window.load_annotation(path)
+    assert s.pairs == saved and not s.is_dirty
+    data = json.loads(path.read_text())
+    assert data["format"] == "retreg-annotation" and data["transform"]["type"] == "affine"
+
+
+def test_fire_and_csv_export_import_round_trip(qtbot, window, pair_files, tmp_path):
+    open_and_register(qtbot, window, pair_files)
+    s = window.session
+    s.set_included([s.pairs[0].id], False)
+    pairs = s.pairs
+    assert window.export_points_to("csv", tmp_path / "p.csv")
+    assert window.export_points_to("fire", tmp_path / "p.txt")
+    assert window.import_points_from("csv", tmp_path / "p.csv")
+    assert s.pairs == pairs
+    assert window.import_points_from("fire", tmp_path / "p.txt")
+    assert len(s.pairs) == sum(p.include for p in pairs)  # FIRE keeps the included pairs only
+
+
+def test_export_for_finetuning_writes_a_readable_realpair_set(qtbot, window, pair_files,
+                                                               tmp_path):
+    open_and_register(qtbot, window, pair_files)
+    root = tmp_path / "real"
+    assert window.export_realpair(root, "eye1") is not None
+    good, skipped = ann_io.read_realpairs(root)
+    assert not skipped and [g[0] for g in good] == ["eye1"]
+    _, fixed, moving, ann = good[0]
+    np.testing.assert_allclose(ann.transform["matrix"], window.session.matrix)
+    assert np.array_equal(read_image(fixed), window.session.fixed_img)
+
+
+def test_unreadable_image_gives_an_error_dialog_not_a_traceback(qtbot, window, tmp_path,
+                                                                errors):
+    bad = tmp_path / "bad_cf.png"
+    bad.write_bytes(b"not an image")
+    assert not window.open_pair(bad, bad)
+    assert errors and errors[0][0] == "Cannot open image" and "bad_cf.png" in errors[0][1]
+
+
+def test_dropping_two_files_opens_them_with_fixed_and_moving_told_apart(qtbot, window,
+                                                                      pair_files):
+    with qtbot.waitSignal(window.registration_done, timeout=30000):
+        window.open_dropped([str(pair_files[1]), str(pair_files[0])])
+    assert window.session.fixed_path == pair_files[0]
+    assert window.session.moving_path == pair_files[1]
+    assert window.settings.recent_pairs()[0] == (str(pair_files[0]), str(pair_files[1]))
+    assert pair_files[0].name in window.recent_menu.actions()[0].text()
+
+
+def test_case_folder_lists_cases_and_steps_through_them(qtbot, window, pair_files, tmp_path):
+    cf, fa = read_image(pair_files[0]), read_image(pair_files[1])
+    root = tmp_path / "cases"
+    for case in ("c01", "c02"):
+        (root / case).mkdir(parents=True)
+        write_image(root / case / f"{case}_cf.png", cf)
+        write_image(root / case / f"{case}_fa.png", fa)
+    (root / "c03").mkdir()  # no images: listed as skipped, with the reason
+    window.select_data(window.mode_combo, "cffa")
+    with qtbot.waitSignal(window.registration_done, timeout=30000):
+        assert window.open_case_folder(root)
+    items = [window.cases.list.item(i) for i in range(window.cases.list.count())]
+    assert [i.text() for i in items] == ["c01", "c02", "c03 (skipped)"]
+    assert "missing" in items[2].toolTip()
+    assert window.session.fixed_path.name == "c01_cf.png"
+    with qtbot.waitSignal(window.registration_done, timeout=30000):
+        window.act_next_case.trigger()
+    assert window.session.fixed_path.name == "c02_cf.png"
+
+
+# ---------------------------------------------------------------------------- safety nets
+
+def test_autosave_is_offered_back_after_a_crash(qtbot, window, pair_files, tmp_path,
+                                               monkeypatch):
+    open_and_register(qtbot, window, pair_files)
+    window.session.add_pair((50.0, 60.0), (55.0, 58.0))
+    qtbot.waitUntil(lambda: window.recovery.pending() is not None, timeout=3000)
+    expected = window.session.pairs
+    # "crash": a second window starts with the same recovery folder
+    monkeypatch.setattr(QtWidgets.QMessageBox, "question",
+                        lambda *a, **k: QtWidgets.QMessageBox.StandardButton.Yes)
+    other = MainWindow(Settings(tmp_path / "other.ini"), recovery_dir=tmp_path / "recovery")
+    try:
+        assert other.offer_recovery()
+        assert other.session.pairs == expected and other.session.is_dirty
+        assert other.session.fixed_path == pair_files[0]
+    finally:
+        other.session.undo_stack.setClean()
+        other.close()
+
+
+def test_saving_removes_the_recovery_file(qtbot, window, pair_files, tmp_path):
+    open_and_register(qtbot, window, pair_files)
+    window.session.delete_pairs([window.session.pairs[0].id])
+    window.recovery.save_now()
+    assert window.recovery.pending() is not None
+    window.save_to(tmp_path / "a.json")
+    assert window.recovery.pending() is None
+
+
+def test_closing_with_unsaved_changes_asks_and_can_cancel(qtbot, window, pair_files,
+                                                         monkeypatch):
+    open_and_register(qtbot, window, pair_files)
+    window.session.delete_pairs([window.session.pairs[0].id])
+    answers = [QtWidgets.QMessageBox.StandardButton.Cancel,
+               QtWidgets.QMessageBox.StandardButton.Discard]
+    asked = []
+    monkeypatch.setattr(QtWidgets.QMessageBox, "question",
+                        lambda *a, **k: asked.append(a[1]) or answers.pop(0))
+    assert not window.close()
+    assert window.isVisible()
+    window.recovery.save_now()
+    assert window.close()
+    assert asked == ["Unsaved changes", "Unsaved changes"]
+    assert window.recovery.pending() is None
+
+
+def test_settings_are_remembered_between_runs(qtbot, window, tmp_path):
+    window.overlay_view.set_kind("fusion")
+    window.overlay_view.squares.setValue(5)
+    window.select_data(window.mode_combo, "octfa")
+    window.set_transform("homography")
+    window.save_settings()
+    again = MainWindow(Settings(tmp_path / "settings.ini"), recovery_dir=tmp_path / "rec2")
+    try:
+        assert again.overlay_view.current_kind() == "fusion"
+        assert again.overlay_view.squares.value() == 5
+        assert again.mode_combo.currentData() == "octfa"
+        assert again.session.transform_type == "homography"
+        assert again.matcher_combo.currentData() == "classical"
+    finally:
+        again.close()
+
+
+def test_shortcut_help_lists_every_shortcut_action(qtbot, window):
+    dlg = ShortcutsDialog(window.actions(), window)
+    qtbot.addWidget(dlg)
+    rows = {dlg.table.item(r, 0).text(): dlg.table.item(r, 1).text()
+            for r in range(dlg.table.rowCount())}
+    assert rows["Register"] == "Ctrl+R"
+    assert rows["Add point pair"] == "A"
+    assert rows["Undo"] == "Ctrl+Z"
+
+
+def test_about_names_the_matcher_and_the_model_cards(tmp_path, monkeypatch):
+    from retreg.gui import dialogs
+
+    card = {"name": "retreg_loftr_v1", "training": {"steps": 1234}}
+    (tmp_path / "retreg_loftr_v1.card.json").write_text(json.dumps(card))
+    monkeypatch.setattr(dialogs, "MODELS_DIR", tmp_path)
+    text = about_html("loftr", "w.safetensors")
+    assert "loftr" in text and "retreg_loftr_v1" in text and "1234" in text
+
+
+def test_dark_palette_applies_and_can_be_undone(qtbot, window):
+    window.act_dark.trigger()
+    dark = QtWidgets.QApplication.palette().color(QtGui.QPalette.ColorRole.Window)
+    window.act_dark.trigger()
+    light = QtWidgets.QApplication.palette().color(QtGui.QPalette.ColorRole.Window)
+    assert dark.lightness() < 100 < light.lightness()
+
+
+def test_screenshot_command_registers_and_writes_a_png(qtbot, pair_files, tmp_path):
+    out = tmp_path / "shot.png"
+    code = gui_app.main(["--screenshot", str(out), str(pair_files[0]), str(pair_files[1]),
+                         "--matcher", "classical"])
+    assert code == 0
+    img = read_image(out)
+    assert img.shape[:2] == (gui_app.SCREENSHOT_SIZE[1], gui_app.SCREENSHOT_SIZE[0])
+
+
+def test_large_images_are_overlaid_at_display_resolution_in_full_coordinates(
+        qtbot, window, pair_files, tmp_path):
+    cf, fa = (cv2.resize(read_image(p), (3000, 3000)) for p in pair_files[:2])
+    write_image(tmp_path / "big_cf.png", cf)
+    write_image(tmp_path / "big_fa.png", fa)
+    assert window.open_pair(tmp_path / "big_cf.png", tmp_path / "big_fa.png", register=False)
+    for xy in ((300.0, 400.0), (2500.0, 600.0), (1500.0, 2600.0)):
+        window.session.add_pair(xy, xy)  # three pairs: an exact affine (identity)
+    window.overlay_view.render()
+    item = window.overlay_view.image
+    assert max(item.image.shape[:2]) == OVERLAY_DISPLAY_SIDE
+    rect = item.mapRectToParent(item.boundingRect())
+    assert (rect.width(), rect.height()) == pytest.approx((3000, 3000))
+
+
+def test_command_line_needs_both_images_or_none(capsys):
+    assert gui_app.parse_args(["a_cf.png", "a_fa.png", "--mode", "cffa"]).mode == "cffa"
+    with pytest.raises(SystemExit):
+        gui_app.parse_args(["only_one.png"])
+    assert "FIXED and a MOVING" in capsys.readouterr().err
