@@ -19,3 +19,7 @@ class DatasetError(RetRegError):
 
 class ModelLoadError(RetRegError):
     """Weights cannot be loaded (missing, wrong format, wrong architecture)."""
+
+
+class ModeError(RetRegError, ValueError):
+    """The registration mode is unknown or cannot be told from the inputs."""

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from retreg.core.errors import ModeError
 from retreg.core.io import to_float01
 from retreg.core.types import Mode, PreparedImage
 from retreg.core.vessels import POLARITY, vessel_map
@@ -45,6 +47,37 @@ def guess_mode(fixed_path: str | os.PathLike, moving_path: str | os.PathLike) ->
         if (mode.fixed_modality, mode.moving_modality) == pair:
             return mode
     return None
+
+
+@dataclass(frozen=True)
+class ModeChoice:
+    """A resolved registration mode and where it came from: ``user`` (given explicitly) or
+    ``name`` (the file names)."""
+
+    mode: Mode
+    source: str
+
+    def describe(self) -> str:
+        return f"mode {self.mode.value} ({'chosen' if self.source == 'user' else 'from the file names'})"
+
+
+def resolve_mode(fixed: str | os.PathLike, moving: str | os.PathLike,
+                 explicit: Mode | str | None = None) -> ModeChoice:
+    """The one rule for every front end (CLI, app, case folders): an explicit mode always wins;
+    otherwise the file names decide; otherwise ``ModeError`` says so and lists the modes, so no
+    caller silently assumes one."""
+    if explicit:
+        try:
+            return ModeChoice(Mode(explicit), "user")
+        except ValueError:
+            raise ModeError(f"unknown mode {explicit!r}; expected one of "
+                            f"{', '.join(m.value for m in Mode)}") from None
+    guessed = guess_mode(fixed, moving)
+    if guessed is None:
+        raise ModeError(f"cannot tell the mode from the names {Path(fixed).name} and "
+                        f"{Path(moving).name}; choose one of "
+                        f"{', '.join(m.value for m in Mode)} (--mode)")
+    return ModeChoice(guessed, "name")
 
 
 def _channel(img: np.ndarray, modality: str) -> np.ndarray:

@@ -8,7 +8,8 @@ import cv2
 
 from retreg.core.matchers import available_matchers, get_matcher
 from retreg.core.metrics import Thresholds, summarise
-from retreg.core.modality import guess_mode
+from retreg.core.errors import ModeError
+from retreg.core.modality import resolve_mode
 from retreg.core.pipeline import register
 from retreg.core.provenance import run_record
 from retreg.core.types import TRANSFORM_TYPES, Mode
@@ -45,13 +46,10 @@ def add_parser(sub) -> None:
 
 
 def _mode_for(pair, explicit: str | None) -> Mode:
-    if explicit:
-        return Mode(explicit)
-    guessed = guess_mode(pair.fixed, pair.moving)
-    if guessed is None:
-        raise ValueError(f"{pair.pair_id}: cannot guess the mode from {pair.fixed.name} and "
-                         f"{pair.moving.name}; pass --mode")
-    return guessed
+    try:
+        return resolve_mode(pair.fixed, pair.moving, explicit).mode
+    except ModeError as exc:
+        raise ModeError(f"{pair.pair_id}: {exc}") from None
 
 
 def run(args) -> int:

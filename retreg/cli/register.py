@@ -14,7 +14,7 @@ from retreg.core import overlays
 from retreg.core.annotations import atomic_write_bytes
 from retreg.core.io import read_image, write_image
 from retreg.core.matchers import available_matchers, get_matcher
-from retreg.core.modality import guess_mode
+from retreg.core.modality import resolve_mode
 from retreg.core.pipeline import register
 from retreg.core.provenance import run_record
 from retreg.core.types import TRANSFORM_TYPES, Mode
@@ -53,16 +53,6 @@ def _overlay(kind: str, fixed: np.ndarray, warped: np.ndarray, tile: int | None)
     return OVERLAYS[kind](fixed, warped)
 
 
-def resolve_mode(mode: str | None, fixed: Path, moving: Path) -> Mode:
-    if mode:
-        return Mode(mode)
-    guessed = guess_mode(fixed, moving)
-    if guessed is None:
-        raise ValueError(f"cannot guess the mode from the names {fixed.name} and {moving.name}; "
-                         f"pass --mode ({', '.join(m.value for m in Mode)})")
-    return guessed
-
-
 def _summary(res, fixed: Path, moving: Path) -> str:
     head = f"{moving.name} -> {fixed.name}: {res.mode}, {res.matcher}, {res.transform_type}"
     counts = f"{len(res.matches)} matches, {len(res.selected)} selected, {res.n_inliers} inliers"
@@ -78,7 +68,7 @@ def run(args) -> int:
     if (args.overlay is None) != (args.overlay_out is None):
         raise ValueError("--overlay and --overlay-out must be given together")
     fixed, moving = read_image(args.fixed), read_image(args.moving)  # missing files first
-    mode = resolve_mode(args.mode, args.fixed, args.moving)
+    mode = resolve_mode(args.fixed, args.moving, args.mode).mode
     matcher = get_matcher(args.matcher, weights=args.weights)
     res = register(fixed, moving, mode, matcher=matcher, transform=args.transform)
     print(_summary(res, args.fixed, args.moving))

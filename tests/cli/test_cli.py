@@ -123,7 +123,7 @@ def test_register_refuses_names_without_a_mode(tmp_path, capsys):
     write_image(tmp_path / "left.png", _fundus(3))
     write_image(tmp_path / "right.png", _fundus(3))
     assert main(["register", str(tmp_path / "left.png"), str(tmp_path / "right.png")]) == 2
-    assert "cannot guess the mode" in capsys.readouterr().err
+    assert "cannot tell the mode" in capsys.readouterr().err
 
 
 def test_evaluate_pairs_prints_the_protocol_table_and_writes_outputs(tmp_path, capsys):

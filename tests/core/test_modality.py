@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from retreg.core.modality import fov_mask, guess_mode, prepare, preprocess
+from retreg.core.modality import ModeChoice, fov_mask, guess_mode, prepare, preprocess
 from retreg.core.representation import model_input
 from retreg.core.types import Mode
 from retreg.core.vessels import vessel_map
@@ -126,3 +126,16 @@ def test_model_input_standardises_intensity_inside_the_fov():
 def test_model_input_rejects_unknown_channels():
     with pytest.raises(ValueError, match="channels"):
         model_input(np.zeros((32, 32), np.float32), np.zeros((32, 32), np.float32), ("rgb",))
+
+
+def test_resolve_mode_prefers_the_user_then_the_file_names_and_never_assumes():
+    from retreg.core.errors import ModeError
+    from retreg.core.modality import resolve_mode
+
+    assert resolve_mode("a_cf.png", "a_fa.png") == ModeChoice(Mode.CFFA, "name")
+    assert resolve_mode("a_cf.png", "a_fa.png", "cfoct") == ModeChoice(Mode.CFOCT, "user")
+    assert resolve_mode("x.png", "y.png", Mode.OCTFA).source == "user"
+    with pytest.raises(ModeError, match="cannot tell the mode.*x.png.*cffa"):
+        resolve_mode("x.png", "y.png")
+    with pytest.raises(ModeError, match="unknown mode 'cfxx'"):
+        resolve_mode("a_cf.png", "a_fa.png", "cfxx")
