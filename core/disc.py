@@ -5,10 +5,8 @@ cfocta mode registers it onto a CF clipped to about that field. The disc is foun
 that fail in different places: it is a bright blob about one disc wide (a difference of
 Gaussians of red + green), and the big vessels converge on it (density of the vessel map).
 Brightness alone is fooled by the pale fundus beside a dark lens shadow; vessel density alone
-sits up to a disc radius off the disc. Checked by eye on the 40 FIRE-P ``_1`` images and the 10
-CF_OCTA_dev eyes, their z-scored sum hit the disc on 38 of 50 (all 10 CF_OCTA_dev eyes), came
-within about a disc diameter on 5 and missed 7 (discs at the field's rim or beside a lens
-shadow); the brightest blurred blob alone hit 34 (the same 10 CF_OCTA_dev eyes).
+sits up to a disc radius off the disc; their z-scored sum is used (how often it hits:
+docs/decisions.md).
 """
 from __future__ import annotations
 

@@ -7,15 +7,8 @@ within a small window, and their sub-pixel peaks become new correspondences for 
 refit. Vessel maps (bright vessels in every modality) make this work across modalities.
 
 The refit is deliberately loose: the eye is curved, so no 3x3 model fits a wide pair to better
-than several pixels, and a tight RANSAC threshold fits one region and bends the rest. Measured on
-10 FIRE-P pairs (1024 px, homography): USAC at 2 / 4 / 8 / 16 working px gave AUC 0.28 / 0.40 /
-0.50 / 0.49 (coarse 0.50); least squares on the inliers of a 16-px USAC gave 0.58.
-
-Templates of 65 px and a 10 % peak share were chosen on synthetic tuning cases (seeds
-10,050,000+, used by no benchmark): with 49-px templates and a 25 % share, CF-OCTA refinements
-were rejected in 9 of 10 cases (OCTA capillaries leave few distinct NCC peaks against a CF), and
-all four modes got better or stayed equal (cfocta median 2.1 -> 0.39 px, octfa success 8 -> 10 of
-10). The same change on FIRE-P (not used to choose it): classical 0.499 -> 0.533 AUC.
+than several pixels, and a tight RANSAC threshold fits one region and bends the rest (the
+measurements behind the threshold, template size and peak share: docs/decisions.md).
 
 It can only correct a roughly right answer: from a start far off few templates find a distinct
 peak, and the refit is rejected unless enough of them agree, it stays within the search range of

@@ -1,7 +1,7 @@
 """Random geometry and photometry for synthetic training pairs.
 
-The geometry is the plans' recipe (rotation uniform in +-90 deg, scale, translation, 20 %
-horizontal / vertical flips) built about the image centre so most of image0 stays visible in
+The geometry (rotation uniform in +-90 deg, scale, translation, optional horizontal / vertical
+flips) is built about the image centre so most of image0 stays visible in
 image1. Photometry varies gamma, contrast, brightness, blur and noise so the model cannot rely
 on one exposure; the fixed image gets a milder dose than the moving one.
 """

@@ -1,4 +1,4 @@
-"""Training callbacks: the v2.2 vessel curriculum, early stopping that waits out the noisy
+"""Training callbacks: the vessel curriculum (``CurriculumConfig``), early stopping that waits out the noisy
 start, and progress/cancel hooks for the GUI and the CLI."""
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """LoFTR-style losses: coarse NLL of the log dual-softmax at the ground-truth cell, fine L2 of the
 sub-pixel offset, and (optionally) an unmatched term that keeps the match probability of cells
-without a counterpart low. The first two accept a per-cell spatial weight (plan v2.2 "engine 2":
-``1 + vessel * (scaler - 1)``) so vessel cells can be stressed early in training."""
+without a counterpart low. The first two accept a per-cell spatial weight (``1 + vessel * (scaler - 1)``) so vessel cells
+can be stressed early in training (the vessel curriculum, ``training.callbacks``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
