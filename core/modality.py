@@ -49,35 +49,60 @@ def guess_mode(fixed_path: str | os.PathLike, moving_path: str | os.PathLike) ->
     return None
 
 
+MIN_CONTENT_CONFIDENCE = 0.8  # below this a content guess asks for the mode instead
+_MODE_OF_PAIR = {(m.fixed_modality, m.moving_modality): m for m in Mode}
+
+
 @dataclass(frozen=True)
 class ModeChoice:
-    """A resolved registration mode and where it came from: ``user`` (given explicitly) or
-    ``name`` (the file names)."""
+    """A resolved registration mode and where it came from: ``user`` (given explicitly),
+    ``name`` (the file names) or ``content`` (the pixels; ``guesses`` holds both images')."""
 
     mode: Mode
     source: str
+    guesses: tuple = ()
 
     def describe(self) -> str:
+        if self.source == "content":
+            f, m = self.guesses
+            return (f"mode {self.mode.value} from the image content: fixed {f.describe()}, "
+                    f"moving {m.describe()}")
         return f"mode {self.mode.value} ({'chosen' if self.source == 'user' else 'from the file names'})"
 
 
 def resolve_mode(fixed: str | os.PathLike, moving: str | os.PathLike,
-                 explicit: Mode | str | None = None) -> ModeChoice:
+                 explicit: Mode | str | None = None, fixed_img: np.ndarray | None = None,
+                 moving_img: np.ndarray | None = None) -> ModeChoice:
     """The one rule for every front end (CLI, app, case folders): an explicit mode always wins;
-    otherwise the file names decide; otherwise ``ModeError`` says so and lists the modes, so no
-    caller silently assumes one."""
+    then the file names; then, when both images are given, their content
+    (``core.modality_content``) if both guesses are sure enough; otherwise ``ModeError`` says
+    what was guessed and lists the modes, so no caller silently assumes one."""
+    modes = ", ".join(m.value for m in Mode)
     if explicit:
         try:
             return ModeChoice(Mode(explicit), "user")
         except ValueError:
-            raise ModeError(f"unknown mode {explicit!r}; expected one of "
-                            f"{', '.join(m.value for m in Mode)}") from None
+            raise ModeError(f"unknown mode {explicit!r}; expected one of {modes}") from None
     guessed = guess_mode(fixed, moving)
-    if guessed is None:
-        raise ModeError(f"cannot tell the mode from the names {Path(fixed).name} and "
-                        f"{Path(moving).name}; choose one of "
-                        f"{', '.join(m.value for m in Mode)} (--mode)")
-    return ModeChoice(guessed, "name")
+    if guessed is not None:
+        return ModeChoice(guessed, "name")
+    names = f"{Path(fixed).name} and {Path(moving).name}"
+    if fixed_img is None or moving_img is None:
+        raise ModeError(f"cannot tell the mode from the names {names}; choose one of {modes} "
+                        "(--mode)")
+    from retreg.core.modality_content import guess_modality  # it builds on this module
+
+    guesses = (guess_modality(fixed_img), guess_modality(moving_img))
+    said = f"fixed looks like {guesses[0].describe()}, moving like {guesses[1].describe()}"
+    mode = _MODE_OF_PAIR.get((guesses[0].modality, guesses[1].modality))
+    if mode is None:
+        raise ModeError(f"cannot tell the mode of {names}: {said}, and no mode registers "
+                        f"{guesses[1].modality} onto {guesses[0].modality} (swapped images?); "
+                        f"choose one of {modes} (--mode)")
+    if min(g.confidence for g in guesses) < MIN_CONTENT_CONFIDENCE:
+        raise ModeError(f"cannot tell the mode of {names} for sure: {said}; choose one of "
+                        f"{modes} (--mode)")
+    return ModeChoice(mode, "content", guesses)
 
 
 def _channel(img: np.ndarray, modality: str) -> np.ndarray:

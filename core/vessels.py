@@ -18,7 +18,7 @@ REFERENCE_SIDE = 512
 NORM_PERCENTILE = 99.0
 
 
-def _ridge(img: np.ndarray, sigma: float, polarity: float) -> np.ndarray:
+def ridge_strength(img: np.ndarray, sigma: float, polarity: float) -> np.ndarray:
     """Scale-normalised ridge strength: the Hessian eigenvalue across the vessel."""
     blur = cv2.GaussianBlur(img, (0, 0), sigma)
     dxx = cv2.Sobel(blur, cv2.CV_32F, 2, 0, ksize=3)
@@ -51,7 +51,7 @@ def vessel_map(gray01: np.ndarray, modality: str, fov: np.ndarray | None = None,
     k = (working_side or max(img.shape)) / REFERENCE_SIDE
     resp = np.zeros_like(img)
     for s in BASE_SIGMAS:
-        np.maximum(resp, _ridge(img, s * k, POLARITY[modality]), out=resp)
+        np.maximum(resp, ridge_strength(img, s * k, POLARITY[modality]), out=resp)
     if fov is not None and not fov.all():
         margin = max(3, int(round(2 * BASE_SIGMAS[-1] * k)))
         kernel = np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)

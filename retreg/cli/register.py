@@ -6,6 +6,7 @@ Exit codes: 0 registered, 1 registration failed (the JSON still records why), 2 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -68,13 +69,17 @@ def run(args) -> int:
     if (args.overlay is None) != (args.overlay_out is None):
         raise ValueError("--overlay and --overlay-out must be given together")
     fixed, moving = read_image(args.fixed), read_image(args.moving)  # missing files first
-    mode = resolve_mode(args.fixed, args.moving, args.mode).mode
+    choice = resolve_mode(args.fixed, args.moving, args.mode, fixed, moving)
+    mode = choice.mode
+    if choice.source == "content":
+        print(choice.describe(), file=sys.stderr)
     matcher = get_matcher(args.matcher, weights=args.weights)
     res = register(fixed, moving, mode, matcher=matcher, transform=args.transform)
     print(_summary(res, args.fixed, args.moving))
 
     if args.json:
         doc = res.to_json()
+        doc["mode_source"] = choice.source
         doc["inputs"] = {"fixed": str(args.fixed.resolve()), "moving": str(args.moving.resolve())}
         doc["provenance"] = run_record({"mode": mode.value, "matcher": args.matcher,
                                         "weights": str(args.weights) if args.weights else None,

@@ -119,11 +119,24 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
-def test_register_refuses_names_without_a_mode(tmp_path, capsys):
+def test_register_asks_for_the_mode_when_neither_names_nor_content_tell(tmp_path, capsys):
+    write_image(tmp_path / "left.png", _fundus(3))
+    write_image(tmp_path / "right.png", np.full((SIZE, SIZE), 90, np.uint8))  # nothing to see
+    assert main(["register", str(tmp_path / "left.png"), str(tmp_path / "right.png")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot tell the mode" in err and "for sure" in err and "--mode" in err
+
+
+def test_register_takes_the_mode_from_the_content_and_records_where_it_came_from(tmp_path,
+                                                                                capsys):
     write_image(tmp_path / "left.png", _fundus(3))
     write_image(tmp_path / "right.png", _fundus(3))
-    assert main(["register", str(tmp_path / "left.png"), str(tmp_path / "right.png")]) == 2
-    assert "cannot tell the mode" in capsys.readouterr().err
+    out = tmp_path / "res.json"
+    main(["register", str(tmp_path / "left.png"), str(tmp_path / "right.png"),
+          "--matcher", "classical", "--json", str(out)])
+    assert "mode cfcf from the image content: fixed cf" in capsys.readouterr().err
+    doc = json.loads(out.read_text())
+    assert doc["mode"] == "cfcf" and doc["mode_source"] == "content"
 
 
 def test_evaluate_pairs_prints_the_protocol_table_and_writes_outputs(tmp_path, capsys):
