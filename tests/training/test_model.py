@@ -14,6 +14,7 @@ from retreg.core.matchers.loftr.model import LoftrConfig, RetRegLoFTR
 from retreg.core.matchers.loftr.weights import (card_path, load_all, load_backbone, load_model,
                                          read_config, save_weights)
 from retreg.training.api import build_train_dataset
+from retreg.training.augment import AugmentConfig
 from retreg.training.callbacks import curriculum_values
 from retreg.training.config import CurriculumConfig, from_dict
 from retreg.training.losses import coarse_loss, fine_targets, loftr_loss, unmatched_loss, vessel_weight
@@ -235,7 +236,8 @@ def test_config_rejects_unknown_keys_and_modes():
 
 def test_config_augmentation_overrides_reach_the_augment_config():
     aug = from_dict({"data": {"aug": {"hflip_p": 0.0, "scale_range": [0.9, 1.1]}}}).augment()
-    assert aug.hflip_p == 0.0 and aug.scale_range == (0.9, 1.1) and aug.rotation_deg == 90.0
+    assert aug.hflip_p == 0.0 and aug.scale_range == (0.9, 1.1)
+    assert aug.rotation_deg == AugmentConfig().rotation_deg  # what was not overridden stays
 
 
 def test_per_mode_augmentation_overrides_apply_to_their_mode_only():
