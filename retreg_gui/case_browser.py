@@ -1,16 +1,18 @@
-"""A case folder of the clinic's layout (``training.datasets.scan_cases``) as a list to step
-through; skipped cases are listed greyed out with the reason, so a bad folder is visible."""
+"""A case folder of the clinic's layout (``retreg.core.cases``) as a list to step through;
+skipped cases are listed greyed out with the reason, so a bad folder is visible."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from retreg.core.cases import scan_cases
+
 CASE_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
 
 
 class CaseBrowser(QtWidgets.QWidget):
-    case_chosen = QtCore.Signal(object)  # training.datasets.Case
+    case_chosen = QtCore.Signal(object)  # retreg.core.cases.Case
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -26,10 +28,8 @@ class CaseBrowser(QtWidgets.QWidget):
         lay.addWidget(self.list)
 
     def load(self, root: str | Path, mode: str) -> tuple[int, int]:
-        """List the cases under ``root`` for ``mode``; returns (usable, skipped) counts.
-        Raises ``DatasetError`` (from core/training) when nothing is usable."""
-        from retreg.training.datasets import scan_cases  # heavy import (torch): only when needed
-
+        """List the cases under ``root`` for ``mode`` (required: a case folder does not imply
+        one); returns (usable, skipped) counts. Raises ``DatasetError`` when nothing is usable."""
         cases, skipped = scan_cases(root, mode)
         self.root = Path(root)
         self.list.blockSignals(True)

@@ -16,11 +16,12 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from torch.utils.data import ConcatDataset, DataLoader
 
+from retreg.core.cases import scan_cases
 from retreg.core.matchers.loftr.weights import card_path, load_all, load_backbone, save_weights
 from retreg.core.provenance import run_record
 from retreg.training.callbacks import CurriculumScheduler, DelayedEarlyStopping, ProgressFn, ProgressReporter
 from retreg.training.config import VALIDATION_SEED_START, TrainConfig, from_dict, load_config
-from retreg.training.datasets import AffinePairDataset, DiskSource, SynthSource, scan_cases
+from retreg.training.datasets import AffinePairDataset, DiskSource, SynthSource
 from retreg.training.module import LoftrLightning
 
 MONITOR = ("val/mce_median_px512", "min")

@@ -7,6 +7,8 @@ import argparse
 import importlib
 import sys
 
+from retreg import __version__
+
 COMMANDS = ("register", "evaluate", "synth", "train", "finetune")
 
 
@@ -18,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="retreg", description="Multimodal retinal image registration (RetReg)."
     )
+    parser.add_argument("--version", action="version", version=f"retreg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(f"retreg.cli.{name}").add_parser(sub)

@@ -1,4 +1,5 @@
-"""Case-folder scanning and the affine training pairs (training/datasets.py, training/augment.py)."""
+"""The affine training pairs from case folders and synthetic cases (training/datasets.py,
+training/augment.py)."""
 import json
 from pathlib import Path
 
@@ -7,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from retreg.core.errors import DatasetError
+from retreg.core.cases import scan_cases
 from retreg.core.io import write_image
+from retreg.core.types import Mode
 from retreg.training.augment import AugmentConfig, photometric, random_affine, random_shift
-from retreg.training.datasets import (MAX_KEYPOINTS, AffinePairDataset, DiskSource, SynthSource,
-                               file_role, scan_cases)
+from retreg.training.datasets import MAX_KEYPOINTS, AffinePairDataset, DiskSource, SynthSource
 from retreg.training.supervision import apply_transform, cell_centres, coarse_fine_gt
+from retreg.training.synth import render_case
 
 SIZE = 128
 
@@ -59,78 +61,6 @@ def good_root(tmp_path_factory) -> Path:
             files[f"{i}_vessels.png"] = c["vessels"]
         _write_case(root, f"case{i}", files)
     return root
-
-
-@pytest.mark.parametrize("name, role", [
-    ("12_cf_512.png", "cf"), ("12_cf_gen_512.png", "cf"), ("12_cf_clip_512.png", "cf_clip"),
-    ("12_cf_gen_clip_512.png", "cf_clip"), ("7_fa.png", "fa"), ("7_fa_gen_v2.png", "fa"),
-    ("7_oct_gen.png", "oct"), ("7_octa_gen.png", "octa"), ("P1_3_OCTA.PNG", "octa"),
-    ("7_vessels.png", "vessels"), ("7_vessels_clip.png", "vessels_clip"),
-    ("7_keypoints.json", "keypoints"), ("7_notes.png", None), ("cf.png", None),
-])
-def test_file_role_reads_modality_gen_and_notes(name, role):
-    assert file_role(name) == role
-
-
-def test_scan_finds_every_good_case_for_every_mode(good_root):
-    for mode in ("cffa", "cfoct", "octfa", "cfocta"):
-        cases, skipped = scan_cases(good_root, mode)
-        assert [c.name for c in cases] == ["case0", "case1", "case2"] and skipped == []
-    cases, _ = scan_cases(good_root, "cfocta")
-    assert cases[0].fixed_path.name == "0_cf_gen_clip_512.png"
-    assert cases[0].moving_path.name == "0_octa_gen.png"
-    assert cases[0].vessels_path is None  # the clip mode needs _vessels_clip, not _vessels
-    cases, _ = scan_cases(good_root, "octfa")
-    assert cases[0].fixed_path.name == "0_oct_gen.png" and cases[0].vessels_path is not None
-
-
-def test_scan_reports_each_malformed_case_with_its_reason(tmp_path):
-    c = _fake_case(0)
-    _write_case(tmp_path, "good_with_notes", {"1_cf_512.png": c["cf"], "1_fa_gen_v2.png": c["fa"]})
-    _write_case(tmp_path, "no_fa", {"2_cf_512.png": c["cf"], "2_oct.png": c["oct"]})
-    _write_case(tmp_path, "clip_only", {"3_cf_clip_512.png": c["cf"], "3_fa.png": c["fa"]})
-    _write_case(tmp_path, "two_fa", {"4_cf_512.png": c["cf"], "4_fa.png": c["fa"],
-                                     "4_fa_gen.png": c["fa"]})
-    _write_case(tmp_path, "mismatch", {"5_cf_512.png": c["cf"],
-                                       "5_fa.png": cv2.resize(c["fa"], (64, 64))})
-    broken = _write_case(tmp_path, "broken", {"6_cf_512.png": c["cf"]})
-    (broken / "6_fa.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
-    _write_case(tmp_path, "octa_not_oct", {"8_cf_512.png": c["cf"], "8_octa_gen.png": c["octa"]})
-
-    cases, skipped = scan_cases(tmp_path, "cffa")
-    assert [x.name for x in cases] == ["good_with_notes"]
-    assert cases[0].moving_path.name == "1_fa_gen_v2.png"
-    reasons = dict(skipped)
-    assert set(reasons) == {"no_fa", "clip_only", "two_fa", "mismatch", "broken", "octa_not_oct"}
-    assert "missing fa" in reasons["no_fa"]
-    assert "missing cf image" in reasons["clip_only"]
-    assert "ambiguous" in reasons["two_fa"] and "4_fa_gen.png" in reasons["two_fa"]
-    assert "size mismatch" in reasons["mismatch"] and "64x64" in reasons["mismatch"]
-    assert "unreadable" in reasons["broken"] and "6_fa.png" in reasons["broken"]
-    assert "missing fa" in reasons["octa_not_oct"]
-
-    _, skipped_oct = scan_cases(tmp_path, "cfoct")
-    assert "missing oct" in dict(skipped_oct)["octa_not_oct"]
-
-
-def test_scan_raises_when_root_is_missing_or_nothing_is_usable(tmp_path):
-    with pytest.raises(DatasetError, match="does not exist"):
-        scan_cases(tmp_path / "nope", "cffa")
-    _write_case(tmp_path, "only_cf", {"1_cf_512.png": _fake_case(0)["cf"]})
-    with pytest.raises(DatasetError, match="no usable case.*only_cf: missing fa"):
-        scan_cases(tmp_path, "cffa")
-    with pytest.raises(DatasetError, match="unknown mode"):
-        scan_cases(tmp_path, "cfxx")
-
-
-def test_scan_reports_malformed_keypoints_side_file(tmp_path):
-    c = _fake_case(0)
-    folder = _write_case(tmp_path, "a", {"1_cf_512.png": c["cf"], "1_fa.png": c["fa"]})
-    (folder / "1_keypoints.json").write_text('{"clip": []}')
-    _write_case(tmp_path, "b", {"2_cf_512.png": c["cf"], "2_fa.png": c["fa"]})
-    cases, skipped = scan_cases(tmp_path, "cffa")
-    assert [x.name for x in cases] == ["b"]
-    assert skipped[0][0] == "a" and "malformed keypoints" in skipped[0][1]
 
 
 def test_item_has_the_contract_keys_dtypes_and_shapes(good_root):
@@ -289,32 +219,21 @@ def test_non_square_cases_are_letterboxed_with_the_padding_marked_invalid(tmp_pa
     assert (item["image0"][:, 48:] == 0).all()
 
 
-def test_synthetic_source_renders_on_the_fly_with_the_generator_keys(monkeypatch):
-    import retreg.training.synth as synth
-
-    calls = []
-
-    def render_case(seed, size=512):
-        calls.append(seed)
-        c = _fake_case(seed, size)
-        return {"cf": c["cf"], "fa": c["fa"], "oct": c["oct"], "cf_clip": c["cf"],
-                "octa": c["octa"], "vessels": c["vessels"] > 0, "vessels_clip": c["vessels"] > 0,
-                "keypoints": np.array([[40.0, 50.0, 0]], np.float32),
-                "keypoints_clip": np.zeros((0, 3), np.float32)}
-
-    monkeypatch.setattr(synth, "render_case", render_case, raising=False)
-    ds = AffinePairDataset(SynthSource(100, 2, render_size=SIZE), "cffa", size=64, length=4)
+def test_synthetic_source_renders_the_case_of_each_seed_and_cycles_over_them():
+    source = SynthSource(100, 2, render_size=SIZE)
+    rendered = render_case(101, size=SIZE)
+    case = source.load(1, Mode.CFFA)
+    np.testing.assert_array_equal(case.fixed, rendered["cf"])
+    np.testing.assert_array_equal(case.moving, rendered["fa"])
+    ds = AffinePairDataset(source, "cffa", size=64, length=4)
     items = [ds[i] for i in range(4)]
-    assert sorted(set(calls)) == [100, 101]  # each case rendered once, then cached
     assert items[0]["image1"].shape == (2, 64, 64)
-    np.testing.assert_array_equal(items[0]["vessel0"], items[2]["vessel0"])
+    np.testing.assert_array_equal(items[0]["vessel0"], items[2]["vessel0"])  # seed 100 twice
+    assert not np.array_equal(items[0]["vessel0"], items[1]["vessel0"])
 
 
 @pytest.mark.parametrize("mode", ["cfoct", "cfocta"])
-def test_synthetic_source_with_the_real_renderer_gives_aligned_pairs(mode):
-    synth = pytest.importorskip("retreg.training.synth")
-    if not hasattr(synth, "render_case"):
-        pytest.skip("retreg.training.synth.render_case is not available yet")
+def test_synthetic_source_gives_aligned_pairs(mode):
     ds = AffinePairDataset(SynthSource(0, 1, render_size=256), mode, size=128, seed=2)
     item = ds[0]
     v1 = item["vessel1"] > 0.5

@@ -4,9 +4,12 @@ import os
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from retreg.core.matchers.loftr.weights import load_model
+
+pytestmark = pytest.mark.slow
 
 
 def test_ddp_with_two_cpu_processes_trains_and_exports_once(tmp_path):

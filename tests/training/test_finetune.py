@@ -4,6 +4,7 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from retreg.core.annotations import Annotation, ImageRef, PointPair, export_realpair
@@ -14,6 +15,8 @@ from retreg.training.datasets import AffinePairDataset
 from retreg.training.finetune import config_from_dict, finetune
 from retreg.training.realpairs import RealPairSource, load_realpairs
 from retreg.training.synth import render_case
+
+pytestmark = pytest.mark.slow
 
 
 def _style_shift(img, rng):

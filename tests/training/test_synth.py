@@ -1,4 +1,5 @@
-"""The synthetic generator: geometry shared by all modalities, determinism, layout, CLI."""
+"""The synthetic generator: geometry shared by all modalities, determinism, the clinic's layout
+(read back by ``retreg.core.cases``), CLI."""
 import json
 
 import cv2
@@ -6,8 +7,11 @@ import numpy as np
 import pytest
 
 from retreg.cli import main
+from retreg.core.cases import MODE_ROLES, scan_cases
+from retreg.core.io import read_image
+from retreg.core.types import Mode
 from retreg.training.synth.case import render_case
-from retreg.training.synth.writer import IMAGE_FILES, case_name, write_case
+from retreg.training.synth.writer import case_name, write_case
 
 SIZE = 256
 
@@ -96,18 +100,19 @@ def test_same_seed_same_case_and_other_seed_other_case(case):
         assert not np.array_equal(case[key], other[key]), key
 
 
-def test_writer_uses_the_clinic_layout(tmp_path, case):
+def test_written_cases_scan_for_every_clinical_mode_with_their_side_files(tmp_path, case):
     folder = write_case(tmp_path, 7, case)
-    name = case_name(7)
-    assert folder == tmp_path / "case_000007" and name == "case_000007"
-    expected = {f"{name}_{suffix}" for suffix in IMAGE_FILES.values()} | {f"{name}_keypoints.json"}
-    assert {p.name for p in folder.iterdir()} == expected
-    cf = cv2.cvtColor(cv2.imread(str(folder / f"{name}_cf_gen_512.png")), cv2.COLOR_BGR2RGB)
-    assert np.array_equal(cf, case["cf"])
-    truth = json.loads((folder / f"{name}_keypoints.json").read_text())
+    assert folder.parent == tmp_path and folder.name == case_name(7)
+    for mode in Mode.clinical():
+        (found,), skipped = scan_cases(tmp_path, mode)
+        assert skipped == [] and found.vessels_path is not None, mode
+        fixed_key, moving_key = MODE_ROLES[mode].fixed, MODE_ROLES[mode].moving
+        assert np.array_equal(read_image(found.fixed_path), case[fixed_key]), mode
+        assert np.array_equal(read_image(found.moving_path), case[moving_key]), mode
+        kp = case["keypoints_clip" if mode is Mode.CFOCTA else "keypoints"][:, :2]
+        np.testing.assert_allclose(found.keypoints, kp, atol=1e-3)
+    truth = json.loads(next(folder.glob("*_keypoints.json")).read_text())
     assert truth["seed"] == 7 and truth["clip_box"] == case["clip_box"].tolist()
-    assert np.allclose(truth["full"], case["keypoints"], atol=1e-3)
-    assert np.allclose(truth["clip"], case["keypoints_clip"], atol=1e-3)
 
 
 def test_cli_writes_cases_with_consecutive_seeds(tmp_path):

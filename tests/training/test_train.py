@@ -33,6 +33,7 @@ def trained(tmp_path_factory) -> tuple[TrainResult, list]:
     return result, calls
 
 
+@pytest.mark.slow
 def test_training_exports_loadable_weights_with_card_and_provenance(trained):
     result, _ = trained
     assert result.steps == 4 and result.epochs == 2 and not result.cancelled
@@ -46,6 +47,7 @@ def test_training_exports_loadable_weights_with_card_and_provenance(trained):
     assert run["config"]["data"]["size"] == 64
 
 
+@pytest.mark.slow
 def test_training_reports_progress_every_step_and_logs_csv(trained):
     result, calls = trained
     assert [c[0] for c in calls] == [1, 2, 3, 4] and all(c[1] == 4 for c in calls)
@@ -56,6 +58,7 @@ def test_training_reports_progress_every_step_and_logs_csv(trained):
     assert list(result.out_dir.glob("tb/version_*/events.out.tfevents.*"))
 
 
+@pytest.mark.slow
 def test_training_resumes_from_its_last_checkpoint(trained, tmp_path):
     result, _ = trained
     ckpt = result.out_dir / "checkpoints" / "last.ckpt"
@@ -68,6 +71,7 @@ class _Killed(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_epoch_leaves_its_latest_finished_epoch_in_last_ckpt(tmp_path):
     def kill_in_epoch_3(step, total, metrics):
         if step == 5:
@@ -79,6 +83,7 @@ def test_a_run_killed_mid_epoch_leaves_its_latest_finished_epoch_in_last_ckpt(tm
     assert ckpt["global_step"] == 4 and ckpt["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_cancel_stops_after_the_current_step(tmp_path):
     result = train(from_dict(_tiny(tmp_path)), cancel=lambda: True)
     assert result.cancelled and result.steps == 1
