@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from retreg.core.types import PreparedImage
+from retreg.core.types import PreparedImage, RegistrationResult
 
 LEVELS = ("ok", "low confidence", "failed")
 NULL_DRAWS = 12  # random wrong transforms per pair for the structure z-score
@@ -184,3 +184,13 @@ def judge(evidence: Evidence, config: VerdictConfig = VerdictConfig()) -> Verdic
     if fail:
         return Verdict("failed", tuple(fail + weak), evidence)
     return Verdict("low confidence" if weak else "ok", tuple(weak), evidence)
+
+
+def assess(result: RegistrationResult, fixed: PreparedImage, moving: PreparedImage,
+           config: VerdictConfig = VerdictConfig()) -> Verdict:
+    """The verdict on a registration result, judged on the prepared images it came from."""
+    if result.matrix is None:
+        return Verdict("failed", (result.reason or "no transform found",))
+    inliers = result.matches.kpts_fixed[result.selected][result.inliers]
+    return judge(gather_evidence(result.matrix, fixed, moving, inliers, len(result.selected)),
+                 config)
