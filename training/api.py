@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from torch.utils.data import ConcatDataset, DataLoader
 
+from retreg.core.atomic import atomic_write_text
 from retreg.core.matchers.loftr.weights import card_path, load_all, load_backbone, save_weights
 from retreg.core.provenance import run_record
 from retreg.training.callbacks import CurriculumScheduler, DelayedEarlyStopping, ProgressFn, ProgressReporter
@@ -163,10 +164,10 @@ def train(config: TrainConfig | dict | str | Path, progress: ProgressFn | None =
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     weights = card_file = None
     if trainer.is_global_zero:
-        (out_dir / "run.json").write_text(json.dumps(
+        atomic_write_text(out_dir / "run.json", json.dumps(
             {**run_record(cfg.to_dict(), cfg.seed), "steps": trainer.global_step,
              "epochs": trainer.current_epoch, "minutes": minutes, "metrics": metrics},
-            indent=2, default=str), encoding="utf-8")
+            indent=2, default=str))
         if trainer.global_step > 0:
             weights = save_weights(module.model, cfg.export or out_dir / f"{cfg.name}.safetensors",
                                    _card(cfg, trainer, metrics, minutes, n_cases))

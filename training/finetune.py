@@ -25,6 +25,7 @@ from torch.utils.data import ConcatDataset, DataLoader, WeightedRandomSampler
 
 from retreg.core.annotations import sha256_file
 from retreg.core.errors import DatasetError
+from retreg.core.geometry import cell_centres, cell_of, pad_to_multiple, round_up
 from retreg.core.io import read_image
 from retreg.core.matchers.loftr import LoftrMatcher
 from retreg.core.matchers.loftr.model import COARSE_STRIDE, RetRegLoFTR
@@ -136,8 +137,7 @@ def load_finetune_config(path: str | Path) -> FinetuneConfig:
 def model_tensors(model: RetRegLoFTR, img: PreparedImage) -> torch.Tensor:
     """(1, C, H8, W8) network input of a prepared image, zero-padded to multiples of 8."""
     x = model_input(img, channels=model.config.channels)
-    h, w = x.shape[1:]
-    return torch.from_numpy(np.pad(x, ((0, 0), (0, -h % COARSE_STRIDE), (0, -w % COARSE_STRIDE))))[None]
+    return torch.from_numpy(pad_to_multiple(x, COARSE_STRIDE))[None]
 
 
 @dataclass
@@ -177,11 +177,11 @@ def anchor_hits(model: RetRegLoFTR, pair: RealPair, fixed: np.ndarray,
     x0, x1 = model_tensors(model, pf), model_tensors(model, pm)
     with torch.no_grad():
         log_conf = model.forward_coarse(x0, x1).log_conf[0]
-    w0, w1 = x0.shape[3] // COARSE_STRIDE, x1.shape[3] // COARSE_STRIDE
-    p0 = np.clip(np.floor((pf.to_work(pair.fixed_pts) + 0.5) / COARSE_STRIDE).astype(int), 0,
-                 [w0 - 1, x0.shape[2] // COARSE_STRIDE - 1])
+    (h0, w0), (h1, w1) = ((x.shape[2] // COARSE_STRIDE, x.shape[3] // COARSE_STRIDE)
+                          for x in (x0, x1))
+    p0 = np.clip(cell_of(pf.to_work(pair.fixed_pts), COARSE_STRIDE), 0, [w0 - 1, h0 - 1])
     j = log_conf[p0[:, 1] * w0 + p0[:, 0]].argmax(1).numpy()
-    centre = (np.c_[j % w1, j // w1] + 0.5) * COARSE_STRIDE - 0.5
+    centre = cell_centres(h1, w1, COARSE_STRIDE)[j]
     return np.linalg.norm(centre - pm.to_work(pair.moving_pts), axis=1) < HIT_CELLS * COARSE_STRIDE
 
 
@@ -229,7 +229,7 @@ def build_hybrid_data(cfg: FinetuneConfig, pairs: Sequence[RealPair], channels: 
     items with probability ``real_fraction``. Every index has its own augmentation, so the
     datasets are sized to the draws of the whole run."""
     d = cfg.data
-    size = d.size or -(-working_side // COARSE_STRIDE) * COARSE_STRIDE
+    size = d.size or round_up(working_side, COARSE_STRIDE)
     parts, weights = [], []
     by_mode: dict[Mode, list[RealPair]] = {}
     for p in pairs:

@@ -8,16 +8,16 @@ import pytest
 import torch
 
 from retreg.core.errors import ModelLoadError
-from retreg.core.matchers.loftr.coarse import CoarseMatching, cell_centres, mutual_nearest
+from retreg.core.matchers.loftr.coarse import CoarseMatching, mutual_nearest
 from retreg.core.matchers.loftr.fine import sample_windows
-from retreg.core.matchers.loftr.model import LoftrConfig, RetRegLoFTR
+from retreg.core.geometry import cell_centres
+from retreg.core.matchers.loftr.model import COARSE_STRIDE, LoftrConfig, RetRegLoFTR, coarse_cell_centres
 from retreg.core.matchers.loftr.weights import (card_path, load_all, load_backbone, load_model,
                                          read_config, save_weights)
 from retreg.training.api import build_train_dataset
 from retreg.training.callbacks import curriculum_values
 from retreg.training.config import CurriculumConfig, from_dict
 from retreg.training.losses import coarse_loss, fine_targets, loftr_loss, unmatched_loss, vessel_weight
-from retreg.training.supervision import cell_centres as gt_cell_centres
 from retreg.training.supervision import coarse_fine_gt, unmatched_cells
 
 TINY = LoftrConfig(channels=("vessels",), initial_dim=8, block_dims=(8, 16, 32), nhead=2,
@@ -99,9 +99,10 @@ def test_mutual_nearest_keeps_only_mutual_confident_pairs_inside_the_fov():
     assert m.conf.tolist() == pytest.approx([0.9])
 
 
-def test_cell_centres_follow_the_supervision_convention():
-    ours = cell_centres(4, 5, 8, torch.device("cpu")).numpy()
-    assert np.allclose(ours, gt_cell_centres(32, 40, 8))
+def test_coarse_matches_stand_at_the_geometry_cell_centres():
+    ours = coarse_cell_centres((4, 5), torch.device("cpu"))
+    assert ours.dtype == torch.float32
+    np.testing.assert_array_equal(ours.numpy(), cell_centres(4, 5, COARSE_STRIDE))
 
 
 def test_window_sampling_reads_features_at_exact_pixel_positions():
@@ -120,7 +121,7 @@ def test_fine_stage_moves_points_within_its_window():
     out = model.forward_coarse(torch.randn(1, 1, 64, 64), torch.randn(1, 1, 64, 64))
     b, i, j = torch.zeros(5, dtype=torch.long), torch.arange(5), torch.arange(5) + 3
     fine = model.refine(out, b, i, j)
-    start = cell_centres(8, 8, 8, torch.device("cpu"))[j]
+    start = coarse_cell_centres((8, 8), torch.device("cpu"))[j]
     assert torch.allclose(fine.kpts1, start + fine.expec[:, :2] * 4, atol=1e-5)
     assert torch.all((fine.kpts1 - start).abs() <= 4 + 1e-5)
 
