@@ -20,7 +20,7 @@ from retreg.core.atomic import atomic_write_text
 from retreg.core.matchers.loftr.weights import card_path, load_all, load_backbone, save_weights
 from retreg.core.provenance import run_record
 from retreg.training.callbacks import CurriculumScheduler, DelayedEarlyStopping, ProgressFn, ProgressReporter
-from retreg.training.config import VALIDATION_SEED_START, TrainConfig, from_dict, load_config
+from retreg.training.config import VALIDATION_SEED_START, TrainConfig
 from retreg.training.datasets import AffinePairDataset, DiskSource, SynthSource, scan_cases
 from retreg.training.module import LoftrLightning
 
@@ -84,14 +84,6 @@ def _loggers(cfg: TrainConfig, out_dir: Path) -> list[Logger]:
     return loggers
 
 
-def _as_config(config: TrainConfig | dict | str | Path) -> TrainConfig:
-    if isinstance(config, TrainConfig):
-        return config
-    if isinstance(config, dict):
-        return from_dict(config)
-    return load_config(config)
-
-
 def _card(cfg: TrainConfig, trainer: pl.Trainer, metrics: dict, minutes: float,
           n_cases: int) -> dict:
     d = cfg.data
@@ -116,7 +108,7 @@ def train(config: TrainConfig | dict | str | Path, progress: ProgressFn | None =
           progress_bar: bool = False) -> TrainResult:
     """Train, checkpoint under ``out_dir`` (resumable with ``resume``), then export the weights
     (safetensors + card) and a ``run.json`` provenance record."""
-    cfg = _as_config(config)
+    cfg = TrainConfig.load(config)
     if max_minutes is not None:
         cfg.max_minutes = max_minutes
     torch.set_num_threads(cfg.torch_threads)

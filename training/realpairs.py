@@ -30,6 +30,7 @@ from retreg.core.io import read_image
 from retreg.core.modality import prepare
 from retreg.core.pipeline import estimate_from_points
 from retreg.core.types import Mode
+from retreg.training.config import check_transform
 from retreg.training.datasets import AffinePairDataset, CaseImages, DiskSource
 
 MIN_GOOD_POINTS = 4  # a homography needs 4; fewer leaves H_computed unchecked
@@ -44,6 +45,9 @@ class HCheck:
     transform: str = "homography"
     ransac_threshold_px: float = 3.0
     max_residual_px: float = 1.5  # median inlier residual above this: points or model unreliable
+
+    def __post_init__(self) -> None:
+        check_transform("transform", self.transform)
 
 
 @dataclass(frozen=True)

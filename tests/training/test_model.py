@@ -16,7 +16,7 @@ from retreg.core.matchers.loftr.weights import (card_path, load_all, load_backbo
                                          read_config, save_weights)
 from retreg.training.api import build_train_dataset
 from retreg.training.callbacks import curriculum_values
-from retreg.training.config import CurriculumConfig, from_dict
+from retreg.training.config import CurriculumConfig, TrainConfig
 from retreg.training.losses import coarse_loss, fine_targets, loftr_loss, unmatched_loss, vessel_weight
 from retreg.training.supervision import coarse_fine_gt, unmatched_cells
 
@@ -223,33 +223,35 @@ def test_loading_rejects_missing_foreign_and_mismatched_files(tmp_path):
 
 def test_config_rejects_unknown_keys_and_modes():
     with pytest.raises(ValueError, match="unknown keys"):
-        from_dict({"data": {"sise": 256}})
+        TrainConfig.from_dict({"data": {"sise": 256}})
     with pytest.raises(ValueError, match="modes"):
-        from_dict({"data": {"modes": ["cfxx"]}})
+        TrainConfig.from_dict({"data": {"modes": ["cfxx"]}})
     with pytest.raises(ValueError, match="aug: unknown keys"):
-        from_dict({"data": {"aug": {"flip": 0.5}}})
+        TrainConfig.from_dict({"data": {"aug": {"flip": 0.5}}})
     with pytest.raises(ValueError, match="exclude each other"):
-        from_dict({"init_weights": "a.safetensors", "init_backbone": "b.safetensors"})
-    assert from_dict({"model": {"channels": ["intensity", "vessels"]}}).model.channels == (
-        "intensity", "vessels")
+        TrainConfig.from_dict({"init_weights": "a.safetensors", "init_backbone": "b.safetensors"})
+    cfg = TrainConfig.from_dict({"model": {"channels": ["intensity", "vessels"]}})
+    assert cfg.model.channels == ("intensity", "vessels")
 
 
 def test_config_augmentation_overrides_reach_the_augment_config():
-    aug = from_dict({"data": {"aug": {"hflip_p": 0.0, "scale_range": [0.9, 1.1]}}}).augment()
+    cfg = TrainConfig.from_dict({"data": {"aug": {"hflip_p": 0.0, "scale_range": [0.9, 1.1]}}})
+    aug = cfg.augment()
     assert aug.hflip_p == 0.0 and aug.scale_range == (0.9, 1.1) and aug.rotation_deg == 90.0
 
 
 def test_per_mode_augmentation_overrides_apply_to_their_mode_only():
-    cfg = from_dict({"data": {"modes": ["cffa", "cfocta"],
+    cfg = TrainConfig.from_dict({"data": {"modes": ["cffa", "cfocta"],
                               "aug": {"translate_frac": 0.3, "fixed_translate_frac": 0.2},
                               "aug_by_mode": {"cfocta": {"fixed_translate_frac": 0.0}}}})
     assert cfg.augment("cffa").fixed_translate_frac == 0.2
     assert cfg.augment("cfocta").fixed_translate_frac == 0.0
     assert cfg.augment("cfocta").translate_frac == 0.3  # the shared value stays
     with pytest.raises(ValueError, match="not one of data.modes"):
-        from_dict({"data": {"modes": ["cffa"], "aug_by_mode": {"cfocta": {}}}})
+        TrainConfig.from_dict({"data": {"modes": ["cffa"], "aug_by_mode": {"cfocta": {}}}})
     with pytest.raises(ValueError, match="aug_by_mode.cffa: unknown keys"):
-        from_dict({"data": {"modes": ["cffa"], "aug_by_mode": {"cffa": {"flip": 1}}}})
+        TrainConfig.from_dict({"data": {"modes": ["cffa"],
+                                        "aug_by_mode": {"cffa": {"flip": 1}}}})
     datasets = build_train_dataset(cfg).datasets  # nothing is rendered before an item is read
     assert [d.aug.fixed_translate_frac for d in datasets] == [0.2, 0.0]
 
