@@ -15,12 +15,12 @@ import json
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from retreg.core.atomic import atomic_write_bytes
 from retreg.core.errors import AnnotationError, DatasetError
 from retreg.core.types import TRANSFORM_TYPES, Mode
 
@@ -74,23 +74,7 @@ class Annotation:
                 np.array([p.moving for p in pts], dtype=np.float64).reshape(-1, 2))
 
 
-# ---------------------------------------------------------------- atomic writes, hashing
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old or the new file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
+# ---------------------------------------------------------------- hashing
 
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()

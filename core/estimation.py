@@ -9,6 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+# pipeline and the LoFTR matcher import ``residuals`` from here until they move to core.geometry
+from retreg.core.geometry import residuals  # noqa: F401
 from retreg.core.types import TRANSFORM_TYPES, Estimate
 
 MIN_POINTS = {"similarity": 3, "affine": 3, "homography": 4}
@@ -25,18 +27,6 @@ def _check_type(transform_type: str) -> None:
 
 def _as_pts(pts: np.ndarray) -> np.ndarray:
     return np.asarray(pts, dtype=np.float64).reshape(-1, 2)
-
-
-def apply(matrix: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Map (N, 2) points through a 3x3 matrix (projective division included)."""
-    pts = _as_pts(pts)
-    hom = np.c_[pts, np.ones(len(pts))] @ np.asarray(matrix, np.float64).T
-    return hom[:, :2] / hom[:, 2:3]
-
-
-def residuals(matrix: np.ndarray, moving_pts: np.ndarray, fixed_pts: np.ndarray) -> np.ndarray:
-    """(N,) distance in fixed-image pixels between mapped moving points and fixed points."""
-    return np.linalg.norm(apply(matrix, moving_pts) - _as_pts(fixed_pts), axis=1)
 
 
 def implausibility(matrix: np.ndarray, moving_pts: np.ndarray) -> str:

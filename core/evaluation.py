@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from retreg.core.annotations import atomic_write_bytes, read_fire_points
+from retreg.core.annotations import read_fire_points
+from retreg.core.atomic import atomic_write_bytes
 from retreg.core.errors import AnnotationError, DatasetError, ImageReadError
 from retreg.core.io import read_image
 from retreg.core.metrics import (SAME_MODALITY, PairErrors, Summary, Thresholds, classify,

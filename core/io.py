@@ -7,7 +7,6 @@ so a file that claims absurd dimensions fails fast instead of exhausting memory.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from retreg.core.atomic import atomic_write_bytes
 from retreg.core.errors import ImageReadError
 
 MIN_SIDE = 32
@@ -93,19 +93,11 @@ def to_float01(img: np.ndarray) -> np.ndarray:
 
 
 def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
-    """Write gray or RGB (uint8/uint16) atomically: a temp file in the same folder, then rename."""
+    """Write gray or RGB (uint8/uint16) atomically (``core.atomic``)."""
     path = Path(path)
     if img.ndim == 3:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
     ok, buf = cv2.imencode(path.suffix or ".png", img)
     if not ok:
         raise ImageReadError(f"{path.name}: cannot encode image as {path.suffix}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, buf.tobytes())

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from retreg.core.geometry import corners, map_points, residuals
+
 FAILED, INACCURATE, ACCEPTABLE = "failed", "inaccurate", "acceptable"
 OUTCOMES = (FAILED, INACCURATE, ACCEPTABLE)
 AUC_MAX_T = 25
@@ -51,14 +53,6 @@ class PairErrors:
         return float(np.max(self.per_point))
 
 
-def apply_homography(matrix: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Map (N, 2) points through a 3x3 matrix with the perspective divide."""
-    pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
-    h = np.hstack([pts, np.ones((len(pts), 1))]) @ np.asarray(matrix, dtype=np.float64).T
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return h[:, :2] / h[:, 2:3]
-
-
 def control_point_errors(matrix: np.ndarray | None, moving_pts: np.ndarray,
                          fixed_pts: np.ndarray) -> PairErrors:
     """Distances (px, fixed image) between warped moving control points and the fixed ones."""
@@ -69,7 +63,7 @@ def control_point_errors(matrix: np.ndarray | None, moving_pts: np.ndarray,
                          f"points, got {len(fixed_pts)} and {len(moving_pts)}")
     if matrix is None:
         return PairErrors(np.full(len(fixed_pts), np.inf), failed=True)
-    dist = np.linalg.norm(apply_homography(matrix, moving_pts) - fixed_pts, axis=1)
+    dist = residuals(matrix, moving_pts, fixed_pts)
     # A matrix that sends a point to infinity (w = 0) is as wrong as it gets, not a crash.
     return PairErrors(np.where(np.isfinite(dist), dist, np.inf), failed=False)
 
@@ -136,6 +130,5 @@ def mean_corner_error(H_est: np.ndarray | None, H_gt: np.ndarray, w: int, h: int
     """
     if H_est is None:
         return float("inf")
-    corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float64)
-    d = np.linalg.norm(apply_homography(H_est, corners) - apply_homography(H_gt, corners), axis=1)
+    d = residuals(H_est, corners(w, h), map_points(H_gt, corners(w, h)))
     return float(np.mean(np.where(np.isfinite(d), d, np.inf)))

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from retreg.core.estimation import apply, estimate
+from retreg.core.estimation import estimate
+from retreg.core.geometry import map_points, rescale_matrix
 from retreg.core.types import Matches, PreparedImage
 
 
@@ -64,15 +65,10 @@ class Refinement:
     threshold_px: float
 
 
-def work_to_full(img: PreparedImage) -> np.ndarray:
-    """3x3 matrix of ``PreparedImage.to_full`` (pixel centres aligned)."""
-    sx, sy = img.scale
-    return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
-
-
 def _work_matrix(matrix: np.ndarray, fixed: PreparedImage, moving: PreparedImage) -> np.ndarray:
     """Moving-work -> fixed-work version of a full-resolution moving -> fixed matrix."""
-    return np.linalg.inv(work_to_full(fixed)) @ np.asarray(matrix, np.float64) @ work_to_full(moving)
+    return (np.linalg.inv(rescale_matrix(fixed.scale)) @ np.asarray(matrix, np.float64)
+            @ rescale_matrix(moving.scale))
 
 
 def _warp_moving(moving: PreparedImage, work_matrix: np.ndarray, fixed: PreparedImage
@@ -160,7 +156,7 @@ def _correspondences(fixed: PreparedImage, moving: PreparedImage, work_matrix: n
         return Matches.empty(), len(centres)
     pts_fixed = np.array([c for c, _ in rows], np.float64)
     found = pts_fixed + np.array([r[:2] for _, r in rows])  # in the warped moving map
-    pts_moving = apply(np.linalg.inv(work_matrix), found)
+    pts_moving = map_points(np.linalg.inv(work_matrix), found)
     return Matches(fixed.to_full(pts_fixed), moving.to_full(pts_moving),
                    np.array([r[2] for _, r in rows])), len(centres)
 
@@ -183,10 +179,10 @@ def _rejection(matrix: np.ndarray, inliers: np.ndarray, cand: Matches, n_tried: 
         return f"too few NCC peaks agree ({n_in} of {n})"
     src, dst = cand.kpts_moving, cand.kpts_fixed
     # Beyond the searched range the refit extrapolates from peaks never looked for there.
-    moved = np.linalg.norm(apply(matrix, src) - apply(start, src), axis=1).max() / px
+    moved = np.linalg.norm(map_points(matrix, src) - map_points(start, src), axis=1).max() / px
     if moved > 1.5 * search:
         return f"refit moves the overlap by {moved:.0f} px, beyond the search range"
-    rms = [float(np.sqrt(np.mean((apply(m, src[inliers]) - dst[inliers]) ** 2)))
+    rms = [float(np.sqrt(np.mean((map_points(m, src[inliers]) - dst[inliers]) ** 2)))
            for m in (matrix, start)]
     if rms[0] > rms[1]:
         return f"refit fits the NCC peaks worse than the start (RMS {rms[0]:.1f} > {rms[1]:.1f})"

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from retreg.core.geometry import rescale_matrix
 from retreg.core.types import PreparedImage, RegistrationResult
 
 LEVELS = ("ok", "low confidence", "failed")
@@ -80,15 +81,10 @@ class Verdict:
                 "evidence": None if self.evidence is None else self.evidence.to_json()}
 
 
-def _work_to_full(img: PreparedImage) -> np.ndarray:
-    """3x3 working -> full-resolution pixels (``PreparedImage.to_full`` as a matrix)."""
-    sx, sy = img.scale
-    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]], np.float64)
-
-
 def working_matrix(matrix: np.ndarray, fixed: PreparedImage, moving: PreparedImage) -> np.ndarray:
     """A full-resolution moving -> fixed matrix as one between the two working images."""
-    return np.linalg.inv(_work_to_full(fixed)) @ np.asarray(matrix, np.float64) @ _work_to_full(moving)
+    return (np.linalg.inv(rescale_matrix(fixed.scale)) @ np.asarray(matrix, np.float64)
+            @ rescale_matrix(moving.scale))
 
 
 def linear_shape(matrix: np.ndarray) -> tuple[float, float, float]:

@@ -18,7 +18,7 @@ from PySide6 import QtCore
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from retreg.core import annotations as ann_io
-from retreg.core import estimation
+from retreg.core import geometry
 from retreg.core.pipeline import estimate_from_points, reestimate
 from retreg.core.types import Mode, RegistrationResult
 
@@ -246,8 +246,8 @@ class Session(QtCore.QObject):
         if self.matrix is None or not self.pairs:
             self.residuals = {}
             return
-        res = estimation.residuals(self.matrix, np.array([p.moving for p in self.pairs]),
-                                   np.array([p.fixed for p in self.pairs]))
+        res = geometry.residuals(self.matrix, np.array([p.moving for p in self.pairs]),
+                                 np.array([p.fixed for p in self.pairs]))
         self.residuals = {p.id: float(r) for p, r in zip(self.pairs, res)}
 
     def predict_partner(self, side: str, xy: tuple[float, float]) -> tuple[float, float] | None:
@@ -256,7 +256,7 @@ class Session(QtCore.QObject):
         if self.matrix is None:
             return None
         m = self.matrix if side == MOVING else np.linalg.inv(self.matrix)
-        x, y = estimation.apply(m, np.array([xy], float))[0]
+        x, y = geometry.map_points(m, np.array([xy], float))[0]
         return float(x), float(y)
 
     def map_points(self, side: str, pts: np.ndarray) -> np.ndarray | None:
@@ -264,7 +264,7 @@ class Session(QtCore.QObject):
         if self.matrix is None:
             return None
         m = self.matrix if side == MOVING else np.linalg.inv(self.matrix)
-        return estimation.apply(m, pts)
+        return geometry.map_points(m, pts)
 
     def inlier_residual_summary(self) -> tuple[int, float | None]:
         """(number of included pairs, their median residual in px)."""

@@ -16,11 +16,12 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from torch.utils.data import ConcatDataset, DataLoader
 
+from retreg.core.atomic import atomic_write_text
 from retreg.core.cases import scan_cases
 from retreg.core.matchers.loftr.weights import card_path, load_all, load_backbone, save_weights
 from retreg.core.provenance import run_record
 from retreg.training.callbacks import CurriculumScheduler, DelayedEarlyStopping, ProgressFn, ProgressReporter
-from retreg.training.config import VALIDATION_SEED_START, TrainConfig, from_dict, load_config
+from retreg.training.config import VALIDATION_SEED_START, TrainConfig
 from retreg.training.datasets import AffinePairDataset, DiskSource, SynthSource
 from retreg.training.module import LoftrLightning
 
@@ -84,14 +85,6 @@ def _loggers(cfg: TrainConfig, out_dir: Path) -> list[Logger]:
     return loggers
 
 
-def _as_config(config: TrainConfig | dict | str | Path) -> TrainConfig:
-    if isinstance(config, TrainConfig):
-        return config
-    if isinstance(config, dict):
-        return from_dict(config)
-    return load_config(config)
-
-
 def _card(cfg: TrainConfig, trainer: pl.Trainer, metrics: dict, minutes: float,
           n_cases: int) -> dict:
     d = cfg.data
@@ -116,7 +109,7 @@ def train(config: TrainConfig | dict | str | Path, progress: ProgressFn | None =
           progress_bar: bool = False) -> TrainResult:
     """Train, checkpoint under ``out_dir`` (resumable with ``resume``), then export the weights
     (safetensors + card) and a ``run.json`` provenance record."""
-    cfg = _as_config(config)
+    cfg = TrainConfig.load(config)
     if max_minutes is not None:
         cfg.max_minutes = max_minutes
     torch.set_num_threads(cfg.torch_threads)
@@ -164,10 +157,10 @@ def train(config: TrainConfig | dict | str | Path, progress: ProgressFn | None =
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     weights = card_file = None
     if trainer.is_global_zero:
-        (out_dir / "run.json").write_text(json.dumps(
+        atomic_write_text(out_dir / "run.json", json.dumps(
             {**run_record(cfg.to_dict(), cfg.seed), "steps": trainer.global_step,
              "epochs": trainer.current_epoch, "minutes": minutes, "metrics": metrics},
-            indent=2, default=str), encoding="utf-8")
+            indent=2, default=str))
         if trainer.global_step > 0:
             weights = save_weights(module.model, cfg.export or out_dir / f"{cfg.name}.safetensors",
                                    _card(cfg, trainer, metrics, minutes, n_cases))

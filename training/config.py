@@ -1,18 +1,43 @@
-"""Training configuration: one YAML file <-> nested dataclasses, validated on load so a typo
-fails before an hour of training, not after."""
+"""Run configuration: one YAML file <-> nested dataclasses. Every dataclass validates itself
+(``__post_init__``), so a config built in code (the GUI) is checked like one read from YAML, and
+a typo fails before an hour of training, not after."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 
 from retreg.core.matchers.loftr.model import LoftrConfig
-from retreg.core.types import Mode
+from retreg.core.types import TRANSFORM_TYPES, Mode
 from retreg.training.augment import AugmentConfig
 
 CROSS_MODAL_MODES = ("cffa", "cfoct", "octfa", "cfocta")
 VALIDATION_SEED_START = 10_000_000  # held-out synthetic seeds: never used for training
+MODES = tuple(m.value for m in Mode)
+
+R = TypeVar("R", bound="RunConfig")
+
+
+def check_modes(where: str, modes: list[str]) -> None:
+    """ValueError unless ``modes`` are all known registration modes."""
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        raise ValueError(f"{where}: unknown modes {bad}; expected some of {list(MODES)}")
+
+
+def check_transform(where: str, transform: str) -> None:
+    """ValueError unless ``transform`` is a known transform type."""
+    if transform not in TRANSFORM_TYPES:
+        raise ValueError(f"{where} must be one of {TRANSFORM_TYPES}, got {transform!r}")
+
+
+def check_keys(where: str, values: dict, known) -> None:
+    """ValueError naming the keys of ``values`` that are not in ``known``."""
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}")
 
 
 @dataclass
@@ -31,6 +56,20 @@ class DataConfig:
     val_pairs_per_mode: int = 8
     aug: dict = field(default_factory=dict)  # overrides of training.augment.AugmentConfig fields
     aug_by_mode: dict = field(default_factory=dict)  # mode -> overrides on top of ``aug``
+
+    def __post_init__(self) -> None:
+        if not self.modes:
+            raise ValueError(f"modes: none given; expected some of {list(MODES)}")
+        check_modes("modes", self.modes)
+        check_keys("aug", self.aug, AugmentConfig.__dataclass_fields__)
+        for mode, overrides in self.aug_by_mode.items():
+            if mode not in self.modes:
+                raise ValueError(f"aug_by_mode: {mode!r} is not one of data.modes {self.modes}")
+            if not isinstance(overrides, dict):
+                raise ValueError(f"aug_by_mode.{mode}: expected a mapping")
+            check_keys(f"aug_by_mode.{mode}", overrides, AugmentConfig.__dataclass_fields__)
+        if self.size % 8:
+            raise ValueError(f"size must be a multiple of 8, got {self.size}")
 
 
 @dataclass
@@ -58,28 +97,70 @@ class OptimConfig:
 
 
 @dataclass
-class TrainConfig:
-    name: str = "retreg_loftr"
+class RunConfig:
+    """What every training run has: identity, length, output, starting weights, optimiser.
+
+    Subclasses set their own defaults and add their sections; ``load`` reads any of them.
+    """
+
+    name: str = "run"
     seed: int = 0
-    out_dir: str = "runs/retreg_loftr"
-    max_epochs: int = 100
-    steps_per_epoch: int = 40
+    out_dir: str = "runs/run"
+    max_epochs: int = 1
+    steps_per_epoch: int = 1
     max_minutes: float | None = None
-    val_every_epochs: int = 5
-    init_backbone: str | None = None  # safetensors file: only backbone.* keys are loaded
-    init_weights: str | None = None  # safetensors file: the whole model (a new training stage)
-    early_stop_start_epoch: int = 100
-    early_stop_patience: int = 5
     torch_threads: int = 2
-    tensorboard: bool = False  # also log to TensorBoard (out_dir/tb; needs retreg[tensorboard])
+    init_weights: str | None = None  # safetensors file: the whole model to start from
     export: str | None = None  # safetensors path written at the end (+ .card.json)
-    model: LoftrConfig = field(default_factory=LoftrConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        if self.steps_per_epoch < 1 or self.max_epochs < 1:
+            raise ValueError("steps_per_epoch and max_epochs must be >= 1")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[R], values: dict) -> R:
+        """A config from a YAML mapping; unknown keys and invalid values raise ValueError
+        naming the key path."""
+        return _build(cls, values, "config")
+
+    @classmethod
+    def load(cls: type[R], source: R | dict | str | Path) -> R:
+        """``source`` as a config of this class: a config passes through, a mapping goes
+        through ``from_dict``, anything else is a YAML file's path."""
+        if isinstance(source, cls):
+            return source
+        if isinstance(source, dict):
+            return cls.from_dict(source)
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: config file does not exist")
+        return cls.from_dict(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+
+
+@dataclass
+class TrainConfig(RunConfig):
+    name: str = "retreg_loftr"
+    out_dir: str = "runs/retreg_loftr"
+    max_epochs: int = 100
+    steps_per_epoch: int = 40
+    val_every_epochs: int = 5
+    init_backbone: str | None = None  # safetensors file: only backbone.* keys are loaded
+    early_stop_start_epoch: int = 100
+    early_stop_patience: int = 5
+    tensorboard: bool = False  # also log to TensorBoard (out_dir/tb; needs retreg[tensorboard])
+    model: LoftrConfig = field(default_factory=LoftrConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.init_weights and self.init_backbone:
+            raise ValueError("init_weights (whole model) and init_backbone (backbone only) "
+                             "exclude each other; give one")
 
     def augment(self, mode: str | None = None) -> AugmentConfig:
         """The augmentation of training and validation pairs of ``mode``: ``data.aug`` with
@@ -90,57 +171,23 @@ class TrainConfig:
                                 for k, v in values.items()})
 
 
-def build_config(cls, values: dict, where: str):
-    """A config dataclass from a YAML mapping, recursing into nested dataclasses; unknown keys
-    and wrong shapes raise ValueError naming the key path (``where``)."""
+def _build(cls, values: dict, where: str):
+    """A config dataclass from a YAML mapping, recursing into nested dataclasses; unknown keys,
+    wrong shapes and the dataclasses' own checks raise ValueError naming the key path."""
     if not isinstance(values, dict):
         raise ValueError(f"{where}: expected a mapping, got {type(values).__name__}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown}")
+    check_keys(where, values, {f.name for f in fields(cls)})
+    defaults = cls()
     kwargs = {}
     for name, value in values.items():
-        default = getattr(cls(), name)
-        if is_dataclass(default):
-            kwargs[name] = (LoftrConfig.from_dict(value) if isinstance(default, LoftrConfig)
-                            else build_config(type(default), value, f"{where}.{name}"))
+        default = getattr(defaults, name)
+        if isinstance(default, LoftrConfig):
+            kwargs[name] = LoftrConfig.from_dict(value)
+        elif is_dataclass(default):
+            kwargs[name] = _build(type(default), value, f"{where}.{name}")
         else:
             kwargs[name] = value
-    return cls(**kwargs)
-
-
-def from_dict(values: dict) -> TrainConfig:
-    cfg = build_config(TrainConfig, values, "config")
-    bad = [m for m in cfg.data.modes if m not in {x.value for x in Mode}]
-    if bad or not cfg.data.modes:
-        raise ValueError(f"config.data.modes: unknown or empty {bad or cfg.data.modes}; "
-                         f"expected some of {[m.value for m in Mode]}")
-    unknown_aug = sorted(set(cfg.data.aug) - set(AugmentConfig.__dataclass_fields__))
-    if unknown_aug:
-        raise ValueError(f"config.data.aug: unknown keys {unknown_aug}")
-    for mode, overrides in cfg.data.aug_by_mode.items():
-        if mode not in cfg.data.modes:
-            raise ValueError(f"config.data.aug_by_mode: {mode!r} is not one of data.modes "
-                             f"{cfg.data.modes}")
-        if not isinstance(overrides, dict):
-            raise ValueError(f"config.data.aug_by_mode.{mode}: expected a mapping")
-        unknown = sorted(set(overrides) - set(AugmentConfig.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"config.data.aug_by_mode.{mode}: unknown keys {unknown}")
-    if cfg.data.size % 8:
-        raise ValueError(f"config.data.size must be a multiple of 8, got {cfg.data.size}")
-    if cfg.steps_per_epoch < 1 or cfg.max_epochs < 1:
-        raise ValueError("config.steps_per_epoch and config.max_epochs must be >= 1")
-    if cfg.init_weights and cfg.init_backbone:
-        raise ValueError("config: init_weights (whole model) and init_backbone (backbone only) "
-                         "exclude each other; give one")
-    return cfg
-
-
-def load_config(path: str | Path) -> TrainConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: config file does not exist")
-    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return from_dict(values)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc}") from None

@@ -14,13 +14,14 @@ from skimage.morphology import skeletonize
 
 from retreg.core.cases import MODE_ROLES, Case, case_mode
 from retreg.core.errors import DatasetError
+from retreg.core.geometry import map_points, rescale_points
 from retreg.core.io import read_image
 from retreg.core.modality import fov_mask, preprocess
 from retreg.core.representation import CHANNELS, model_input
 from retreg.core.types import Mode
 from retreg.core.vessels import vessel_map
 from retreg.training.augment import AugmentConfig, photometric, random_affine, random_shift, warp
-from retreg.training.supervision import apply_transform, coarse_fine_gt, unmatched_cells
+from retreg.training.supervision import coarse_fine_gt, unmatched_cells
 
 MAX_KEYPOINTS = 128
 MIN_SIDE_KEYPOINTS = 16  # below this many side-file keypoints, junctions are derived as well
@@ -141,8 +142,7 @@ def _fit(img: np.ndarray, size: int, interpolation: int) -> np.ndarray:
 def _fit_points(pts: np.ndarray, shape: tuple[int, int], size: int) -> np.ndarray:
     h, w = shape
     s = size / max(h, w)
-    scale = np.array([max(1, round(w * s)) / w, max(1, round(h * s)) / h])
-    return (pts + 0.5) * scale - 0.5
+    return rescale_points(pts, (max(1, round(w * s)) / w, max(1, round(h * s)) / h))
 
 
 def vessel_keypoints(vessels: np.ndarray) -> np.ndarray:
@@ -231,7 +231,7 @@ class AffinePairDataset(torch.utils.data.Dataset):
         if S[0, 2] or S[1, 2]:
             fixed, vessel0 = warp(fixed, S, size, size), warp(vessel0, S, size, size)
             mask0 = warp(mask0.astype(np.uint8), S, size, size, cv2.INTER_NEAREST) > 0
-            kpts = apply_transform(S, kpts)
+            kpts = map_points(S, kpts)
         fixed = photometric(fixed, rng, self.aug, self.aug.fixed_strength)
         work0 = preprocess(fixed, mode.fixed_modality)
         image0 = model_input(work0, vessel_map(work0, mode.fixed_modality, mask0),
@@ -266,7 +266,7 @@ class AffinePairDataset(torch.utils.data.Dataset):
                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Up to MAX_KEYPOINTS keypoints valid in both images, zero-padded, with a valid flag."""
         h, w = mask1.shape
-        p1 = apply_transform(T, pts)
+        p1 = map_points(T, pts)
         xi0, yi0 = np.rint(pts).astype(np.int64).T
         xi1, yi1 = np.rint(p1).astype(np.int64).T
         ok = ((xi0 >= 0) & (xi0 < w) & (yi0 >= 0) & (yi0 < h)

@@ -25,6 +25,7 @@ from torch.utils.data import ConcatDataset, DataLoader, WeightedRandomSampler
 
 from retreg.core.annotations import sha256_file
 from retreg.core.errors import DatasetError
+from retreg.core.geometry import cell_centres, cell_of, pad_to_multiple, round_up
 from retreg.core.io import read_image
 from retreg.core.matchers.loftr import LoftrMatcher
 from retreg.core.matchers.loftr.model import COARSE_STRIDE, RetRegLoFTR
@@ -34,10 +35,10 @@ from retreg.core.modality import prepare
 from retreg.core.pipeline import register
 from retreg.core.provenance import run_record
 from retreg.core.representation import model_input
-from retreg.core.types import TRANSFORM_TYPES, Mode, PreparedImage
+from retreg.core.types import Mode, PreparedImage
 from retreg.training.augment import AugmentConfig
 from retreg.training.callbacks import ProgressFn, ProgressReporter
-from retreg.training.config import OptimConfig, TrainConfig, build_config
+from retreg.training.config import OptimConfig, RunConfig, TrainConfig, check_modes, check_transform
 from retreg.training.datasets import AffinePairDataset, SynthSource
 from retreg.core.evaluation import EvalPair, PairResult, format_table
 from retreg.training.losses import loftr_loss
@@ -67,6 +68,13 @@ class FinetuneData:
     replay_seed_start: int = 0  # the main training's seeds: replay rehearses what it saw
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
+    def __post_init__(self) -> None:
+        if not 0.0 < self.real_fraction <= 1.0:
+            raise ValueError(f"real_fraction must be in (0, 1], got {self.real_fraction}")
+        if self.size is not None and self.size % COARSE_STRIDE:
+            raise ValueError(f"size must be a multiple of {COARSE_STRIDE}, got {self.size}")
+        check_modes("replay_modes", self.replay_modes)
+
 
 @dataclass
 class FinetuneEval:
@@ -80,55 +88,27 @@ class FinetuneEval:
     every_epochs: int = 1
     patience: int = 3
 
+    def __post_init__(self) -> None:
+        check_transform("transform", self.transform)
+        if self.every_epochs < 1:
+            raise ValueError("every_epochs must be >= 1")
+
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(RunConfig):
+    """``annotations`` (an exported real-pair folder), ``init_weights`` and ``export`` are
+    required by ``finetune`` but may be left empty while a form is being filled in."""
+
     name: str = "retreg_loftr_ft"
-    seed: int = 0
-    annotations: str | None = None  # exported real-pair folder
-    init_weights: str | None = None  # the model to start from
-    export: str | None = None  # output safetensors (+ .card.json)
     out_dir: str = "runs/finetune"
     max_epochs: int = 30
     steps_per_epoch: int = 20
-    max_minutes: float | None = None
-    torch_threads: int = 2
+    annotations: str | None = None
     anchor_weight: float = 1.0
     h_computed: HCheck = field(default_factory=HCheck)
     data: FinetuneData = field(default_factory=FinetuneData)
     eval: FinetuneEval = field(default_factory=FinetuneEval)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, warmup_steps=20))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def config_from_dict(values: dict) -> FinetuneConfig:
-    cfg = build_config(FinetuneConfig, values, "config")
-    d, e = cfg.data, cfg.eval
-    if not 0.0 < d.real_fraction <= 1.0:
-        raise ValueError(f"config.data.real_fraction must be in (0, 1], got {d.real_fraction}")
-    if d.size is not None and d.size % COARSE_STRIDE:
-        raise ValueError(f"config.data.size must be a multiple of {COARSE_STRIDE}, got {d.size}")
-    bad = [m for m in d.replay_modes if m not in {x.value for x in Mode}]
-    if bad:
-        raise ValueError(f"config.data.replay_modes: unknown {bad}")
-    for where, t in (("eval.transform", e.transform), ("h_computed.transform",
-                                                        cfg.h_computed.transform)):
-        if t not in TRANSFORM_TYPES:
-            raise ValueError(f"config.{where} must be one of {TRANSFORM_TYPES}, got {t!r}")
-    if cfg.steps_per_epoch < 1 or cfg.max_epochs < 1 or e.every_epochs < 1:
-        raise ValueError("config.steps_per_epoch, max_epochs and eval.every_epochs must be >= 1")
-    return cfg
-
-
-def load_finetune_config(path: str | Path) -> FinetuneConfig:
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: config file does not exist")
-    return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
 
 
 # ---------------------------------------------------------------- held-out evaluation
@@ -136,8 +116,7 @@ def load_finetune_config(path: str | Path) -> FinetuneConfig:
 def model_tensors(model: RetRegLoFTR, img: PreparedImage) -> torch.Tensor:
     """(1, C, H8, W8) network input of a prepared image, zero-padded to multiples of 8."""
     x = model_input(img, channels=model.config.channels)
-    h, w = x.shape[1:]
-    return torch.from_numpy(np.pad(x, ((0, 0), (0, -h % COARSE_STRIDE), (0, -w % COARSE_STRIDE))))[None]
+    return torch.from_numpy(pad_to_multiple(x, COARSE_STRIDE))[None]
 
 
 @dataclass
@@ -177,11 +156,11 @@ def anchor_hits(model: RetRegLoFTR, pair: RealPair, fixed: np.ndarray,
     x0, x1 = model_tensors(model, pf), model_tensors(model, pm)
     with torch.no_grad():
         log_conf = model.forward_coarse(x0, x1).log_conf[0]
-    w0, w1 = x0.shape[3] // COARSE_STRIDE, x1.shape[3] // COARSE_STRIDE
-    p0 = np.clip(np.floor((pf.to_work(pair.fixed_pts) + 0.5) / COARSE_STRIDE).astype(int), 0,
-                 [w0 - 1, x0.shape[2] // COARSE_STRIDE - 1])
+    (h0, w0), (h1, w1) = ((x.shape[2] // COARSE_STRIDE, x.shape[3] // COARSE_STRIDE)
+                          for x in (x0, x1))
+    p0 = np.clip(cell_of(pf.to_work(pair.fixed_pts), COARSE_STRIDE), 0, [w0 - 1, h0 - 1])
     j = log_conf[p0[:, 1] * w0 + p0[:, 0]].argmax(1).numpy()
-    centre = (np.c_[j % w1, j // w1] + 0.5) * COARSE_STRIDE - 0.5
+    centre = cell_centres(h1, w1, COARSE_STRIDE)[j]
     return np.linalg.norm(centre - pm.to_work(pair.moving_pts), axis=1) < HIT_CELLS * COARSE_STRIDE
 
 
@@ -229,7 +208,7 @@ def build_hybrid_data(cfg: FinetuneConfig, pairs: Sequence[RealPair], channels: 
     items with probability ``real_fraction``. Every index has its own augmentation, so the
     datasets are sized to the draws of the whole run."""
     d = cfg.data
-    size = d.size or -(-working_side // COARSE_STRIDE) * COARSE_STRIDE
+    size = d.size or round_up(working_side, COARSE_STRIDE)
     parts, weights = [], []
     by_mode: dict[Mode, list[RealPair]] = {}
     for p in pairs:
@@ -339,14 +318,6 @@ class FinetuneResult:
         return self.after.better_than(self.before)
 
 
-def _as_config(config: FinetuneConfig | dict | str | Path) -> FinetuneConfig:
-    if isinstance(config, FinetuneConfig):
-        return config
-    if isinstance(config, dict):
-        return config_from_dict(config)
-    return load_finetune_config(config)
-
-
 def _card(cfg: FinetuneConfig, result: FinetuneResult, n_accepted: int) -> dict:
     base = Path(cfg.init_weights)
     base_card = card_path(base)
@@ -377,7 +348,7 @@ def finetune(config: FinetuneConfig | dict | str | Path, progress: ProgressFn | 
              cancel: Callable[[], bool] | None = None) -> FinetuneResult:
     """Fine-tune ``config.init_weights`` on ``config.annotations``; export the weights that
     score best on the held-out pairs to ``config.export`` with a card saying what they saw."""
-    cfg = _as_config(config)
+    cfg = FinetuneConfig.load(config)
     for key in ("annotations", "init_weights", "export"):
         if not getattr(cfg, key):
             raise ValueError(f"config.{key} is required")

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 import torch
 
-from retreg.core.matchers.loftr.coarse import cell_centres, cell_fraction
+from retreg.core.matchers.loftr.coarse import cell_fraction
 from retreg.core.matchers.loftr.fine import FINE_STRIDE
-from retreg.core.matchers.loftr.model import COARSE_STRIDE, CoarseOutput, RetRegLoFTR
+from retreg.core.matchers.loftr.model import (COARSE_STRIDE, CoarseOutput, RetRegLoFTR,
+                                              coarse_cell_centres)
 
 
 @dataclass
@@ -61,7 +62,7 @@ def fine_targets(out: CoarseOutput, gt_xy1: torch.Tensor, b: torch.Tensor, i: to
                  j: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised offset of the true position from the centre of cell ``j`` ((M, 2), window
     half-width = 1) and whether it lies inside the window."""
-    centres1 = cell_centres(*out.hw1, COARSE_STRIDE, gt_xy1.device)[j]
+    centres1 = coarse_cell_centres(out.hw1, gt_xy1.device)[j]
     half = (window // 2) * FINE_STRIDE
     target = (gt_xy1[b, i] - centres1) / half
     return target, target.abs().amax(1) < 1.0

@@ -24,13 +24,14 @@ from scipy.sparse.csgraph import connected_components
 
 from retreg.core.annotations import Annotation, read_realpairs, sha256_file
 from retreg.core.errors import DatasetError
-from retreg.core.estimation import apply, residuals
+from retreg.core.geometry import (cell_centres, cell_index, map_points, mask_at, rescale_matrix,
+                                  residuals)
 from retreg.core.io import read_image
 from retreg.core.modality import prepare
 from retreg.core.pipeline import estimate_from_points
 from retreg.core.types import Mode
+from retreg.training.config import check_transform
 from retreg.training.datasets import AffinePairDataset, CaseImages, DiskSource
-from retreg.training.supervision import apply_transform, cell_centres
 
 MIN_GOOD_POINTS = 4  # a homography needs 4; fewer leaves H_computed unchecked
 
@@ -44,6 +45,9 @@ class HCheck:
     transform: str = "homography"
     ransac_threshold_px: float = 3.0
     max_residual_px: float = 1.5  # median inlier residual above this: points or model unreliable
+
+    def __post_init__(self) -> None:
+        check_transform("transform", self.transform)
 
 
 @dataclass(frozen=True)
@@ -184,12 +188,6 @@ def split_by_image(pairs: Sequence[RealPair], heldout_fraction: float, seed: int
 
 # ---------------------------------------------------------------- pairs as training cases
 
-def _full_to_work(scale: tuple[float, float]) -> np.ndarray:
-    """3x3 of ``PreparedImage.to_work`` (pixel centres aligned)."""
-    sx, sy = scale
-    return np.array([[1 / sx, 0, 0.5 / sx - 0.5], [0, 1 / sy, 0.5 / sy - 0.5], [0, 0, 1.0]])
-
-
 @dataclass
 class _Canvas:
     fixed: np.ndarray  # raw fixed image at working scale, FOV centred in size x size
@@ -238,9 +236,9 @@ class RealPairSource(DiskSource):
         ys, xs = np.nonzero(pf.fov)
         shift = np.rint((size - 1) / 2.0 - np.array([xs.min() + xs.max(), ys.min() + ys.max()]) / 2)
         work_to_canvas = np.array([[1, 0, shift[0]], [0, 1, shift[1]], [0, 0, 1.0]])
-        fixed_to_canvas = work_to_canvas @ _full_to_work(pf.scale)
+        fixed_to_canvas = work_to_canvas @ rescale_matrix(1 / np.asarray(pf.scale))
         moving_work_to_canvas = fixed_to_canvas @ pair.h.matrix @ np.linalg.inv(
-            _full_to_work(pm.scale))
+            rescale_matrix(1 / np.asarray(pm.scale)))
         # integer shift with nearest neighbour: the fixed image is only resized, never resampled
         fixed = cv2.warpAffine(cv2.resize(fixed_img, pf.work_size, interpolation=cv2.INTER_AREA),
                                work_to_canvas[:2], (size, size), flags=cv2.INTER_NEAREST)
@@ -248,25 +246,8 @@ class RealPairSource(DiskSource):
             cv2.resize(moving_img, pm.work_size, interpolation=cv2.INTER_AREA),
             moving_work_to_canvas, (size, size), flags=cv2.INTER_LINEAR)
         a_fixed, a_moving = pair.anchors
-        return _Canvas(fixed, moving, apply(fixed_to_canvas, a_fixed),
-                       apply(fixed_to_canvas @ pair.h.matrix, a_moving))
-
-
-def _cell_of(pts: np.ndarray, height: int, width: int, stride: int
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """Row-major cell index of each (x, y) point and whether it lies inside the image
-    (the cells of ``training.supervision``: cell c spans pixels [c*s - 0.5, (c+1)*s - 0.5))."""
-    col = np.floor((pts[:, 0] + 0.5) / stride).astype(np.int64)
-    row = np.floor((pts[:, 1] + 0.5) / stride).astype(np.int64)
-    inside = (col >= 0) & (col < width // stride) & (row >= 0) & (row < height // stride)
-    return np.where(inside, row * (width // stride) + col, -1), inside
-
-
-def _mask_at(mask: np.ndarray, pts: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    h, w = mask.shape
-    x = np.clip(np.rint(pts[:, 0]), 0, w - 1).astype(np.int64)
-    y = np.clip(np.rint(pts[:, 1]), 0, h - 1).astype(np.int64)
-    return inside & mask[y, x]
+        return _Canvas(fixed, moving, map_points(fixed_to_canvas, a_fixed),
+                       map_points(fixed_to_canvas @ pair.h.matrix, a_moving))
 
 
 def anchor_labels(anchors0: np.ndarray, anchors1: np.ndarray, T_0to1: np.ndarray,
@@ -287,12 +268,12 @@ def anchor_labels(anchors0: np.ndarray, anchors1: np.ndarray, T_0to1: np.ndarray
     gt_xy1 = np.zeros((n_cells, 2), np.float32)
     if len(anchors0) == 0:
         return gt_j, gt_xy1
-    i, in0 = _cell_of(anchors0, h0, w0, stride)
-    ok0 = _mask_at(mask0, anchors0, in0)
-    centres = cell_centres(h0, w0, stride)[np.clip(i, 0, None)]
-    target = anchors1 + apply_transform(T_0to1, centres) - apply_transform(T_0to1, anchors0)
-    j, in1 = _cell_of(target, h1, w1, stride)
-    ok = ok0 & _mask_at(mask1, target, in1)
+    i, in0 = cell_index(anchors0, h0 // stride, w0 // stride, stride)
+    ok0 = mask_at(mask0, anchors0, in0)
+    centres = cell_centres(h0 // stride, w0 // stride, stride)[np.clip(i, 0, None)]
+    target = anchors1 + map_points(T_0to1, centres) - map_points(T_0to1, anchors0)
+    j, in1 = cell_index(target, h1 // stride, w1 // stride, stride)
+    ok = ok0 & mask_at(mask1, target, in1)
     gt_j[i[ok]] = j[ok]
     gt_xy1[i[ok]] = target[ok]
     return gt_j, gt_xy1
@@ -315,7 +296,7 @@ class AnchoredItems(torch.utils.data.Dataset):
             a0 = a1 = np.zeros((0, 2))
         else:
             a0, a1_canvas = self.source.anchors(index % len(self.source))
-            a1 = apply(item["T_0to1"].astype(np.float64), a1_canvas) if len(a1_canvas) else a1_canvas
+            a1 = map_points(item["T_0to1"].astype(np.float64), a1_canvas) if len(a1_canvas) else a1_canvas
         item["anchor_j"], item["anchor_xy1"] = anchor_labels(a0, a1, item["T_0to1"],
                                                              item["mask0"], item["mask1"])
         return item

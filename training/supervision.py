@@ -11,50 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-
-def cell_centres(height: int, width: int, stride: int = 8) -> np.ndarray:
-    """(L, 2) float64 (x, y) pixel centres of the stride cells, row-major.
-
-    Cell (r, c) covers pixels [c*s, (c+1)*s) so its centre is ``c*s + s/2 - 0.5``.
-    """
-    h, w = height // stride, width // stride
-    rr, cc = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    half = stride / 2.0 - 0.5
-    return np.stack([cc.ravel() * stride + half, rr.ravel() * stride + half], axis=1).astype(np.float64)
-
-
-def apply_transform(T: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Map (..., N, 2) points with (..., 3, 3) matrices (projective division included)."""
-    T = np.asarray(T, dtype=np.float64)
-    pts = np.asarray(pts, dtype=np.float64)
-    hom = pts @ np.swapaxes(T[..., :2, :2], -1, -2) + T[..., None, :2, 2]
-    den = pts @ T[..., 2:3, :2].swapaxes(-1, -2) + T[..., None, 2:3, 2]
-    return hom / den
-
-
-def _cell_index(pts: np.ndarray, height: int, width: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-major index of the cell holding each point, and whether the point is inside the image.
-
-    The nearest cell centre is the cell whose pixel span contains the point, i.e.
-    ``floor((x + 0.5) / stride)``; pixels span [-0.5, W - 0.5).
-    """
-    w_cells, h_cells = width // stride, height // stride
-    col = np.floor((pts[..., 0] + 0.5) / stride)
-    row = np.floor((pts[..., 1] + 0.5) / stride)
-    inside = (col >= 0) & (col < w_cells) & (row >= 0) & (row < h_cells)
-    idx = np.where(inside, row * w_cells + col, -1)
-    return idx.astype(np.int64), inside
-
-
-def _sample_mask(mask: np.ndarray, pts: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """Mask value at the nearest pixel of each point (False where the point is outside)."""
-    h, w = mask.shape[-2:]
-    x = np.clip(np.rint(pts[..., 0]), 0, w - 1).astype(np.int64)
-    y = np.clip(np.rint(pts[..., 1]), 0, h - 1).astype(np.int64)
-    if mask.ndim == 2:
-        return mask[y, x] & inside
-    b = np.arange(mask.shape[0])[:, None]
-    return mask[b, y, x] & inside
+from retreg.core.geometry import cell_centres, cell_index, map_points, mask_at
 
 
 def coarse_fine_gt(T_0to1: np.ndarray, mask0: np.ndarray, mask1: np.ndarray,
@@ -72,14 +29,14 @@ def coarse_fine_gt(T_0to1: np.ndarray, mask0: np.ndarray, mask1: np.ndarray,
     mask1 = np.asarray(mask1, dtype=bool)
     h0, w0 = mask0.shape[-2:]
     h1, w1 = mask1.shape[-2:]
-    c0 = cell_centres(h0, w0, stride)
-    c1 = cell_centres(h1, w1, stride)
-    xy1 = apply_transform(T, c0)
-    j, inside1 = _cell_index(xy1, h1, w1, stride)
-    valid = _sample_mask(mask1, xy1, inside1)
-    valid &= _sample_mask(mask0, np.broadcast_to(c0, xy1.shape), np.ones(xy1.shape[:-1], bool))
-    back = apply_transform(np.linalg.inv(T), c1)  # centres of every image1 cell, in image0
-    i_back, inside0 = _cell_index(back, h0, w0, stride)
+    c0 = cell_centres(h0 // stride, w0 // stride, stride)
+    c1 = cell_centres(h1 // stride, w1 // stride, stride)
+    xy1 = map_points(T, c0)
+    j, inside1 = cell_index(xy1, h1 // stride, w1 // stride, stride)
+    valid = mask_at(mask1, xy1, inside1)
+    valid &= mask_at(mask0, np.broadcast_to(c0, xy1.shape), np.ones(xy1.shape[:-1], bool))
+    back = map_points(np.linalg.inv(T), c1)  # centres of every image1 cell, in image0
+    i_back, inside0 = cell_index(back, h0 // stride, w0 // stride, stride)
     i_back = np.where(inside0, i_back, -1)
     loop = np.take_along_axis(i_back, np.clip(j, 0, None), axis=-1)
     valid &= loop == np.arange(c0.shape[0])
@@ -106,11 +63,11 @@ def unmatched_cells(T_0to1: np.ndarray, mask0: np.ndarray, mask1: np.ndarray,
     out = []
     for src, dst, M in ((0, 1, T), (1, 0, np.linalg.inv(T))):
         h, w = masks[src].shape
-        centres = cell_centres(h, w, stride)
-        own = _sample_mask(masks[src], centres, np.ones(len(centres), bool))
-        there = apply_transform(M, centres)
+        centres = cell_centres(h // stride, w // stride, stride)
+        own = mask_at(masks[src], centres, np.ones(len(centres), bool))
+        there = map_points(M, centres)
         hd, wd = masks[dst].shape
         near = ((there[:, 0] >= -stride) & (there[:, 0] <= wd - 1 + stride)
                 & (there[:, 1] >= -stride) & (there[:, 1] <= hd - 1 + stride))
-        out.append(own & ~_sample_mask(reach[dst], there, near))
+        out.append(own & ~mask_at(reach[dst], there, near))
     return out[0], out[1]

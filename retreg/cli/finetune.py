@@ -34,9 +34,9 @@ def _print_progress(step: int, total: int, metrics: dict) -> None:
 
 
 def run(args) -> int:
-    from retreg.training.finetune import finetune, load_finetune_config
+    from retreg.training.finetune import FinetuneConfig, finetune
 
-    cfg = load_finetune_config(args.config)
+    cfg = FinetuneConfig.load(args.config)
     cfg.annotations, cfg.init_weights, cfg.export = (str(args.annotations),
                                                      str(args.init_weights), str(args.out))
     if args.max_minutes is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from retreg.core import overlays
-from retreg.core.annotations import atomic_write_bytes
+from retreg.core.atomic import atomic_write_bytes
 from retreg.core.io import read_image, write_image
 from retreg.core.matchers import available_matchers, get_matcher
 from retreg.core.modality import resolve_mode

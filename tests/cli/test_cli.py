@@ -9,7 +9,8 @@ import pytest
 from retreg.core.annotations import PointPair, write_fire_points
 from retreg.core import overlays
 from retreg.core.io import read_image, write_image
-from retreg.core.metrics import apply_homography, mean_corner_error
+from retreg.core.geometry import map_points
+from retreg.core.metrics import mean_corner_error
 from retreg.cli import main
 from retreg.core.evaluation import fire_pairs
 
@@ -56,7 +57,7 @@ def _write_pair(folder, name: str, seed: int, deg: float, shift) -> tuple:
     write_image(fixed_path, fixed)
     write_image(moving_path, moving)
     fixed_pts = np.array([[120.0, 130], [250, 140], [190, 260], [150, 200], [230, 230]])
-    moving_pts = apply_homography(F, fixed_pts)
+    moving_pts = map_points(F, fixed_pts)
     gt = folder / f"{name}_gt.txt"
     write_fire_points(gt, [PointPair(i, tuple(f), tuple(m))
                            for i, (f, m) in enumerate(zip(fixed_pts, moving_pts), start=1)])

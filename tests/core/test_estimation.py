@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from retreg.core.estimation import (apply, estimate, estimate_with_affine_fallback, fit_least_squares,
-                             residuals)
+from retreg.core.estimation import estimate, estimate_with_affine_fallback, fit_least_squares
+from retreg.core.geometry import map_points, residuals
 from retreg.core.selection import spatial_binning
 from retreg.core.types import Matches
 
@@ -24,7 +24,7 @@ TRUTH = {
 def _correspondences(matrix, n=200, outlier_share=0.5, noise=0.5, seed=0):
     rng = np.random.default_rng(seed)
     moving = rng.uniform(0, 1000, (n, 2))
-    fixed = apply(matrix, moving) + rng.normal(0, noise, (n, 2))
+    fixed = map_points(matrix, moving) + rng.normal(0, noise, (n, 2))
     n_out = int(n * outlier_share)
     fixed[:n_out] = rng.uniform(0, 1000, (n_out, 2))
     return moving, fixed, np.arange(n) >= n_out
@@ -32,7 +32,7 @@ def _correspondences(matrix, n=200, outlier_share=0.5, noise=0.5, seed=0):
 
 def _corner_error(m_est, m_true, side=1000.0):
     corners = np.array([[0, 0], [side, 0], [side, side], [0, side]])
-    return np.linalg.norm(apply(m_est, corners) - apply(m_true, corners), axis=1).max()
+    return np.linalg.norm(map_points(m_est, corners) - map_points(m_true, corners), axis=1).max()
 
 
 @pytest.mark.parametrize("transform_type", list(TRUTH))
@@ -87,7 +87,7 @@ def test_least_squares_fit_is_exact_on_clean_minimal_points(transform_type):
     moving = np.array([[10, 20], [900, 40], [500, 800], [100, 700]], float)
     if transform_type != "homography":
         moving = moving[:3]
-    m = fit_least_squares(moving, apply(TRUTH[transform_type], moving), transform_type)
+    m = fit_least_squares(moving, map_points(TRUTH[transform_type], moving), transform_type)
     assert _corner_error(m / m[2, 2], TRUTH[transform_type]) < 1e-3
 
 
@@ -126,7 +126,7 @@ def _folding_trap(seed=0):
     fold = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [-1.5e-3, 0.0, 1.0]])
     trap = rng.uniform(0, 1000, (60, 2))
     moving = np.vstack([good, trap])
-    fixed = np.vstack([apply(truth, good), apply(fold, trap)])
+    fixed = np.vstack([map_points(truth, good), map_points(fold, trap)])
     return moving, fixed, truth
 
 

@@ -5,7 +5,7 @@ import pytest
 
 import retreg.core.matchers as matchers
 from retreg.core.errors import ModelLoadError
-from retreg.core.estimation import apply
+from retreg.core.geometry import map_points
 from retreg.core.matchers import Matcher, available_matchers, get_matcher
 from retreg.core.pipeline import RegistrationConfig, estimate_from_points, reestimate, register
 from tests.helpers import vessel_lines
@@ -39,7 +39,7 @@ def _similarity(scale, angle_deg, tx, ty):
 
 def _corner_error(m_est, m_true, w, h):
     corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], float)
-    return float(np.linalg.norm(apply(m_est, corners) - apply(m_true, corners), axis=1).mean())
+    return float(np.linalg.norm(map_points(m_est, corners) - map_points(m_true, corners), axis=1).mean())
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_threshold_is_defined_at_working_resolution(synthetic_result):
 def test_manual_points_exact_minimum_uses_every_point():
     truth = _similarity(1.1, 5, 20, -7)
     moving = np.array([[10, 10], [300, 40], [120, 280]], float)
-    est = estimate_from_points(apply(truth, moving), moving, "affine")
+    est = estimate_from_points(map_points(truth, moving), moving, "affine")
     assert est.ok and est.inliers.all()
     np.testing.assert_allclose(est.matrix, truth, atol=1e-8)
 
@@ -106,7 +106,7 @@ def test_manual_points_with_a_misplaced_point_reject_it():
     truth = _similarity(0.95, -4, 5, 3)
     rng = np.random.default_rng(0)
     moving = rng.uniform(0, 500, (10, 2))
-    fixed = apply(truth, moving)
+    fixed = map_points(truth, moving)
     fixed[4] += [60, -40]
     est = estimate_from_points(fixed, moving, "similarity")
     assert est.ok and not est.inliers[4] and est.inliers.sum() == 9

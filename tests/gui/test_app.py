@@ -12,7 +12,7 @@ from PySide6 import QtCore, QtGui, QtWidgets  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 
 from retreg.core import annotations as ann_io  # noqa: E402
-from retreg.core.estimation import apply  # noqa: E402
+from retreg.core.geometry import map_points  # noqa: E402
 from retreg.core.io import read_image, write_image  # noqa: E402
 from retreg.gui import app as gui_app  # noqa: E402
 from retreg.gui import main_window as mw  # noqa: E402
@@ -139,7 +139,7 @@ def test_opening_a_pair_registers_it_and_shows_matches(qtbot, window, pair_files
     assert s.mode.value == "cffa"  # guessed from the file names
     assert s.result.ok and s.result.matcher == "classical"
     corners = np.array([[40.0, 40.0], [200.0, 60.0], [120.0, 210.0]])
-    err = np.linalg.norm(apply(s.matrix, corners) - apply(pair_files[2], corners), axis=1)
+    err = np.linalg.norm(map_points(s.matrix, corners) - map_points(pair_files[2], corners), axis=1)
     assert err.max() < 2.0
     assert window.table.proxy.rowCount() == len(s.pairs) > 10
     assert len(window.pair_view._lines) > 0
@@ -244,7 +244,7 @@ def test_click_click_adds_a_pair_at_the_predicted_partner_and_undo_removes_it(
     click(qtbot, window, "fixed", (100.0, 120.0))
     side, xy = window.pair_view.pending
     assert side == "fixed" and xy == pytest.approx((100.0, 120.0), abs=1.0)
-    expected = apply(np.linalg.inv(s.matrix), np.array([xy]))[0]
+    expected = map_points(np.linalg.inv(s.matrix), np.array([xy]))[0]
     assert window.pair_view.predicted == pytest.approx(tuple(expected))
     window.act_accept.trigger()  # Enter
     new = s.pairs[-1]

@@ -4,7 +4,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from retreg.core.estimation import apply  # noqa: E402
+from retreg.core.geometry import map_points  # noqa: E402
 from retreg.core.types import Matches, Mode, RegistrationResult  # noqa: E402
 from retreg.gui.session import FIXED, MOVING, Session  # noqa: E402
 
@@ -34,7 +34,7 @@ def session(qtbot, tmp_path):
 
 def model_result(n_outliers=3) -> RegistrationResult:
     moving = grid_points()
-    fixed = apply(TRUE, moving)
+    fixed = map_points(TRUE, moving)
     fixed[:n_outliers] += 60.0  # a few wrong matches
     conf = np.linspace(0.2, 1.0, len(moving))
     inliers = np.ones(len(moving), bool)
@@ -119,7 +119,7 @@ def test_too_few_points_gives_no_matrix_with_a_reason(session):
 
 def test_prediction_maps_through_the_current_transform_both_ways(session):
     session.apply_result(model_result())
-    fx, fy = apply(TRUE, np.array([[100.0, 120.0]]))[0]
+    fx, fy = map_points(TRUE, np.array([[100.0, 120.0]]))[0]
     assert session.predict_partner(MOVING, (100.0, 120.0)) == pytest.approx((fx, fy))
     assert session.predict_partner(FIXED, (fx, fy)) == pytest.approx((100.0, 120.0))
 

@@ -12,8 +12,9 @@ from retreg.core.cases import scan_cases
 from retreg.core.io import write_image
 from retreg.core.types import Mode
 from retreg.training.augment import AugmentConfig, photometric, random_affine, random_shift
+from retreg.core.geometry import cell_centres, map_points
 from retreg.training.datasets import MAX_KEYPOINTS, AffinePairDataset, DiskSource, SynthSource
-from retreg.training.supervision import apply_transform, cell_centres, coarse_fine_gt
+from retreg.training.supervision import coarse_fine_gt
 from retreg.training.synth import render_case
 
 SIZE = 128
@@ -100,7 +101,7 @@ def test_warped_moving_image_and_labels_land_on_the_same_vessels(good_root, mode
         assert len(k1) >= 3
         assert (item["vessel1"][k1[:, 1], k1[:, 0]] > 0).mean() > 0.95
         np.testing.assert_allclose(
-            apply_transform(item["T_0to1"], item["kpts0"][item["kpts_valid"]]),
+            map_points(item["T_0to1"], item["kpts0"][item["kpts_valid"]]),
             item["kpts1"][item["kpts_valid"]], atol=1e-3)
         mirrored = np.linalg.det(item["T_0to1"][:2, :2]) < 0
         assert mirrored == (hflip != vflip)  # two flips make a 180 deg rotation
@@ -122,7 +123,7 @@ def test_shifting_the_fixed_image_too_leaves_each_image_a_part_the_other_lacks(g
         seen = item["mask1"] & (warped > 0.5)
         assert (item["vessel1"][seen] > 0.2).mean() > 0.9
         np.testing.assert_allclose(
-            apply_transform(item["T_0to1"], item["kpts0"][item["kpts_valid"]]),
+            map_points(item["T_0to1"], item["kpts0"][item["kpts_valid"]]),
             item["kpts1"][item["kpts_valid"]], atol=1e-3)
         both_sides += bool(item["unmatched0"].any() and item["unmatched1"].any())
     assert both_sides >= 3
@@ -141,8 +142,8 @@ def test_ground_truth_agrees_with_the_transform(good_root):
     item = AffinePairDataset(cases, "cfoct", size=SIZE, seed=5)[1]
     gt_j, gt_xy1 = coarse_fine_gt(item["T_0to1"].astype(np.float64), item["mask0"], item["mask1"])
     np.testing.assert_array_equal(item["gt_j"], gt_j)
-    np.testing.assert_allclose(item["gt_xy1"], apply_transform(item["T_0to1"],
-                                                               cell_centres(SIZE, SIZE)), atol=1e-3)
+    np.testing.assert_allclose(item["gt_xy1"], map_points(item["T_0to1"],
+                                                          cell_centres(SIZE // 8, SIZE // 8, 8)), atol=1e-3)
     ok = item["gt_j"] >= 0
     assert ok.sum() > 20
     xy = np.rint(item["gt_xy1"][ok]).astype(int)
@@ -154,7 +155,7 @@ def test_random_affine_keeps_most_of_image0_in_view():
     dets = []
     for _ in range(200):
         T = random_affine(rng, 256, 256, AugmentConfig())
-        centre = apply_transform(T, np.array([[127.5, 127.5]]))[0]
+        centre = map_points(T, np.array([[127.5, 127.5]]))[0]
         assert (np.abs(centre - 127.5) <= 0.15 * 256 + 1e-6).all()
         dets.append(np.linalg.det(T[:2, :2]))
     assert 0.85 ** 2 - 1e-9 <= min(np.abs(dets)) and max(np.abs(dets)) <= 1.15 ** 2

@@ -12,7 +12,7 @@ from retreg.core.matchers.loftr.model import LoftrConfig, RetRegLoFTR
 from retreg.core.matchers.loftr.weights import load_model, save_weights
 from retreg.training.augment import AugmentConfig
 from retreg.training.datasets import AffinePairDataset
-from retreg.training.finetune import config_from_dict, finetune
+from retreg.training.finetune import FinetuneConfig, finetune
 from retreg.training.realpairs import RealPairSource, load_realpairs
 from retreg.training.synth import render_case
 
@@ -79,7 +79,7 @@ def test_finetuned_model_beats_its_start_on_held_out_pairs_and_card_records_the_
                                     working_side=128))
     start.backbone.moving.load_state_dict(start.backbone.fixed.state_dict())  # tied at init
     save_weights(start, tmp_path / "start.safetensors")
-    cfg = config_from_dict({
+    cfg = FinetuneConfig.from_dict({
         "annotations": str(tmp_path / "real"), "init_weights": str(tmp_path / "start.safetensors"),
         "export": str(tmp_path / "tuned.safetensors"), "out_dir": str(tmp_path / "run"),
         "max_epochs": 4, "steps_per_epoch": 20, "torch_threads": 1,

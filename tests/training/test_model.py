@@ -8,17 +8,17 @@ import pytest
 import torch
 
 from retreg.core.errors import ModelLoadError
-from retreg.core.matchers.loftr.coarse import CoarseMatching, cell_centres, mutual_nearest
+from retreg.core.matchers.loftr.coarse import CoarseMatching, mutual_nearest
 from retreg.core.matchers.loftr.fine import sample_windows
-from retreg.core.matchers.loftr.model import LoftrConfig, RetRegLoFTR
+from retreg.core.geometry import cell_centres
+from retreg.core.matchers.loftr.model import COARSE_STRIDE, LoftrConfig, RetRegLoFTR, coarse_cell_centres
 from retreg.core.matchers.loftr.weights import (card_path, load_all, load_backbone, load_model,
                                          read_config, save_weights)
 from retreg.training.api import build_train_dataset
 from retreg.training.augment import AugmentConfig
 from retreg.training.callbacks import curriculum_values
-from retreg.training.config import CurriculumConfig, from_dict
+from retreg.training.config import CurriculumConfig, TrainConfig
 from retreg.training.losses import coarse_loss, fine_targets, loftr_loss, unmatched_loss, vessel_weight
-from retreg.training.supervision import cell_centres as gt_cell_centres
 from retreg.training.supervision import coarse_fine_gt, unmatched_cells
 
 TINY = LoftrConfig(channels=("vessels",), initial_dim=8, block_dims=(8, 16, 32), nhead=2,
@@ -100,9 +100,10 @@ def test_mutual_nearest_keeps_only_mutual_confident_pairs_inside_the_fov():
     assert m.conf.tolist() == pytest.approx([0.9])
 
 
-def test_cell_centres_follow_the_supervision_convention():
-    ours = cell_centres(4, 5, 8, torch.device("cpu")).numpy()
-    assert np.allclose(ours, gt_cell_centres(32, 40, 8))
+def test_coarse_matches_stand_at_the_geometry_cell_centres():
+    ours = coarse_cell_centres((4, 5), torch.device("cpu"))
+    assert ours.dtype == torch.float32
+    np.testing.assert_array_equal(ours.numpy(), cell_centres(4, 5, COARSE_STRIDE))
 
 
 def test_window_sampling_reads_features_at_exact_pixel_positions():
@@ -121,7 +122,7 @@ def test_fine_stage_moves_points_within_its_window():
     out = model.forward_coarse(torch.randn(1, 1, 64, 64), torch.randn(1, 1, 64, 64))
     b, i, j = torch.zeros(5, dtype=torch.long), torch.arange(5), torch.arange(5) + 3
     fine = model.refine(out, b, i, j)
-    start = cell_centres(8, 8, 8, torch.device("cpu"))[j]
+    start = coarse_cell_centres((8, 8), torch.device("cpu"))[j]
     assert torch.allclose(fine.kpts1, start + fine.expec[:, :2] * 4, atol=1e-5)
     assert torch.all((fine.kpts1 - start).abs() <= 4 + 1e-5)
 
@@ -223,34 +224,36 @@ def test_loading_rejects_missing_foreign_and_mismatched_files(tmp_path):
 
 def test_config_rejects_unknown_keys_and_modes():
     with pytest.raises(ValueError, match="unknown keys"):
-        from_dict({"data": {"sise": 256}})
+        TrainConfig.from_dict({"data": {"sise": 256}})
     with pytest.raises(ValueError, match="modes"):
-        from_dict({"data": {"modes": ["cfxx"]}})
+        TrainConfig.from_dict({"data": {"modes": ["cfxx"]}})
     with pytest.raises(ValueError, match="aug: unknown keys"):
-        from_dict({"data": {"aug": {"flip": 0.5}}})
+        TrainConfig.from_dict({"data": {"aug": {"flip": 0.5}}})
     with pytest.raises(ValueError, match="exclude each other"):
-        from_dict({"init_weights": "a.safetensors", "init_backbone": "b.safetensors"})
-    assert from_dict({"model": {"channels": ["intensity", "vessels"]}}).model.channels == (
-        "intensity", "vessels")
+        TrainConfig.from_dict({"init_weights": "a.safetensors", "init_backbone": "b.safetensors"})
+    cfg = TrainConfig.from_dict({"model": {"channels": ["intensity", "vessels"]}})
+    assert cfg.model.channels == ("intensity", "vessels")
 
 
 def test_config_augmentation_overrides_reach_the_augment_config():
-    aug = from_dict({"data": {"aug": {"hflip_p": 0.0, "scale_range": [0.9, 1.1]}}}).augment()
+    cfg = TrainConfig.from_dict({"data": {"aug": {"hflip_p": 0.0, "scale_range": [0.9, 1.1]}}})
+    aug = cfg.augment()
     assert aug.hflip_p == 0.0 and aug.scale_range == (0.9, 1.1)
     assert aug.rotation_deg == AugmentConfig().rotation_deg  # what was not overridden stays
 
 
 def test_per_mode_augmentation_overrides_apply_to_their_mode_only():
-    cfg = from_dict({"data": {"modes": ["cffa", "cfocta"],
+    cfg = TrainConfig.from_dict({"data": {"modes": ["cffa", "cfocta"],
                               "aug": {"translate_frac": 0.3, "fixed_translate_frac": 0.2},
                               "aug_by_mode": {"cfocta": {"fixed_translate_frac": 0.0}}}})
     assert cfg.augment("cffa").fixed_translate_frac == 0.2
     assert cfg.augment("cfocta").fixed_translate_frac == 0.0
     assert cfg.augment("cfocta").translate_frac == 0.3  # the shared value stays
     with pytest.raises(ValueError, match="not one of data.modes"):
-        from_dict({"data": {"modes": ["cffa"], "aug_by_mode": {"cfocta": {}}}})
+        TrainConfig.from_dict({"data": {"modes": ["cffa"], "aug_by_mode": {"cfocta": {}}}})
     with pytest.raises(ValueError, match="aug_by_mode.cffa: unknown keys"):
-        from_dict({"data": {"modes": ["cffa"], "aug_by_mode": {"cffa": {"flip": 1}}}})
+        TrainConfig.from_dict({"data": {"modes": ["cffa"],
+                                        "aug_by_mode": {"cffa": {"flip": 1}}}})
     datasets = build_train_dataset(cfg).datasets  # nothing is rendered before an item is read
     assert [d.aug.fixed_translate_frac for d in datasets] == [0.2, 0.0]
 

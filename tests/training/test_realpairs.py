@@ -6,20 +6,19 @@ import pytest
 
 from retreg.core.annotations import Annotation, ImageRef, PointPair, export_realpair
 from retreg.core.errors import DatasetError
-from retreg.core.estimation import apply
+from retreg.core.geometry import cell_centres, map_points
 from retreg.core.metrics import mean_corner_error
 from retreg.training.augment import AugmentConfig
 from retreg.training.datasets import AffinePairDataset
 from retreg.training.realpairs import (AnchoredItems, HComputed, RealPair, RealPairSource, compute_h,
                                 load_realpairs, split_by_image)
-from retreg.training.supervision import apply_transform, cell_centres
 
 H_TRUE = np.array([[0.95, -0.20, 40.0], [0.18, 0.97, -25.0], [2e-5, -1e-5, 1.0]])  # moving->fixed
 
 
 def _points(rng, n, side=500.0):
     moving = rng.uniform(50, side - 50, (n, 2))
-    return apply(H_TRUE, moving), moving
+    return map_points(H_TRUE, moving), moving
 
 
 def test_h_computed_recovers_the_transform_from_noisy_clicks_and_flags_a_misclick():
@@ -38,7 +37,7 @@ def test_h_computed_rejects_with_the_reason():
     fixed, moving = _points(rng, 3)
     assert "too few points" in compute_h(fixed, moving, "homography", 5.0, 3.0).reason
     line = np.c_[np.linspace(0, 400, 8), np.linspace(0, 200, 8)]
-    degenerate = compute_h(apply(H_TRUE, line), line, "homography", 5.0, 3.0)
+    degenerate = compute_h(map_points(H_TRUE, line), line, "homography", 5.0, 3.0)
     assert not degenerate.ok and degenerate.reason.startswith(("degenerate", "too few good"))
     fixed, moving = _points(rng, 12)
     noisy = compute_h(fixed + rng.normal(0, 4.0, fixed.shape), moving, "homography", 20.0, 1.0)
@@ -81,7 +80,7 @@ def _export_synthetic_pair(root, pid, rng, n_points=10, size=160):
          @ np.array([[1, 0, -c], [0, 1, -c], [0, 0, 1.0]]))
     moving = cv2.warpAffine(fixed, G[:2], (size, size))
     f_pts = rng.uniform(0.3 * size, 0.7 * size, (n_points, 2))
-    m_pts = apply(G, f_pts) + rng.normal(0, 0.5, f_pts.shape)
+    m_pts = map_points(G, f_pts) + rng.normal(0, 0.5, f_pts.shape)
     ann = Annotation(ImageRef("f.png", None, fixed.shape), ImageRef("m.png", None, moving.shape),
                      "cfcf", [PointPair(k, f, m) for k, (f, m) in enumerate(zip(f_pts, m_pts))])
     export_realpair(root, pid, ann, fixed, moving)
@@ -104,7 +103,7 @@ def test_load_reports_rejected_pairs_and_items_carry_anchors_that_follow_the_ann
     labelled = np.flatnonzero(item["anchor_j"] >= 0)
     assert len(labelled) >= 5
     # the anchor target of a cell = the augmentation's map of its centre, up to click noise
-    mapped = apply_transform(item["T_0to1"], cell_centres(128, 128)[labelled])
+    mapped = map_points(item["T_0to1"], cell_centres(16, 16, 8)[labelled])
     assert np.abs(mapped - item["anchor_xy1"][labelled]).max() < 1.5
     # and the pre-aligned moving image shows the fixed content where H_computed says
     canvas = src.canvas(0)

@@ -1,7 +1,8 @@
 """Ground-truth labels from a known transform (training/supervision.py)."""
 import numpy as np
 
-from retreg.training.supervision import apply_transform, cell_centres, coarse_fine_gt, unmatched_cells
+from retreg.core.geometry import cell_centres, map_points
+from retreg.training.supervision import coarse_fine_gt, unmatched_cells
 
 
 def _rotation(deg: float, cx: float, cy: float, tx: float = 0.0, ty: float = 0.0) -> np.ndarray:
@@ -16,18 +17,10 @@ def _full(h=64, w=64):
     return np.ones((h, w), bool)
 
 
-def test_cell_centres_follow_the_pixel_centre_convention():
-    c = cell_centres(16, 24, stride=8)
-    assert c.shape == (2 * 3, 2)
-    np.testing.assert_allclose(c[0], [3.5, 3.5])
-    np.testing.assert_allclose(c[1], [11.5, 3.5])  # row-major: next column first
-    np.testing.assert_allclose(c[3], [3.5, 11.5])
-
-
 def test_identity_matches_every_cell_to_itself():
     gt_j, gt_xy1 = coarse_fine_gt(np.eye(3), _full(), _full())
     np.testing.assert_array_equal(gt_j, np.arange(64))
-    np.testing.assert_allclose(gt_xy1, cell_centres(64, 64))
+    np.testing.assert_allclose(gt_xy1, cell_centres(8, 8, 8))
     assert gt_j.dtype == np.int64 and gt_xy1.dtype == np.float32
 
 
@@ -47,9 +40,9 @@ def test_labels_agree_with_the_transform():
     gt_j, gt_xy1 = coarse_fine_gt(T, _full(64, 80), _full(72, 64))
     ok = gt_j >= 0
     assert ok.sum() > 10
-    np.testing.assert_allclose(gt_xy1, apply_transform(T, cell_centres(64, 80)), atol=1e-4)
+    np.testing.assert_allclose(gt_xy1, map_points(T, cell_centres(8, 10, 8)), atol=1e-4)
     # the labelled image1 cell is the one containing the exact warped centre
-    centres1 = cell_centres(72, 64)
+    centres1 = cell_centres(9, 8, 8)
     assert (np.abs(centres1[gt_j[ok]] - gt_xy1[ok]) <= 4.0).all()
 
 
@@ -59,8 +52,8 @@ def test_mutual_check_rejects_cells_whose_back_projection_leaves_the_cell():
     landed = (gt_xy1 > -0.5).all(axis=1) & (gt_xy1 < 63.5).all(axis=1)
     kept = gt_j >= 0
     assert kept.sum() > 0 and (landed & ~kept).sum() > 0  # some landed cells fail the check
-    back = apply_transform(np.linalg.inv(T), cell_centres(64, 64)[gt_j[kept]])
-    own = cell_centres(64, 64)[kept]
+    back = map_points(np.linalg.inv(T), cell_centres(8, 8, 8)[gt_j[kept]])
+    own = cell_centres(8, 8, 8)[kept]
     assert (np.abs(back - own) <= 4.0).all()
 
 

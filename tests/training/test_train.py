@@ -8,7 +8,7 @@ import torch
 from retreg.core.matchers.loftr.weights import load_model
 from retreg.training.api import TrainResult, train
 from retreg.cli import main
-from retreg.training.config import from_dict
+from retreg.training.config import TrainConfig
 
 
 def _tiny(tmp_path, **over) -> dict:
@@ -28,7 +28,7 @@ def _tiny(tmp_path, **over) -> dict:
 def trained(tmp_path_factory) -> tuple[TrainResult, list]:
     tmp = tmp_path_factory.mktemp("train")
     calls = []
-    result = train(from_dict(_tiny(tmp, tensorboard=True)),
+    result = train(TrainConfig.from_dict(_tiny(tmp, tensorboard=True)),
                    progress=lambda s, n, m: calls.append((s, n, dict(m))))
     return result, calls
 
@@ -63,7 +63,7 @@ def test_training_resumes_from_its_last_checkpoint(trained, tmp_path):
     result, _ = trained
     ckpt = result.out_dir / "checkpoints" / "last.ckpt"
     assert ckpt.is_file()
-    more = train(from_dict(_tiny(tmp_path, max_epochs=3)), resume=ckpt)
+    more = train(TrainConfig.from_dict(_tiny(tmp_path, max_epochs=3)), resume=ckpt)
     assert more.steps == 6 and more.epochs == 3
 
 
@@ -78,14 +78,14 @@ def test_a_run_killed_mid_epoch_leaves_its_latest_finished_epoch_in_last_ckpt(tm
             raise _Killed
 
     with pytest.raises(_Killed):
-        train(from_dict(_tiny(tmp_path, max_epochs=3)), progress=kill_in_epoch_3)
+        train(TrainConfig.from_dict(_tiny(tmp_path, max_epochs=3)), progress=kill_in_epoch_3)
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 4 and ckpt["epoch"] == 1
 
 
 @pytest.mark.slow
 def test_cancel_stops_after_the_current_step(tmp_path):
-    result = train(from_dict(_tiny(tmp_path)), cancel=lambda: True)
+    result = train(TrainConfig.from_dict(_tiny(tmp_path)), cancel=lambda: True)
     assert result.cancelled and result.steps == 1
 
 

@@ -9,13 +9,12 @@ half-written image that a dataset scan would trust.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from retreg.core.atomic import atomic_write_bytes
+from retreg.core.io import write_image
 from retreg.training.synth.case import render_case
 
 IMAGE_FILES = {  # render_case key → file suffix
@@ -33,41 +32,20 @@ def case_name(seed: int) -> str:
     return f"case_{seed:06d}"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; cases are shared data
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _png(img: np.ndarray) -> bytes:
-    if img.ndim == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", img)
-    if not ok:
-        raise OSError("PNG encoding failed")
-    return buf.tobytes()
-
-
 def write_case(root: str | Path, seed: int, case: dict[str, np.ndarray]) -> Path:
     """Write one rendered case under ``root``; returns the case folder."""
     name = case_name(seed)
     folder = Path(root) / name
     folder.mkdir(parents=True, exist_ok=True)
     for key, suffix in IMAGE_FILES.items():
-        _atomic_write(folder / f"{name}_{suffix}", _png(case[key]))
+        write_image(folder / f"{name}_{suffix}", case[key])
     truth = {
         "full": np.round(case["keypoints"].astype(float), 3).tolist(),
         "clip": np.round(case["keypoints_clip"].astype(float), 3).tolist(),
         "clip_box": [int(v) for v in case["clip_box"]],
         "seed": int(seed),
     }
-    _atomic_write(folder / f"{name}_keypoints.json", json.dumps(truth).encode())
+    atomic_write_bytes(folder / f"{name}_keypoints.json", json.dumps(truth).encode())
     return folder
 
 

@@ -28,14 +28,6 @@ def cell_fraction(mask: torch.Tensor, stride: int = 8) -> torch.Tensor:
     return F.avg_pool2d(mask[:, None].float(), stride).flatten(1)
 
 
-def cell_centres(h: int, w: int, stride: int, device: torch.device) -> torch.Tensor:
-    """(h*w, 2) (x, y) pixel centres of the cells (pixel centres at integer coordinates)."""
-    rows, cols = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device),
-                                indexing="ij")
-    half = stride / 2.0 - 0.5
-    return torch.stack([cols.flatten() * stride + half, rows.flatten() * stride + half], 1).float()
-
-
 class CoarseMatching(nn.Module):
     """Log dual-softmax scores between transformed tokens.
 

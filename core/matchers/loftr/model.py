@@ -8,12 +8,20 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from retreg.core.geometry import cell_centres
+
 from .backbone import DualBackbone
-from .coarse import CoarseMatching, cell_centres, cell_fraction, mutual_nearest
+from .coarse import CoarseMatching, cell_fraction, mutual_nearest
 from .fine import FineOutput, FineRefiner
 from .transformer import CoarseTransformer
 
 COARSE_STRIDE = 8
+
+
+def coarse_cell_centres(hw: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """(h*w, 2) float32 ``core.geometry.cell_centres`` of a coarse grid of ``hw`` = (h, w)
+    cells, on ``device``: the pixel each coarse match stands for."""
+    return torch.as_tensor(cell_centres(*hw, COARSE_STRIDE), dtype=torch.float32, device=device)
 
 
 @dataclass
@@ -107,8 +115,8 @@ class RetRegLoFTR(nn.Module):
                j: torch.Tensor) -> FineOutput:
         """Sub-pixel position in image1 of the centre of image0 cell ``i`` matched to cell ``j``."""
         dev = out.log_conf.device
-        pts0 = cell_centres(*out.hw0, COARSE_STRIDE, dev)[i]
-        pts1 = cell_centres(*out.hw1, COARSE_STRIDE, dev)[j]
+        pts0 = coarse_cell_centres(out.hw0, dev)[i]
+        pts1 = coarse_cell_centres(out.hw1, dev)[j]
         return self.fine(out.fine0, out.fine1, out.tok0[b, i], out.tok1[b, j], b, pts0, pts1)
 
     @torch.no_grad()
@@ -123,5 +131,5 @@ class RetRegLoFTR(nn.Module):
         thr = self.config.match_threshold if threshold is None else threshold
         cm = mutual_nearest(out.log_conf, thr, keep0, keep1)
         fine = self.refine(out, cm.b, cm.i, cm.j)
-        pts0 = cell_centres(*out.hw0, COARSE_STRIDE, image0.device)[cm.i]
+        pts0 = coarse_cell_centres(out.hw0, image0.device)[cm.i]
         return MatchOutput(cm.b, pts0, fine.kpts1, cm.conf)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open, save
 
+from retreg.core.atomic import atomic_write_bytes, atomic_write_text
 from retreg.core.errors import ModelLoadError
 
 from .model import LoftrConfig, RetRegLoFTR
@@ -24,16 +25,12 @@ def card_path(weights: str | Path) -> Path:
 
 def save_weights(model: RetRegLoFTR, path: str | Path, card: dict | None = None) -> Path:
     """Write ``path`` (safetensors, config in metadata) and, when given, its card JSON."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata={CONFIG_KEY: json.dumps(model.config.to_dict())})
-    tmp.replace(path)
-    path.chmod(0o644)  # safetensors writes 0600; shipped weights must be readable by all users
+    path = atomic_write_bytes(path, save(state, metadata={CONFIG_KEY: json.dumps(
+        model.config.to_dict())}))
     if card is not None:
         card = {**card, "architecture": model.config.to_dict()}
-        card_path(path).write_text(json.dumps(card, indent=2, default=str), encoding="utf-8")
+        atomic_write_text(card_path(path), json.dumps(card, indent=2, default=str))
     return path
 
 
