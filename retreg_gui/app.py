@@ -98,7 +98,7 @@ def take_screenshot(app, args: argparse.Namespace) -> int:
             app.processEvents()
         args.screenshot.parent.mkdir(parents=True, exist_ok=True)
         saved = window.grab().save(str(args.screenshot), "PNG")
-        window.session.undo_stack.setClean()  # a screenshot is not work to keep
+        window.doc.mark_saved()  # a screenshot is not work to keep
         window.close()
     if not saved:
         print(f"retreg-gui: cannot write {args.screenshot}", file=sys.stderr)
