@@ -305,6 +305,20 @@ def test_table_check_box_includes_and_excludes(qtbot, window, pair_files):
     assert window.doc.pair(pid).include is (not was)
 
 
+def test_typing_a_coordinate_in_the_table_moves_the_point(qtbot, window, pair_files):
+    open_and_register(qtbot, window, pair_files)
+    model, d = window.table.model, window.doc
+    before = d.pairs[0]
+    idx = model.index(0, 7)  # moving x
+    assert model.flags(idx) & QtCore.Qt.ItemFlag.ItemIsEditable
+    assert model.data(idx, QtCore.Qt.ItemDataRole.EditRole) == before.moving[0]
+    assert not model.setData(idx, "not a number", QtCore.Qt.ItemDataRole.EditRole)
+    assert model.setData(idx, 42.5, QtCore.Qt.ItemDataRole.EditRole)
+    assert d.pair(before.id).moving == (42.5, before.moving[1])
+    window.act_undo.trigger()
+    assert d.pair(before.id) == before
+
+
 # ---------------------------------------------------------------------------- files
 
 def test_save_then_load_restores_points_and_clears_dirty(qtbot, window, pair_files, tmp_path):
@@ -365,6 +379,24 @@ def test_dropping_two_files_opens_them_with_fixed_and_moving_told_apart(qtbot, w
     assert window.doc.moving_path == pair_files[1]
     assert window.settings.recent_pairs()[0] == (str(pair_files[0]), str(pair_files[1]))
     assert pair_files[0].name in window.recent_menu.actions()[0].text()
+
+
+def test_names_that_do_not_tell_the_mode_open_unregistered_until_it_is_chosen(
+        qtbot, window, pair_files, tmp_path):
+    left, right = tmp_path / "left.png", tmp_path / "right.png"
+    left.write_bytes(pair_files[0].read_bytes())
+    right.write_bytes(pair_files[1].read_bytes())
+    with qtbot.waitSignal(window.registration_done, timeout=5000) as blocker:
+        assert window.open_pair(left, right)
+    assert blocker.args == [False] and window.doc.mode is None and window.doc.result is None
+    assert "choose it in the toolbar" in window.statusBar().currentMessage()
+    window.act_register.trigger()
+    assert not window.runner.busy and "Choose the mode" in window.statusBar().currentMessage()
+    window.select_data(window.mode_combo, "cffa")
+    with qtbot.waitSignal(window.registration_done, timeout=30000) as blocker:
+        window.mode_combo.activated.emit(window.mode_combo.currentIndex())
+    assert blocker.args == [True] and window.doc.mode.value == "cffa"
+    assert window.pair_view.title["fixed"].text.startswith("Fixed CF: left.png")
 
 
 def test_case_folder_lists_cases_and_steps_through_them(qtbot, window, pair_files, tmp_path):
