@@ -89,7 +89,8 @@ def take_screenshot(app, args: argparse.Namespace) -> int:
         QtCore.QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, loop.quit)
         if not window.open_pair(pair[0], pair[1], mode=args.mode):
             return 1
-        loop.exec()
+        if "ok" not in outcome:  # a pair without a mode reports at once, unregistered
+            loop.exec()
         if "ok" not in outcome:
             print("retreg-gui: registration did not finish in time", file=sys.stderr)
         app.processEvents()

@@ -104,14 +104,16 @@ class PairView(QtWidgets.QWidget):
         QtCore.QTimer.singleShot(0, self.reset_zoom)
 
     def update_titles(self) -> None:
-        """'Fixed CF: name.png' / 'Moving FA: name.png' for the current mode and files."""
+        """'Fixed CF: name.png' / 'Moving FA: name.png' for the current mode and files
+        ('Fixed: name.png' while the mode is unknown)."""
         s = self.doc
         for side, path in ((FIXED, s.fixed_path), (MOVING, s.moving_path)):
             modality = ""
             if s.mode is not None:
                 modality = s.mode.fixed_modality if side == FIXED else s.mode.moving_modality
             name = path.name if path else "(none)"
-            self.title[side].setText(f"{side.capitalize()} {modality.upper()}: {name}")
+            self.title[side].setText(f"{side.capitalize()} {modality.upper()}".rstrip()
+                                     + f": {name}")
 
     def set_line_filter(self, name: str) -> None:
         self.line_filter = name
