@@ -26,7 +26,14 @@ class Session(QtCore.QObject):
         # The document must not keep this QObject alive: a Python reference cycle through a
         # Qt-owned object crashes when the garbage collector breaks it.
         me = weakref.ref(self)
-        for event, name in ((IMAGES, "images_changed"), (CONTENT, "document_changed"),
-                            (SELECTION, "selection_changed"), (HISTORY, "history_changed")):
-            doc.observe(event, lambda name=name: (s := me()) is not None
-                        and getattr(s, name).emit())
+
+        def forward(signal: str):
+            def emit() -> None:
+                adapter = me()
+                if adapter is not None:
+                    getattr(adapter, signal).emit()
+            return emit
+
+        for event, signal in ((IMAGES, "images_changed"), (CONTENT, "document_changed"),
+                              (SELECTION, "selection_changed"), (HISTORY, "history_changed")):
+            doc.observe(event, forward(signal))
