@@ -89,9 +89,6 @@ class Document:
         """Call ``callback()`` after every change of kind ``event`` (one of ``EVENTS``)."""
         self._observers[event].append(callback)
 
-    def unobserve(self, event: str, callback: Callable[[], None]) -> None:
-        self._observers[event].remove(callback)
-
     def _notify(self, event: str) -> None:
         for callback in list(self._observers[event]):
             callback()

@@ -1,6 +1,10 @@
 """The main window driven like a user would: open, register (classical matcher), overlays,
 manual point editing with undo, save/load, import/export, recovery, closing, screenshot."""
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -438,6 +442,47 @@ def test_autosave_is_offered_back_after_a_crash(qtbot, window, pair_files, tmp_p
     finally:
         other.doc.mark_saved()
         other.close()
+
+
+KILLED_APP = """
+import sys, time
+from retreg.gui.app import make_app
+from retreg.gui.main_window import MainWindow
+from retreg.gui.settings import Settings
+app = make_app([])
+w = MainWindow(Settings(sys.argv[1]), recovery_dir=sys.argv[2])
+w.open_pair(sys.argv[3], sys.argv[4], register=False)
+w.doc.add_pair((50.0, 60.0), (55.0, 58.0))
+w.doc.add_pair((150.0, 90.0), (148.0, 95.0))
+while w.recovery.pending() is None:
+    app.processEvents()
+    time.sleep(0.02)
+print("autosaved", flush=True)
+time.sleep(120)
+"""
+
+
+def test_work_of_a_killed_app_is_offered_back(qtbot, pair_files, tmp_path, monkeypatch):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    child = subprocess.Popen([sys.executable, "-c", KILLED_APP, str(tmp_path / "a.ini"),
+                              str(tmp_path / "rec"), str(pair_files[0]), str(pair_files[1])],
+                             stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert child.stdout.readline().strip() == "autosaved"
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    monkeypatch.setattr(QtWidgets.QMessageBox, "question",
+                        lambda *a, **k: QtWidgets.QMessageBox.StandardButton.Yes)
+    again = MainWindow(Settings(tmp_path / "b.ini"), recovery_dir=tmp_path / "rec")
+    try:
+        assert again.offer_recovery()
+        assert [p.fixed for p in again.doc.pairs] == [(50.0, 60.0), (150.0, 90.0)]
+        assert again.doc.is_dirty and again.doc.fixed_path == pair_files[0]
+        assert again.recovery.pending() is not None  # kept until the work is saved
+    finally:
+        again.doc.mark_saved()
+        again.close()
 
 
 def test_saving_removes_the_recovery_file(qtbot, window, pair_files, tmp_path):
