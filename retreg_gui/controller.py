@@ -132,8 +132,8 @@ class Controller:
         wanted = explicit or (None if chosen == AUTO_MODE else chosen)
         try:
             choice = resolve_mode(fixed, moving, wanted)
-        except ModeError:
-            return None, NO_MODE_NOTE
+        except ModeError as exc:  # an unknown explicit mode names itself
+            return None, str(exc) if wanted else NO_MODE_NOTE
         return choice.mode, ("" if choice.source == "user"
                              else f"mode {choice.mode.value} guessed from the file names")
 

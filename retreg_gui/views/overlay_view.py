@@ -173,7 +173,9 @@ class OverlayView(QtWidgets.QWidget):
             if s.has_images:
                 h, w = s.fixed_img.shape[:2]
                 self.message.setPos(w / 2, h / 2)
-            self.message.setText("No transform yet: register (Ctrl+R) or add point pairs"
+            first = ("choose the mode in the toolbar" if s.has_images and s.mode is None
+                     else "register (Ctrl+R)")
+            self.message.setText(f"No transform yet: {first} or add point pairs"
                                  if not s.fit_reason or not s.pairs
                                  else f"No transform: {s.fit_reason}")
             return

@@ -50,6 +50,8 @@ def test_mode_explicit_beats_toolbar_beats_names(tmp_path):
     assert Controller.choose_mode(cf, fa, None, "cfoct") == (Mode.CFOCT, "")
     assert Controller.choose_mode(cf, fa) == (Mode.CFFA,
                                               "mode cffa guessed from the file names")
+    mode, note = Controller.choose_mode(cf, fa, "cfxx")
+    assert mode is None and "unknown mode 'cfxx'" in note
 
 
 def test_unknown_names_open_unregistered_until_the_mode_is_chosen(ctl, tmp_path):
