@@ -89,7 +89,8 @@ def take_screenshot(app, args: argparse.Namespace) -> int:
         QtCore.QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, loop.quit)
         if not window.open_pair(pair[0], pair[1], mode=args.mode):
             return 1
-        loop.exec()
+        if "ok" not in outcome:  # a pair without a mode reports at once, unregistered
+            loop.exec()
         if "ok" not in outcome:
             print("retreg-gui: registration did not finish in time", file=sys.stderr)
         app.processEvents()
@@ -98,7 +99,7 @@ def take_screenshot(app, args: argparse.Namespace) -> int:
             app.processEvents()
         args.screenshot.parent.mkdir(parents=True, exist_ok=True)
         saved = window.grab().save(str(args.screenshot), "PNG")
-        window.session.undo_stack.setClean()  # a screenshot is not work to keep
+        window.doc.mark_saved()  # a screenshot is not work to keep
         window.close()
     if not saved:
         print(f"retreg-gui: cannot write {args.screenshot}", file=sys.stderr)

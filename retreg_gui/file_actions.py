@@ -1,6 +1,6 @@
 """Annotation files for the main window: save/load the core JSON, import/export FIRE txt and
 CSV, export a real-pair set for fine-tuning, and save the overlay image. A mixin of
-``MainWindow`` (it uses the window's session, settings, recovery store and status bar)."""
+``MainWindow`` (it uses the window's document, settings, recovery store and status bar)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +10,7 @@ from PySide6 import QtWidgets
 from retreg.core import annotations as ann_io
 from retreg.core.errors import RetRegError
 from retreg.core.io import write_image
+from retreg.gui.controller import annotation_images, changed_images
 from retreg.gui.dialogs import show_error
 
 
@@ -17,12 +18,12 @@ class AnnotationFilesMixin:
     """File actions on the open document; every format is read and written by core."""
 
     def save(self) -> bool:
-        if self.session.annotation_path is None:
+        if self.doc.annotation_path is None:
             return self.save_as()
-        return self.save_to(self.session.annotation_path)
+        return self.save_to(self.doc.annotation_path)
 
     def save_as(self) -> bool:
-        s = self.session
+        s = self.doc
         if not s.has_images:
             return False
         default = Path(self.settings.last_dir("annotations")) / (
@@ -33,12 +34,11 @@ class AnnotationFilesMixin:
 
     def save_to(self, path: Path) -> bool:
         try:
-            ann_io.save_annotation(path, self.session.to_annotation())
+            ann_io.save_annotation(path, self.doc.to_annotation())
         except (OSError, RetRegError) as exc:
             show_error(self, "Cannot save", f"{path}: {exc}")
             return False
-        self.session.mark_saved(path)
-        self.recovery.discard()
+        self.doc.mark_saved(path)  # the recovery file goes with the unsaved state
         self.settings.set_last_dir("annotations", path)
         self._update_title()
         self.statusBar().showMessage(f"Saved {path}", 5000)
@@ -59,14 +59,12 @@ class AnnotationFilesMixin:
         except RetRegError as exc:
             show_error(self, "Cannot load annotation", str(exc))
             return False
-        fixed, moving = (Path(r.path) if Path(r.path).is_absolute() else path.parent / r.path
-                         for r in (ann.fixed, ann.moving))
-        s = self.session
+        fixed, moving = annotation_images(ann, path)
+        s = self.doc
         if (s.fixed_path, s.moving_path) != (fixed, moving) or recovered:
             if not self.open_pair(fixed, moving, mode=ann.mode, register=False):
                 return False
-        changed = [r.path for r, p in ((ann.fixed, fixed), (ann.moving, moving))
-                   if r.sha256 and ann_io.sha256_file(p) != r.sha256]
+        changed = changed_images(ann, fixed, moving)
         s.load_points(ann)
         if not recovered:
             s.mark_saved(path)
@@ -80,7 +78,7 @@ class AnnotationFilesMixin:
         return True
 
     def import_points(self, kind: str) -> None:
-        if not self.session.has_images:
+        if not self.doc.has_images:
             self.statusBar().showMessage("Open the images first", 5000)
             return
         filt = "FIRE control points (*.txt)" if kind == "fire" else "CSV (*.csv)"
@@ -96,7 +94,7 @@ class AnnotationFilesMixin:
         except RetRegError as exc:
             show_error(self, "Cannot import points", str(exc))
             return False
-        self.session.replace_pairs(points, f"Import {Path(path).name}")
+        self.doc.replace_pairs(points, f"Import {Path(path).name}")
         self.statusBar().showMessage(f"Imported {len(points)} point pairs", 5000)
         return True
 
@@ -111,9 +109,9 @@ class AnnotationFilesMixin:
         """FIRE txt has no include flag: only the included pairs are written to it."""
         try:
             if kind == "fire":
-                ann_io.write_fire_points(path, [p for p in self.session.pairs if p.include])
+                ann_io.write_fire_points(path, [p for p in self.doc.pairs if p.include])
             else:
-                ann_io.write_csv_points(path, list(self.session.pairs))
+                ann_io.write_csv_points(path, list(self.doc.pairs))
         except (OSError, RetRegError) as exc:
             show_error(self, "Cannot export points", f"{path}: {exc}")
             return False
@@ -121,7 +119,7 @@ class AnnotationFilesMixin:
         return True
 
     def export_realpair_dialog(self) -> None:
-        s = self.session
+        s = self.doc
         if s.matrix is None:
             show_error(self, "Export for fine-tuning", "There is no transform to export: "
                        "register the pair or add enough point pairs first.")
@@ -136,7 +134,7 @@ class AnnotationFilesMixin:
             self.export_realpair(root, pair_id)
 
     def export_realpair(self, root: str | Path, pair_id: str) -> Path | None:
-        s = self.session
+        s = self.doc
         try:
             folder = ann_io.export_realpair(root, pair_id, s.to_annotation(), s.fixed_img,
                                             s.moving_img, H_computed=s.matrix,

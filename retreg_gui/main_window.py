@@ -1,7 +1,7 @@
-"""The main window: views around one ``Session``, actions with shortcuts, file handling.
+"""The main window: views around one ``Document``, actions with shortcuts, dialogs.
 
-Every action calls tested core/training code; this module only wires widgets, files and the
-background workers together.
+Layout and wiring only: decisions are the ``Controller``'s, edits the ``Document``'s, and every
+computation is tested core/training code.
 """
 from __future__ import annotations
 
@@ -13,44 +13,45 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from retreg.core.errors import RetRegError
 from retreg.core.io import read_image
 from retreg.core.matchers import available_matchers
-from retreg.core.modality import guess_mode
 from retreg.core.types import TRANSFORM_TYPES, Mode, RegistrationResult
 from retreg.gui import palette
 from retreg.gui.case_browser import CaseBrowser
+from retreg.gui.controller import (AUTO_MODE, Controller, RegisterJob, counts_text, order_pair,
+                                   window_title)
 from retreg.gui.dialogs import AboutDialog, ShortcutsDialog, show_error
+from retreg.gui.document import Document
 from retreg.gui.file_actions import AnnotationFilesMixin
-from retreg.gui.recovery import RecoveryStore
+from retreg.gui.recovery import DEBOUNCE_MS, RecoveryStore
 from retreg.gui.session import Session
 from retreg.gui.settings import Settings
 from retreg.gui.training_panel import TrainingPanel
 from retreg.gui.views.overlay_view import OverlayView
 from retreg.gui.views.pair_view import LINE_FILTERS, PairView
 from retreg.gui.views.residual_table import ResidualTable
-from retreg.gui.workers import RegisterJob, RegisterRunner
+from retreg.gui.workers import RegisterRunner
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)"
-AUTO_MODE = "auto"
 
 
 class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
     """RetReg's review and annotation window."""
 
-    registration_done = QtCore.Signal(bool)  # ok; for scripted use (screenshots, tests)
+    # ok; for scripted use (screenshots, tests). False too when a pair opened without a mode.
+    registration_done = QtCore.Signal(bool)
 
     def __init__(self, settings: Settings | None = None, recovery_dir: str | Path | None = None
                  ) -> None:
         super().__init__()
         self.settings = settings or Settings()
-        self.session = Session(self)
+        self.doc = Document()
+        self.session = Session(self.doc, self)
+        self.controller = Controller(self.doc, Path(self.settings.weights())
+                                     if self.settings.weights() else None)
         self.runner = RegisterRunner(self)
-        self.recovery = RecoveryStore(self.session, recovery_dir or self.settings.recovery_dir()
-                                      or None, self)
-        self.weights: Path | None = Path(self.settings.weights()) if self.settings.weights() \
-            else None
-        # (pairs used, median residual) and matcher before re-registering with new weights
-        self._compare_before: tuple[int, float | None] | None = None
-        self._compare_name = ""
-        self._half_pair: dict[str, Path] = {}  # one image chosen, waiting for the other
+        self.recovery = RecoveryStore(self.doc, recovery_dir or self.settings.recovery_dir())
+        self.autosave = QtCore.QTimer(self)
+        self.autosave.setSingleShot(True)
+        self.autosave.setInterval(DEBOUNCE_MS)
         self._closed = False
         self.setWindowTitle("RetReg")
         self.setAcceptDrops(True)
@@ -84,6 +85,7 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         self._build_status()
         self._connect()
         self._restore_settings()
+        self._update_undo_actions()
         self._update_title()
         self._update_status()
 
@@ -166,14 +168,9 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
                               tip="Run the matcher and estimate the transform")
         self.act_weights = A("Choose model &weights…", self.choose_weights, None,
                              "fa5s.weight-hanging")
-        self.act_undo = self.session.undo_stack.createUndoAction(self, "&Undo")
-        self.act_undo.setShortcuts(QtGui.QKeySequence.StandardKey.Undo)
-        self._icons[self.act_undo] = "fa5s.undo"
-        self.act_redo = self.session.undo_stack.createRedoAction(self, "&Redo")
-        self.act_redo.setShortcuts([QtGui.QKeySequence("Ctrl+Shift+Z"),
-                                    QtGui.QKeySequence("Ctrl+Y")])
-        self._icons[self.act_redo] = "fa5s.redo"
-        self.addActions([self.act_undo, self.act_redo])
+        self.act_undo = A("&Undo", self.doc.undo, QtGui.QKeySequence.StandardKey.Undo,
+                          "fa5s.undo")
+        self.act_redo = A("&Redo", self.doc.redo, ["Ctrl+Shift+Z", "Ctrl+Y"], "fa5s.redo")
         self.act_add = A("&Add point pair", self.pair_view.set_add_mode, "A", "fa5s.crosshairs",
                          checkable=True, tip="Click a point in one image, then its partner")
         self.act_accept = A("Accept predicted partner", self.pair_view.accept_prediction,
@@ -272,8 +269,8 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
     def _connect(self) -> None:
         s = self.session
         s.document_changed.connect(self._on_document)
-        s.undo_stack.cleanChanged.connect(self._update_title)
-        s.undo_stack.indexChanged.connect(self._update_title)
+        s.history_changed.connect(self._on_history)
+        self.autosave.timeout.connect(self.save_recovery)
         self.runner.worker.finished.connect(self._on_registered)
         self.runner.worker.failed.connect(self._on_register_failed)
         self.runner.busy_changed.connect(self._on_busy)
@@ -286,7 +283,6 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         self.mode_combo.activated.connect(self._on_mode_chosen)
         self.cases.case_chosen.connect(self.open_case)
         self.training.weights_ready.connect(self.offer_new_weights)
-        self.recovery.error.connect(self.statusBar().showMessage)
 
     def _restore_settings(self) -> None:
         st = self.settings
@@ -301,7 +297,7 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         self.select_data(self.matcher_combo, st.matcher())
         self.select_data(self.transform_combo, st.transform())
         self.select_data(self.lines_combo, st.line_filter())
-        self.session.set_initial_transform(st.transform())
+        self.doc.set_initial_transform(st.transform())
         self.overlay_view.set_kind(st.overlay())
         self.overlay_view.squares.setValue(st.squares())
         self.act_dark.setChecked(st.dark())
@@ -321,41 +317,46 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         st.save_window(self.saveGeometry(), self.saveState())
         st.set_mode(self.mode_combo.currentData())
         st.set_matcher(self.matcher_combo.currentData())
-        st.set_transform(self.session.transform_type)
+        st.set_transform(self.doc.transform_type)
         st.set_line_filter(self.lines_combo.currentData())
         st.set_overlay(self.overlay_view.current_kind())
         st.set_squares(self.overlay_view.squares.value())
-        st.set_weights(self.weights)
+        st.set_weights(self.controller.weights)
         st.set_dark(self.act_dark.isChecked())
         st.sync()
 
     # ================================================================== status and title
-    def _update_title(self, *_):
-        s = self.session
-        name = s.annotation_path.name if s.annotation_path else (
-            f"{s.fixed_path.name} ← {s.moving_path.name}" if s.fixed_path and s.moving_path
-            else "no images")
-        self.setWindowTitle(f"{'*' if s.is_dirty else ''}{name} — RetReg")
+    def _update_title(self, *_) -> None:
+        self.setWindowTitle(window_title(self.doc))
 
     def _update_status(self) -> None:
-        s = self.session
-        parts = [f"mode {s.mode.value if s.mode else '?'}"]
-        if s.pairs:
-            n_inc, med = s.inlier_residual_summary()
-            parts.append(f"{len(s.pairs)} pairs, {n_inc} used")
-            parts.append(f"median residual {med:.2f} px" if med is not None
-                         else f"no transform: {s.fit_reason}")
-        r = s.result
-        if r is not None:
-            parts.append(f"{len(r.matches)} matches → {len(r.selected)} selected → "
-                         f"{r.n_inliers} inliers")
-            parts.append(f"{r.matcher} {r.timings.get('total', 0.0):.2f} s")
-        self.counts.setText("  |  ".join(parts))
+        self.counts.setText(counts_text(self.doc))
 
     def _on_document(self) -> None:
-        self.select_data(self.transform_combo, self.session.transform_type)
+        self.select_data(self.transform_combo, self.doc.transform_type)
         self._update_status()
         self._update_title()
+
+    def _update_undo_actions(self) -> None:
+        d = self.doc
+        for act, word, can, text in ((self.act_undo, "&Undo", d.can_undo, d.undo_text),
+                                     (self.act_redo, "&Redo", d.can_redo, d.redo_text)):
+            act.setEnabled(can)
+            act.setText(f"{word} {text}" if text else word)
+
+    def _on_history(self) -> None:
+        self._update_undo_actions()
+        self._update_title()
+        if self.recovery.on_history():
+            self.autosave.start()
+        else:
+            self.autosave.stop()
+
+    def save_recovery(self) -> None:
+        """Write the unsaved work to the recovery file now (the autosave timer's slot)."""
+        error = self.recovery.save_now()
+        if error:
+            self.statusBar().showMessage(error)
 
     def _on_busy(self, busy: bool) -> None:
         self.busy.setVisible(busy)
@@ -364,20 +365,10 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
             self.statusBar().showMessage("Registering…")
 
     # ================================================================== opening images
-    def chosen_mode(self, fixed: Path, moving: Path) -> tuple[Mode, str]:
-        """The mode picked in the combo, or guessed from names; with a note for the user."""
-        data = self.mode_combo.currentData()
-        if data != AUTO_MODE:
-            return Mode(data), ""
-        guessed = guess_mode(fixed, moving)
-        if guessed is not None:
-            return guessed, f"mode {guessed.value} guessed from the file names"
-        return Mode.CFFA, ("mode not recognisable from the file names: assuming cffa "
-                           "(choose the mode in the toolbar)")
-
     def open_pair(self, fixed: str | Path, moving: str | Path, mode: Mode | str | None = None,
                   register: bool = True) -> bool:
-        """Open two images as a new document (asks first if there are unsaved changes)."""
+        """Open two images as a new document (asks first if there are unsaved changes).
+        ``mode`` overrides the toolbar; without a mode the pair opens unregistered."""
         fixed, moving = Path(fixed), Path(moving)
         if not self.confirm_discard():
             return False
@@ -386,22 +377,20 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         except RetRegError as exc:
             show_error(self, "Cannot open image", str(exc))
             return False
-        if mode is not None:
-            mode, note = Mode(mode), ""
-            self.select_data(self.mode_combo, mode.value)
-        else:
-            mode, note = self.chosen_mode(fixed, moving)
-        self.session.set_images(fixed, moving, fixed_img, moving_img, mode)
-        self.recovery.discard()
+        opened = self.controller.open_images(fixed, moving, fixed_img, moving_img, mode,
+                                             self.mode_combo.currentData(), register)
+        if mode is not None and opened.mode is not None:
+            self.select_data(self.mode_combo, opened.mode.value)
         self.settings.add_recent_pair(fixed, moving)
         self.settings.set_last_dir("images", fixed)
         self._rebuild_recent_menu()
         self._update_title()
         self._update_status()
-        self.statusBar().showMessage(f"Opened {fixed.name} and {moving.name}"
-                                     + (f"; {note}" if note else ""), 8000)
-        if register:
+        self.statusBar().showMessage(opened.message, 8000)
+        if opened.register:
             self.register()
+        elif register:
+            self.registration_done.emit(False)
         return True
 
     def open_pair_dialog(self) -> None:
@@ -415,18 +404,10 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
                 return
             files.append(moving)
         if len(files) == 2:
-            self.open_pair(*self.order_pair(files))
+            self.open_pair(*order_pair(*files))
         elif files:
             show_error(self, "Open pair", f"Select two images (a fixed and a moving one), "
                                           f"not {len(files)}.")
-
-    @staticmethod
-    def order_pair(files: list[str]) -> tuple[str, str]:
-        """(fixed, moving): the order whose names form a known mode, else as given."""
-        a, b = files
-        if guess_mode(a, b) is None and guess_mode(b, a) is not None:
-            return b, a
-        return a, b
 
     def open_one_dialog(self, side: str) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
@@ -436,16 +417,11 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
 
     def replace_image(self, side: str, path: str | Path) -> None:
         """Swap one image of the open pair; with no pair yet, wait for the other image."""
-        s = self.session
-        chosen = {"fixed": s.fixed_path, "moving": s.moving_path, **self._half_pair,
-                  side: Path(path)}
-        if chosen["fixed"] is None or chosen["moving"] is None:
-            self._half_pair = {side: Path(path)}
-            other = "moving" if side == "fixed" else "fixed"
-            self.statusBar().showMessage(f"Now open the {other} image", 8000)
-            return
-        self._half_pair = {}
-        self.open_pair(chosen["fixed"], chosen["moving"])
+        pair, message = self.controller.pick_image(side, path)
+        if pair is None:
+            self.statusBar().showMessage(message, 8000)
+        else:
+            self.open_pair(*pair)
 
     def _rebuild_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -461,16 +437,15 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         self._rebuild_recent_menu()
 
     def _on_mode_chosen(self, _index: int) -> None:
-        s = self.session
-        if not s.has_images:
+        change = self.controller.mode_chosen(self.mode_combo.currentData())
+        if change is None:
             return
-        mode, note = self.chosen_mode(s.fixed_path, s.moving_path)
-        if mode != s.mode:
-            s.set_mode(mode)
-            self.pair_view.update_titles()
-            self._update_status()
-            self.statusBar().showMessage(f"Mode is now {mode.value}; register again (Ctrl+R) "
-                                         "to match with it", 8000)
+        register, message = change
+        self.pair_view.update_titles()
+        self._update_status()
+        self.statusBar().showMessage(message, 8000)
+        if register:
+            self.register()
 
     # ------------------------------------------------------------------ drag and drop
     def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:
@@ -486,7 +461,7 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         """Two images: a pair; one annotation: load it; one image: replace the image under
         the drop point (fixed on the left half of the pair view, moving on the right)."""
         if len(paths) == 2:
-            self.open_pair(*self.order_pair(paths))
+            self.open_pair(*order_pair(*paths))
         elif len(paths) == 1 and paths[0].lower().endswith(".json"):
             self.load_annotation(paths[0])
         elif len(paths) == 1:
@@ -506,18 +481,20 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
             self.open_case_folder(root)
 
     def open_case_folder(self, root: str | Path) -> bool:
-        mode = self.mode_combo.currentData()
-        if mode == AUTO_MODE:
-            mode = (self.session.mode or Mode.CFFA).value
+        mode = self.controller.case_folder_mode(self.mode_combo.currentData())
+        if mode is None:
+            show_error(self, "Open case folder", "Choose the mode in the toolbar first: a case "
+                                                 "folder is listed for one mode.")
+            return False
         try:
-            n, skipped = self.cases.load(root, mode)
+            n, skipped = self.cases.load(root, mode.value)
         except RetRegError as exc:
             show_error(self, "Cannot open case folder", str(exc))
             return False
         self.settings.set_last_dir("cases", root)
         self.cases_dock.show()
-        self.statusBar().showMessage(f"{n} cases for {mode}" + (f", {skipped} skipped (hover "
-                                     "them for the reason)" if skipped else ""), 8000)
+        self.statusBar().showMessage(f"{n} cases for {mode.value}" + (
+            f", {skipped} skipped (hover them for the reason)" if skipped else ""), 8000)
         self.cases.step(1)
         return True
 
@@ -529,55 +506,38 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
             self.statusBar().showMessage("No more cases in that direction", 4000)
 
     # ================================================================== registration
-    def current_job(self) -> RegisterJob | None:
-        s = self.session
-        if not s.has_images:
-            return None
-        matcher = self.matcher_combo.currentData()
-        weights = self.weights if matcher in ("default", "loftr") else None
-        return RegisterJob(s.fixed_img, s.moving_img, s.mode.value, matcher, weights,
-                           s.transform_type)
-
     def register(self) -> None:
-        job = self.current_job()
+        job, why_not = self.controller.register_job(self.matcher_combo.currentData())
         if job is None:
-            self.statusBar().showMessage("Open a fixed and a moving image first", 5000)
+            self.statusBar().showMessage(why_not, 8000)
             return
         self.pair_view.cancel_pending()
         self.runner.start(job)
 
     @QtCore.Slot(object, object)
     def _on_registered(self, job: RegisterJob, result: RegistrationResult) -> None:
-        s = self.session
-        if job.fixed_img is not s.fixed_img or job.moving_img is not s.moving_img:
+        done = self.controller.registered(job, result)
+        if done is None:
             return  # the user opened other images meanwhile
-        s.apply_result(result)
-        secs = f"{result.timings.get('total', 0):.2f} s"
-        note = result.hypothesis_note()
-        msg = (f"Registered with {result.matcher}: {result.n_inliers} inliers in {secs} — {note}"
-               if note else f"Registered with {result.matcher}: {result.n_inliers} inliers of "
-               f"{len(result.selected)} selected matches in {secs}")
-        if not result.ok:
-            msg = f"Registration failed: {result.reason} — add point pairs by hand (A)"
-        self.statusBar().showMessage(msg, 15000)
-        self.statusBar().setToolTip(msg)  # the whole line, where the permanent fields cut it
-        if self._compare_before is not None:
-            self._show_comparison()
+        self.statusBar().showMessage(done.message, 15000)
+        self.statusBar().setToolTip(done.message)  # the whole line, where fields cut it
+        if done.comparison:
+            QtWidgets.QMessageBox.information(self, "Before and after", done.comparison)
         self.registration_done.emit(result.ok)
 
     @QtCore.Slot(object, str, str)
     def _on_register_failed(self, job: RegisterJob, message: str, details: str) -> None:
-        self._compare_before = None
+        self.controller.registration_failed()
         self.statusBar().showMessage("Registration stopped with an error", 8000)
         self.registration_done.emit(False)
         show_error(self, "Registration failed", message, details)
 
     def set_transform(self, transform_type: str) -> None:
         try:
-            self.session.set_transform_type(transform_type)
+            self.doc.set_transform_type(transform_type)
         except RetRegError as exc:
             show_error(self, "Cannot change transform", str(exc))
-        self.select_data(self.transform_combo, self.session.transform_type)
+        self.select_data(self.transform_combo, self.doc.transform_type)
 
     def choose_weights(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
@@ -587,45 +547,31 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
             self.use_weights(path)
 
     def use_weights(self, path: str | Path) -> None:
-        self.weights = Path(path)
+        self._show_weights(path, self.controller.use_weights(path))
+
+    def _show_weights(self, path: str | Path, message: str) -> None:
         self.settings.set_last_dir("weights", path)
         self.select_data(self.matcher_combo, "loftr")
-        self.statusBar().showMessage(f"Using weights {self.weights.name}", 8000)
+        self.statusBar().showMessage(message, 8000)
 
     def offer_new_weights(self, path: str) -> None:
         """After training: load the new weights and re-register, then compare residuals."""
-        if not self.session.has_images:
+        question = self.controller.weights_question(path)
+        if question is None:
             self.use_weights(path)
             return
-        answer = QtWidgets.QMessageBox.question(
-            self, "Training finished",
-            f"Load the new weights ({Path(path).name}) and register the current pair again?")
+        answer = QtWidgets.QMessageBox.question(self, "Training finished", question)
         if answer != QtWidgets.QMessageBox.StandardButton.Yes:
             return
-        self._compare_before = self.session.inlier_residual_summary()
-        self._compare_name = self.session.result.matcher if self.session.result else "manual"
-        self.use_weights(path)
+        self._show_weights(path, self.controller.compare_with(path))
         self.register()
-
-    def _show_comparison(self) -> None:
-        (n0, m0), (n1, m1) = self._compare_before, self.session.inlier_residual_summary()
-        self._compare_before = None
-
-        def fmt(n, m):
-            return f"{n} pairs used, median residual " + (f"{m:.2f} px" if m is not None
-                                                          else "– (no transform)")
-        QtWidgets.QMessageBox.information(
-            self, "Before and after",
-            f"Before ({self._compare_name}): {fmt(n0, m0)}\n"
-            f"After (new weights): {fmt(n1, m1)}\n\n"
-            "Undo (Ctrl+Z) returns to the previous points.")
 
     # ================================================================== editing
     def delete_selected(self) -> None:
-        self.session.delete_pairs(self.session.selected_ids)
+        self.doc.delete_pairs(self.doc.selected_ids)
 
     def toggle_selected(self) -> None:
-        self.session.toggle_included(self.session.selected_ids)
+        self.doc.toggle_included(self.doc.selected_ids)
 
     def cycle_lines(self) -> None:
         self.lines_combo.setCurrentIndex((self.lines_combo.currentIndex() + 1)
@@ -634,14 +580,11 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
     # ================================================================== recovery, closing
     def offer_recovery(self) -> bool:
         """At start-up: offer to restore work a crashed or killed session left unsaved."""
-        path = self.recovery.pending()
-        if path is None:
+        question = self.recovery.question()
+        if question is None:
             return False
-        when = QtCore.QFileInfo(str(path)).lastModified().toString("yyyy-MM-dd hh:mm")
         answer = QtWidgets.QMessageBox.question(
-            self, "Recover unsaved work?",
-            f"RetReg did not close normally; unsaved point pairs from {when} were kept.\n"
-            "Recover them?",
+            self, "Recover unsaved work?", question,
             QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No)
         if answer == QtWidgets.QMessageBox.StandardButton.Yes:
             return self.recover()
@@ -652,19 +595,19 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         path = self.recovery.pending()
         if path is None:
             return False
-        self.recovery.enabled = False  # keep the file until the recovered work is saved
+        self.recovery.suspended = True  # keep the file until the recovered work is saved
         try:
             ok = self.load_annotation(path, recovered=True)
         finally:
-            self.recovery.enabled = True
+            self.recovery.suspended = False
         if ok:
-            self.recovery.save_now()
+            self.save_recovery()
             self.statusBar().showMessage("Recovered unsaved work — save it with Ctrl+S", 10000)
         return ok
 
     def confirm_discard(self) -> bool:
         """True when it is fine to drop the current document (saved, or the user agrees)."""
-        if not self.session.is_dirty:
+        if not self.doc.is_dirty:
             return True
         answer = QtWidgets.QMessageBox.question(
             self, "Unsaved changes", "The point pairs have unsaved changes. Save them?",
@@ -673,6 +616,7 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         if answer == QtWidgets.QMessageBox.StandardButton.Save:
             return self.save()
         if answer == QtWidgets.QMessageBox.StandardButton.Discard:
+            self.autosave.stop()
             self.recovery.discard()
             return True
         return False
@@ -687,9 +631,7 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         self._closed = True
         self.save_settings()
         self.runner.shutdown()
-        self.recovery.detach()
-        self.session.undo_stack.indexChanged.disconnect(self._update_title)
-        self.session.undo_stack.cleanChanged.disconnect(self._update_title)
+        self.autosave.stop()
 
     # ================================================================== look and help
     def set_dark(self, on: bool) -> None:
@@ -700,6 +642,6 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         ShortcutsDialog(self.actions(), self).exec()
 
     def show_about(self) -> None:
-        matcher = self.session.result.matcher if self.session.result else \
-            self.matcher_combo.currentData()
-        AboutDialog(matcher, str(self.weights) if self.weights else None, self).exec()
+        weights = self.controller.weights
+        matcher = self.doc.result.matcher if self.doc.result else self.matcher_combo.currentData()
+        AboutDialog(matcher, str(weights) if weights else None, self).exec()

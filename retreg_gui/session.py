@@ -1,293 +1,39 @@
-"""The document the app edits: two images, the model's result, point pairs and the transform.
+"""The Qt face of a ``Document``: its notifications as Qt signals, so widgets connect as usual.
 
-Views observe this object and never hold state of their own. Every edit of the points or of the
-transform type goes through the ``QUndoStack`` as a snapshot of the (small, immutable) document
-state, so undo/redo is exact and "unsaved changes" is simply ``not undo_stack.isClean()``.
-The transform shown is the model's robust fit while the model's points are untouched; after
-any manual edit it is re-estimated from the included points (``core.pipeline``).
+Views read the document (``session.doc``) and edit it directly; this adapter holds no state.
 """
 from __future__ import annotations
 
-import dataclasses
 import weakref
-from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 from PySide6 import QtCore
-from PySide6.QtGui import QUndoCommand, QUndoStack
 
-from retreg.core import annotations as ann_io
-from retreg.core import geometry
-from retreg.core.pipeline import estimate_from_points, reestimate
-from retreg.core.types import Mode, RegistrationResult
-
-FIXED, MOVING = "fixed", "moving"
-
-
-@dataclass(frozen=True, eq=False)
-class DocState:
-    """What undo/redo restores. Pairs are never mutated in place, only replaced."""
-
-    pairs: tuple[ann_io.PointPair, ...] = ()
-    transform_type: str = "affine"
-    result: RegistrationResult | None = None
-    model_fit: bool = False  # pairs are exactly the model's: show the model's robust matrix
-
-    def same_as(self, other: "DocState") -> bool:
-        """Equal content; results (numpy inside) count as equal only when identical."""
-        return (self.pairs == other.pairs and self.transform_type == other.transform_type
-                and self.result is other.result and self.model_fit == other.model_fit)
-
-
-class _SnapshotCommand(QUndoCommand):
-    """Restores one state or the other. It refers to its session weakly: the session owns
-    the stack that owns the command, and a Python reference cycle through Qt-owned objects
-    crashes when the garbage collector breaks it."""
-
-    def __init__(self, session: "Session", text: str, before: DocState, after: DocState) -> None:
-        super().__init__(text)
-        self._session = weakref.ref(session)
-        self._before, self._after = before, after
-
-    def redo(self) -> None:
-        self._session()._restore(self._after)
-
-    def undo(self) -> None:
-        self._session()._restore(self._before)
-
-
-def pairs_from_result(result: RegistrationResult) -> tuple[ann_io.PointPair, ...]:
-    """The model's selected matches as pairs, ids 1..M in selection order, inliers included."""
-    sel = np.asarray(result.selected, dtype=int)
-    return tuple(ann_io.PointPair(k + 1, tuple(map(float, result.matches.kpts_fixed[idx])),
-                                  tuple(map(float, result.matches.kpts_moving[idx])), "model",
-                                  bool(result.inliers[k]))
-                 for k, idx in enumerate(sel))
-
-
-def confidence_by_id(result: RegistrationResult | None) -> dict[int, float]:
-    """Matcher confidence of the model's pairs (ids as given by ``pairs_from_result``)."""
-    if result is None:
-        return {}
-    conf = result.matches.confidence[np.asarray(result.selected, dtype=int)]
-    return {k + 1: float(c) for k, c in enumerate(conf)}
+from retreg.gui.document import CONTENT, HISTORY, IMAGES, SELECTION, Document
 
 
 class Session(QtCore.QObject):
-    """Holds the open pair and everything derived from it; emits when any of it changes."""
+    """Emits ``images_changed``, ``document_changed`` (pairs, transform or result),
+    ``selection_changed`` and ``history_changed`` (undo position, saved state) for ``doc``."""
 
     images_changed = QtCore.Signal()
-    document_changed = QtCore.Signal()  # pairs, transform or result
+    document_changed = QtCore.Signal()
     selection_changed = QtCore.Signal()
+    history_changed = QtCore.Signal()
 
-    def __init__(self, parent: QtCore.QObject | None = None) -> None:
+    def __init__(self, doc: Document, parent: QtCore.QObject | None = None) -> None:
         super().__init__(parent)
-        self.undo_stack = QUndoStack(self)
-        self.fixed_path: Path | None = None
-        self.moving_path: Path | None = None
-        self.fixed_img: np.ndarray | None = None
-        self.moving_img: np.ndarray | None = None
-        self.mode: Mode | None = None
-        self.annotation_path: Path | None = None
-        self._state = DocState()
-        self.confidence: dict[int, float] = {}
-        self.matrix: np.ndarray | None = None
-        self.fit_reason = ""  # why there is no matrix, when there is none
-        self.residuals: dict[int, float] = {}
-        self.selected_ids: tuple[int, ...] = ()
+        self.doc = doc
+        # The document must not keep this QObject alive: a Python reference cycle through a
+        # Qt-owned object crashes when the garbage collector breaks it.
+        me = weakref.ref(self)
 
-    # ------------------------------------------------------------------ read access
-    @property
-    def pairs(self) -> tuple[ann_io.PointPair, ...]:
-        return self._state.pairs
+        def forward(signal: str):
+            def emit() -> None:
+                adapter = me()
+                if adapter is not None:
+                    getattr(adapter, signal).emit()
+            return emit
 
-    @property
-    def transform_type(self) -> str:
-        return self._state.transform_type
-
-    @property
-    def result(self) -> RegistrationResult | None:
-        return self._state.result
-
-    @property
-    def has_images(self) -> bool:
-        return self.fixed_img is not None and self.moving_img is not None
-
-    @property
-    def is_dirty(self) -> bool:
-        return not self.undo_stack.isClean()
-
-    def pair(self, pid: int) -> ann_io.PointPair | None:
-        return next((p for p in self.pairs if p.id == pid), None)
-
-    def included_points(self) -> tuple[np.ndarray, np.ndarray]:
-        """(fixed_pts, moving_pts) of the included pairs, each (N, 2)."""
-        inc = [p for p in self.pairs if p.include]
-        return (np.array([p.fixed for p in inc], float).reshape(-1, 2),
-                np.array([p.moving for p in inc], float).reshape(-1, 2))
-
-    # ------------------------------------------------------------------ new document
-    def set_images(self, fixed_path: Path | None, moving_path: Path | None,
-                   fixed_img: np.ndarray, moving_img: np.ndarray, mode: Mode | None,
-                   transform_type: str | None = None) -> None:
-        """Start a new document on these images (history is cleared)."""
-        self.fixed_path, self.moving_path = fixed_path, moving_path
-        self.fixed_img, self.moving_img = fixed_img, moving_img
-        self.mode = mode
-        self.annotation_path = None
-        self.undo_stack.clear()
-        self.selected_ids = ()
-        self._restore(DocState(transform_type=transform_type or self.transform_type))
-        self.images_changed.emit()
-
-    def set_initial_transform(self, transform_type: str) -> None:
-        """The remembered transform type, before any document is open (not undoable)."""
-        if not self.pairs:
-            self._restore(dataclasses.replace(self._state, transform_type=transform_type))
-
-    def set_mode(self, mode: Mode | None) -> None:
-        self.mode = mode
-
-    # ------------------------------------------------------------------ edits (undoable)
-    def _push(self, text: str, after: DocState) -> None:
-        if not after.same_as(self._state):
-            self.undo_stack.push(_SnapshotCommand(self, text, self._state, after))
-
-    def apply_result(self, result: RegistrationResult) -> None:
-        """Replace the points with a fresh model result (undoable). A result on a document
-        without edits is not "unsaved work" (it can be recomputed), so stepping through
-        cases does not ask to save each one."""
-        was_clean = self.undo_stack.isClean()
-        self._push("Register", DocState(pairs_from_result(result), result.transform_type,
-                                        result, True))
-        if was_clean:
-            self.undo_stack.setClean()
-
-    def set_transform_type(self, transform_type: str) -> None:
-        """Switch the transform type: the model's points are re-estimated robustly and
-        instantly (``reestimate``, no re-matching); edited points are refitted."""
-        if transform_type == self.transform_type:
-            return
-        st = self._state
-        if st.model_fit and st.result is not None:
-            result = reestimate(st.result, transform_type)
-            after = DocState(pairs_from_result(result), transform_type, result, True)
-        else:
-            after = dataclasses.replace(st, transform_type=transform_type)
-        self._push(f"Transform: {transform_type}", after)
-
-    def _edit_pairs(self, text: str, pairs: tuple[ann_io.PointPair, ...]) -> None:
-        self._push(text, dataclasses.replace(self._state, pairs=pairs, model_fit=False))
-
-    def next_id(self) -> int:
-        return max((p.id for p in self.pairs), default=0) + 1
-
-    def add_pair(self, fixed_xy: tuple[float, float], moving_xy: tuple[float, float]) -> int:
-        pid = self.next_id()
-        pair = ann_io.PointPair(pid, (float(fixed_xy[0]), float(fixed_xy[1])),
-                                (float(moving_xy[0]), float(moving_xy[1])), "manual", True)
-        self._edit_pairs("Add point pair", self.pairs + (pair,))
-        return pid
-
-    def move_point(self, pid: int, side: str, xy: tuple[float, float]) -> None:
-        xy = (float(xy[0]), float(xy[1]))
-        pairs = tuple(dataclasses.replace(p, **{side: xy}) if p.id == pid else p
-                      for p in self.pairs)
-        self._edit_pairs(f"Move {side} point {pid}", pairs)
-
-    def delete_pairs(self, ids) -> None:
-        ids = set(ids)
-        if ids:
-            self.selected_ids = tuple(i for i in self.selected_ids if i not in ids)
-            self._edit_pairs(f"Delete {len(ids)} pair(s)",
-                             tuple(p for p in self.pairs if p.id not in ids))
-
-    def set_included(self, ids, include: bool) -> None:
-        ids = set(ids)
-        pairs = tuple(dataclasses.replace(p, include=include) if p.id in ids else p
-                      for p in self.pairs)
-        self._edit_pairs(("Include" if include else "Exclude") + f" {len(ids)} pair(s)", pairs)
-
-    def toggle_included(self, ids) -> None:
-        chosen = [p for p in self.pairs if p.id in set(ids)]
-        if chosen:
-            self.set_included(ids, not all(p.include for p in chosen))
-
-    def replace_pairs(self, pairs, text: str = "Import points") -> None:
-        self._edit_pairs(text, tuple(pairs))
-
-    # ------------------------------------------------------------------ selection
-    def select(self, ids) -> None:
-        ids = tuple(ids)
-        if ids != self.selected_ids:
-            self.selected_ids = ids
-            self.selection_changed.emit()
-
-    # ------------------------------------------------------------------ derived values
-    def _restore(self, state: DocState) -> None:
-        self._state = state
-        self._refit()
-        self.document_changed.emit()
-
-    def _refit(self) -> None:
-        st = self._state
-        conf = confidence_by_id(st.result)
-        self.confidence = {p.id: conf[p.id] for p in self.pairs
-                           if p.source == "model" and p.id in conf}
-        if st.model_fit and st.result is not None:
-            self.matrix, self.fit_reason = st.result.matrix, st.result.reason
-        elif self.pairs:
-            fixed, moving = self.included_points()
-            est = estimate_from_points(fixed, moving, st.transform_type)
-            self.matrix, self.fit_reason = est.matrix, est.reason
-        else:
-            self.matrix, self.fit_reason = None, "no point pairs yet"
-        if self.matrix is None or not self.pairs:
-            self.residuals = {}
-            return
-        res = geometry.residuals(self.matrix, np.array([p.moving for p in self.pairs]),
-                                 np.array([p.fixed for p in self.pairs]))
-        self.residuals = {p.id: float(r) for p, r in zip(self.pairs, res)}
-
-    def predict_partner(self, side: str, xy: tuple[float, float]) -> tuple[float, float] | None:
-        """Where a point clicked on ``side`` should be in the other image, by the current
-        transform (None when there is no transform yet)."""
-        if self.matrix is None:
-            return None
-        m = self.matrix if side == MOVING else np.linalg.inv(self.matrix)
-        x, y = geometry.map_points(m, np.array([xy], float))[0]
-        return float(x), float(y)
-
-    def map_points(self, side: str, pts: np.ndarray) -> np.ndarray | None:
-        """Points of ``side`` mapped into the other image by the current transform."""
-        if self.matrix is None:
-            return None
-        m = self.matrix if side == MOVING else np.linalg.inv(self.matrix)
-        return geometry.map_points(m, pts)
-
-    def inlier_residual_summary(self) -> tuple[int, float | None]:
-        """(number of included pairs, their median residual in px)."""
-        vals = [self.residuals[p.id] for p in self.pairs if p.include and p.id in self.residuals]
-        return len([p for p in self.pairs if p.include]), (float(np.median(vals)) if vals else None)
-
-    # ------------------------------------------------------------------ annotations
-    def to_annotation(self) -> ann_io.Annotation:
-        """The document as a core annotation (image paths, SHA-256, points, transform)."""
-        ann = ann_io.new_annotation(self.fixed_path, self.fixed_img.shape, self.moving_path,
-                                    self.moving_img.shape,
-                                    self.mode.value if self.mode else None, list(self.pairs))
-        if self.matrix is not None:
-            ann.transform = {"type": self.transform_type,
-                             "matrix": np.asarray(self.matrix).tolist()}
-        return ann
-
-    def load_points(self, ann: ann_io.Annotation) -> None:
-        """Adopt an annotation's points and transform type on the open images (undoable)."""
-        ttype = ann.transform["type"] if ann.transform else self.transform_type
-        self._push("Load annotation", DocState(tuple(ann.points), ttype, None, False))
-
-    def mark_saved(self, path: Path | None) -> None:
-        if path is not None:
-            self.annotation_path = path
-        self.undo_stack.setClean()
+        for event, signal in ((IMAGES, "images_changed"), (CONTENT, "document_changed"),
+                              (SELECTION, "selection_changed"), (HISTORY, "history_changed")):
+            doc.observe(event, forward(signal))

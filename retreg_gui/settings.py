@@ -110,8 +110,14 @@ class Settings:
     def set_dark(self, on: bool) -> None:
         self._set("look/dark", on)
 
-    def recovery_dir(self) -> str:
-        return self._get("recovery/dir", "")
+    def recovery_dir(self) -> Path:
+        """Where unsaved work is autosaved: the configured folder, else the app-data one."""
+        configured = self._get("recovery/dir", "")
+        if configured:
+            return Path(configured)
+        loc = QtCore.QStandardPaths.writableLocation(
+            QtCore.QStandardPaths.StandardLocation.AppDataLocation)
+        return Path(loc) if loc else Path.home() / ".retreg"
 
     # -------------------------------------------------------------- window
     def geometry(self) -> QtCore.QByteArray | None:

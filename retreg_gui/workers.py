@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import threading
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 from PySide6 import QtCore
 
 from retreg.core.errors import RetRegError
 from retreg.core.matchers import get_matcher
 from retreg.core.pipeline import register
+from retreg.gui.controller import RegisterJob
 
 
 def user_message(exc: BaseException) -> str:
@@ -25,16 +24,6 @@ def user_message(exc: BaseException) -> str:
     if isinstance(exc, (RetRegError, ValueError, OSError)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
-
-
-@dataclass
-class RegisterJob:
-    fixed_img: np.ndarray
-    moving_img: np.ndarray
-    mode: str
-    matcher: str = "default"
-    weights: Path | None = None
-    transform_type: str = "affine"
 
 
 class RegisterWorker(QtCore.QObject):

@@ -38,7 +38,7 @@ class OverlayView(QtWidgets.QWidget):
 
     def __init__(self, session: Session, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        self.session = session
+        self.doc = session.doc
         self._warped: np.ndarray | None = None
         self._warped_for: bytes | None = None
         self._fixed_display: np.ndarray | None = None
@@ -122,7 +122,7 @@ class OverlayView(QtWidgets.QWidget):
     # ------------------------------------------------------------------ rendering
     def _on_images(self) -> None:
         self._warped, self._warped_for = None, None
-        s = self.session
+        s = self.doc
         self._fixed_display = to_display(s.fixed_img) if s.has_images else None
         self.render()
         self.box.autoRange(padding=0.02)
@@ -136,7 +136,7 @@ class OverlayView(QtWidgets.QWidget):
     def warped(self) -> np.ndarray | None:
         """The moving image warped into the fixed frame by the current transform, at display
         resolution (cached per transform)."""
-        s = self.session
+        s = self.doc
         if s.matrix is None or not s.has_images:
             return None
         key = np.asarray(s.matrix, np.float64).tobytes()
@@ -166,14 +166,16 @@ class OverlayView(QtWidgets.QWidget):
 
     def render(self) -> None:
         self._render_queued = False
-        s = self.session
+        s = self.doc
         img = self.composed()
         if img is None:
             self.image.clear()
             if s.has_images:
                 h, w = s.fixed_img.shape[:2]
                 self.message.setPos(w / 2, h / 2)
-            self.message.setText("No transform yet: register (Ctrl+R) or add point pairs"
+            first = ("choose the mode in the toolbar" if s.has_images and s.mode is None
+                     else "register (Ctrl+R)")
+            self.message.setText(f"No transform yet: {first} or add point pairs"
                                  if not s.fit_reason or not s.pairs
                                  else f"No transform: {s.fit_reason}")
             return

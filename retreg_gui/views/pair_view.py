@@ -10,7 +10,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from retreg.gui.session import FIXED, MOVING, Session
+from retreg.gui.document import FIXED, MOVING
+from retreg.gui.session import Session
 from retreg.gui.views.image_box import ImageBox
 
 # "inliers" are the pairs in use (model inliers plus included manual pairs), "outliers" the rest.
@@ -55,7 +56,7 @@ class PairView(QtWidgets.QWidget):
 
     def __init__(self, session: Session, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        self.session = session
+        self.doc = session.doc
         self.line_filter = "all"
         self.add_mode = False
         self.pending: tuple[str, tuple[float, float]] | None = None
@@ -93,7 +94,7 @@ class PairView(QtWidgets.QWidget):
 
     # ------------------------------------------------------------------ model -> view
     def _on_images(self) -> None:
-        s = self.session
+        s = self.doc
         self.cancel_pending()
         self.box[FIXED].set_image(s.fixed_img)
         self.box[MOVING].set_image(s.moving_img)
@@ -103,21 +104,23 @@ class PairView(QtWidgets.QWidget):
         QtCore.QTimer.singleShot(0, self.reset_zoom)
 
     def update_titles(self) -> None:
-        """'Fixed CF: name.png' / 'Moving FA: name.png' for the current mode and files."""
-        s = self.session
+        """'Fixed CF: name.png' / 'Moving FA: name.png' for the current mode and files
+        ('Fixed: name.png' while the mode is unknown)."""
+        s = self.doc
         for side, path in ((FIXED, s.fixed_path), (MOVING, s.moving_path)):
             modality = ""
             if s.mode is not None:
                 modality = s.mode.fixed_modality if side == FIXED else s.mode.moving_modality
             name = path.name if path else "(none)"
-            self.title[side].setText(f"{side.capitalize()} {modality.upper()}: {name}")
+            self.title[side].setText(f"{side.capitalize()} {modality.upper()}".rstrip()
+                                     + f": {name}")
 
     def set_line_filter(self, name: str) -> None:
         self.line_filter = name
         self.refresh()
 
     def _point_style(self) -> tuple[list, list]:
-        s = self.session
+        s = self.doc
         sel = set(s.selected_ids)
         brushes, pens = [], []
         for p in s.pairs:
@@ -127,7 +130,7 @@ class PairView(QtWidgets.QWidget):
         return brushes, pens
 
     def refresh(self) -> None:
-        s = self.session
+        s = self.doc
         brushes, pens = self._point_style()
         sizes = [13 if p.id in set(s.selected_ids) else 8 for p in s.pairs]
         for side in (FIXED, MOVING):
@@ -138,11 +141,11 @@ class PairView(QtWidgets.QWidget):
         self.update_lines()
 
     def _points(self, side: str) -> np.ndarray:
-        pts = np.array([getattr(p, side) for p in self.session.pairs], float).reshape(-1, 2)
+        pts = np.array([getattr(p, side) for p in self.doc.pairs], float).reshape(-1, 2)
         if self._drag_preview is not None:
             pid, dside, x, y = self._drag_preview
             if dside == side:
-                for i, p in enumerate(self.session.pairs):
+                for i, p in enumerate(self.doc.pairs):
                     if p.id == pid:
                         pts[i] = (x, y)
         return pts
@@ -167,7 +170,7 @@ class PairView(QtWidgets.QWidget):
         for item in self._lines:
             scene.removeItem(item)
         self._lines = []
-        s = self.session
+        s = self.doc
         if self.line_filter == "none" or not s.pairs:
             return
         pairs = [p for p in s.pairs
@@ -216,7 +219,7 @@ class PairView(QtWidgets.QWidget):
         r = src.viewRect()
         c = np.array([r.center().x(), r.center().y()])
         probe = np.array([c, c + (r.width() / 2, 0), c + (0, r.height() / 2)])
-        mapped = self.session.map_points(side, probe)
+        mapped = self.doc.map_points(side, probe)
         if mapped is None or not np.all(np.isfinite(mapped)):
             ratio = dst.image_shape()[1] / src.image_shape()[1]
             mapped = probe * ratio
@@ -229,7 +232,7 @@ class PairView(QtWidgets.QWidget):
 
     def center_on_pair(self, pid: int) -> None:
         """Centre both views on a pair, keeping the zoom."""
-        p = self.session.pair(pid)
+        p = self.doc.pair(pid)
         if p is None:
             return
         self._syncing = True
@@ -256,7 +259,7 @@ class PairView(QtWidgets.QWidget):
             return None
         d = np.hypot(pts[:, 0] - x, pts[:, 1] - y)
         i = int(np.argmin(d))
-        return self.session.pairs[i].id if d[i] <= radius else None
+        return self.doc.pairs[i].id if d[i] <= radius else None
 
     def set_add_mode(self, on: bool) -> None:
         self.add_mode = on
@@ -280,8 +283,8 @@ class PairView(QtWidgets.QWidget):
     def _complete(self, first_side: str, first_xy, second_xy) -> None:
         fixed, moving = (first_xy, second_xy) if first_side == FIXED else (second_xy, first_xy)
         self.cancel_pending()
-        pid = self.session.add_pair(fixed, moving)
-        self.session.select([pid])
+        pid = self.doc.add_pair(fixed, moving)
+        self.doc.select([pid])
         self.status_message.emit(f"Added pair {pid}")
 
     def _on_click(self, side: str, x: float, y: float, mods) -> None:
@@ -290,7 +293,7 @@ class PairView(QtWidgets.QWidget):
                 self._complete(self.pending[0], self.pending[1], (x, y))
             else:
                 self.pending = (side, (x, y))
-                self.predicted = self.session.predict_partner(side, (x, y))
+                self.predicted = self.doc.predict_partner(side, (x, y))
                 self._update_markers()
                 self.status_message.emit(
                     "Now click the partner point" + (" or press Enter to accept the prediction"
@@ -298,10 +301,10 @@ class PairView(QtWidgets.QWidget):
             return
         pid = self.pair_at(side, x, y, 9.0 * self.box[side].pixel_size())
         if mods & QtCore.Qt.KeyboardModifier.ControlModifier and pid is not None:
-            ids = set(self.session.selected_ids) ^ {pid}
-            self.session.select(sorted(ids))
+            ids = set(self.doc.selected_ids) ^ {pid}
+            self.doc.select(sorted(ids))
         else:
-            self.session.select([] if pid is None else [pid])
+            self.doc.select([] if pid is None else [pid])
 
     def _on_drag(self, side: str, pid: int, x: float, y: float) -> None:
         self._drag_preview = (pid, side, x, y)
@@ -309,5 +312,5 @@ class PairView(QtWidgets.QWidget):
 
     def _on_drop(self, side: str, pid: int, x: float, y: float) -> None:
         self._drag_preview = None
-        self.session.move_point(pid, side, (x, y))
-        self.session.select([pid])
+        self.doc.move_point(pid, side, (x, y))
+        self.doc.select([pid])

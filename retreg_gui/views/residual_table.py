@@ -1,7 +1,8 @@
 """Every point pair with its residual under the current transform; sortable, checkable.
 
-Selecting rows selects the pairs in the session (and the main window centres the views on the
-current one); the check box in the "Use" column includes or excludes a pair (undoable).
+Selecting rows selects the pairs in the document (and the main window centres the views on the
+current one); the check box in the "Use" column includes or excludes a pair, and a typed
+coordinate moves its point (both undoable).
 """
 from __future__ import annotations
 
@@ -15,13 +16,15 @@ COLUMNS = ("ID", "Use", "Source", "Residual px", "Confidence", "Fixed x", "Fixed
            "Moving x", "Moving y")
 SORT_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
 ID_ROLE = QtCore.Qt.ItemDataRole.UserRole + 2
+# editable coordinate columns: (side, axis)
+COORD_COLUMNS = {5: ("fixed", 0), 6: ("fixed", 1), 7: ("moving", 0), 8: ("moving", 1)}
 _ALIGN_RIGHT = QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter
 
 
 class PairTableModel(QtCore.QAbstractTableModel):
     def __init__(self, session: Session, parent=None) -> None:
         super().__init__(parent)
-        self.session = session
+        self.doc = session.doc
         session.document_changed.connect(self._reset)
 
     def _reset(self) -> None:
@@ -29,7 +32,7 @@ class PairTableModel(QtCore.QAbstractTableModel):
         self.endResetModel()
 
     def rowCount(self, parent=QtCore.QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self.session.pairs)
+        return 0 if parent.isValid() else len(self.doc.pairs)
 
     def columnCount(self, parent=QtCore.QModelIndex()) -> int:
         return len(COLUMNS)
@@ -40,9 +43,9 @@ class PairTableModel(QtCore.QAbstractTableModel):
         return None
 
     def _values(self, row: int) -> tuple:
-        p = self.session.pairs[row]
-        res = self.session.residuals.get(p.id, math.nan)
-        conf = self.session.confidence.get(p.id, math.nan)
+        p = self.doc.pairs[row]
+        res = self.doc.residuals.get(p.id, math.nan)
+        conf = self.doc.confidence.get(p.id, math.nan)
         return (p.id, p.include, p.source, res, conf, *p.fixed, *p.moving)
 
     def data(self, index, role=QtCore.Qt.ItemDataRole.DisplayRole):
@@ -59,6 +62,8 @@ class PairTableModel(QtCore.QAbstractTableModel):
             return int(value) if isinstance(value, bool) else value
         if role == QtCore.Qt.ItemDataRole.CheckStateRole and col == 1:
             return QtCore.Qt.CheckState.Checked if value else QtCore.Qt.CheckState.Unchecked
+        if role == QtCore.Qt.ItemDataRole.EditRole and col in COORD_COLUMNS:
+            return value
         if role == QtCore.Qt.ItemDataRole.DisplayRole:
             if col == 1:
                 return None
@@ -76,13 +81,25 @@ class PairTableModel(QtCore.QAbstractTableModel):
         f = super().flags(index)
         if index.column() == 1:
             f |= QtCore.Qt.ItemFlag.ItemIsUserCheckable
+        elif index.column() in COORD_COLUMNS:
+            f |= QtCore.Qt.ItemFlag.ItemIsEditable
         return f
 
     def setData(self, index, value, role=QtCore.Qt.ItemDataRole.EditRole) -> bool:
         if role == QtCore.Qt.ItemDataRole.CheckStateRole and index.column() == 1:
-            pid = self.session.pairs[index.row()].id
+            pid = self.doc.pairs[index.row()].id
             include = QtCore.Qt.CheckState(value) == QtCore.Qt.CheckState.Checked
-            self.session.set_included([pid], include)
+            self.doc.set_included([pid], include)
+            return True
+        if role == QtCore.Qt.ItemDataRole.EditRole and index.column() in COORD_COLUMNS:
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                return False
+            if not math.isfinite(value):
+                return False
+            side, axis = COORD_COLUMNS[index.column()]
+            self.doc.set_coordinate(self.doc.pairs[index.row()].id, side, axis, value)
             return True
         return False
 
@@ -94,7 +111,7 @@ class ResidualTable(QtWidgets.QWidget):
 
     def __init__(self, session: Session, parent=None) -> None:
         super().__init__(parent)
-        self.session = session
+        self.doc = session.doc
         self.model = PairTableModel(session, self)
         self.proxy = QtCore.QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.model)
@@ -120,7 +137,7 @@ class ResidualTable(QtWidgets.QWidget):
         session.document_changed.connect(self._on_document)
 
     def _on_document(self) -> None:
-        s = self.session
+        s = self.doc
         n_inc, med = s.inlier_residual_summary()
         text = f"{len(s.pairs)} pairs, {n_inc} used"
         if med is not None:
@@ -147,7 +164,7 @@ class ResidualTable(QtWidgets.QWidget):
         ids = self.selected_ids()
         self._syncing = True
         try:
-            self.session.select(ids)
+            self.doc.select(ids)
         finally:
             self._syncing = False
         current = self.view.currentIndex()
@@ -162,15 +179,15 @@ class ResidualTable(QtWidgets.QWidget):
         self._syncing = True
         try:
             sel = QtCore.QItemSelection()
-            for pid in self.session.selected_ids:
+            for pid in self.doc.selected_ids:
                 r = self.row_of(pid)
                 if r is not None:
                     sel.select(self.proxy.index(r, 0),
                                self.proxy.index(r, self.proxy.columnCount() - 1))
             sm = self.view.selectionModel()
             sm.select(sel, QtCore.QItemSelectionModel.SelectionFlag.ClearAndSelect)
-            if self.session.selected_ids:
-                r = self.row_of(self.session.selected_ids[-1])
+            if self.doc.selected_ids:
+                r = self.row_of(self.doc.selected_ids[-1])
                 if r is not None:
                     self.view.scrollTo(self.proxy.index(r, 0))
         finally:

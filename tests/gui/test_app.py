@@ -1,6 +1,10 @@
 """The main window driven like a user would: open, register (classical matcher), overlays,
 manual point editing with undo, save/load, import/export, recovery, closing, screenshot."""
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -80,7 +84,7 @@ def window(qtbot, tmp_path):
     w.resize(1400, 900)
     w.show()
     yield w
-    w.session.undo_stack.setClean()  # closing must not ask about unsaved changes
+    w.doc.mark_saved()  # closing must not ask about unsaved changes
     w.close()
     w.deleteLater()
 
@@ -135,7 +139,7 @@ def drag(qtbot, window, side, start_xy, end_xy):
 
 def test_opening_a_pair_registers_it_and_shows_matches(qtbot, window, pair_files):
     open_and_register(qtbot, window, pair_files)
-    s = window.session
+    s = window.doc
     assert s.mode.value == "cffa"  # guessed from the file names
     assert s.result.ok and s.result.matcher == "classical"
     corners = np.array([[40.0, 40.0], [200.0, 60.0], [120.0, 210.0]])
@@ -162,12 +166,12 @@ def test_a_hard_pair_is_named_in_the_status_bar(qtbot, window, pair_files, monke
     monkeypatch.setattr(workers, "get_matcher", lambda name, weights=None: Reporting())
     open_and_register(qtbot, window, pair_files)
     tip = window.statusBar().toolTip()
-    assert "hard pair: 20 input variants tried" in tip and "shifted by (40, 0)" in tip
+    assert tip.startswith("Hard pair: 20 input variants tried") and "shifted by (40, 0)" in tip
 
 
 def test_line_filter_shows_only_the_chosen_pairs(qtbot, window, pair_files):
     open_and_register(qtbot, window, pair_files)
-    s = window.session
+    s = window.doc
     s.set_included([p.id for p in s.pairs[:3]], False)
     n_used = sum(p.include for p in s.pairs)
 
@@ -210,14 +214,14 @@ def test_every_overlay_kind_renders_and_controls_change_it(qtbot, window, pair_f
 
 def test_transform_switch_reestimates_instantly_and_undoes(qtbot, window, pair_files):
     open_and_register(qtbot, window, pair_files)
-    affine = window.session.matrix.copy()
+    affine = window.doc.matrix.copy()
     window.act_transforms[2].trigger()  # "3": homography
-    assert window.session.transform_type == "homography"
+    assert window.doc.transform_type == "homography"
     assert window.transform_combo.currentData() == "homography"
-    assert not np.allclose(window.session.matrix, affine)
+    assert not np.allclose(window.doc.matrix, affine)
     window.act_undo.trigger()
     assert window.transform_combo.currentData() == "affine"
-    np.testing.assert_allclose(window.session.matrix, affine)
+    np.testing.assert_allclose(window.doc.matrix, affine)
 
 
 def test_selecting_a_table_row_centres_both_views_on_the_pair(qtbot, window, pair_files):
@@ -226,8 +230,8 @@ def test_selecting_a_table_row_centres_both_views_on_the_pair(qtbot, window, pai
     box["fixed"].setRange(xRange=(0, 60), yRange=(0, 60), padding=0)
     window.table.view.selectRow(3)
     pid = window.table.selected_ids()[0]
-    p = window.session.pair(pid)
-    assert window.session.selected_ids == (pid,)
+    p = window.doc.pair(pid)
+    assert window.doc.selected_ids == (pid,)
     for side in ("fixed", "moving"):
         c = box[side].viewRect().center()
         assert (c.x(), c.y()) == pytest.approx(getattr(p, side), abs=1.0)
@@ -238,7 +242,7 @@ def test_selecting_a_table_row_centres_both_views_on_the_pair(qtbot, window, pai
 def test_click_click_adds_a_pair_at_the_predicted_partner_and_undo_removes_it(
         qtbot, window, pair_files):
     open_and_register(qtbot, window, pair_files)
-    s = window.session
+    s = window.doc
     n = len(s.pairs)
     window.act_add.trigger()
     click(qtbot, window, "fixed", (100.0, 120.0))
@@ -264,7 +268,7 @@ def test_click_click_adds_a_pair_at_the_predicted_partner_and_undo_removes_it(
 
 def test_dragging_a_point_moves_it_refits_and_undo_restores(qtbot, window, pair_files):
     open_and_register(qtbot, window, pair_files)
-    s = window.session
+    s = window.doc
     window.act_add.trigger()
     click(qtbot, window, "fixed", (100.0, 120.0))
     window.act_accept.trigger()
@@ -282,7 +286,7 @@ def test_dragging_a_point_moves_it_refits_and_undo_restores(qtbot, window, pair_
 
 def test_delete_and_exclude_selected_pairs_with_undo(qtbot, window, pair_files):
     open_and_register(qtbot, window, pair_files)
-    s = window.session
+    s = window.doc
     ids = [p.id for p in s.pairs[:3]]
     s.select(ids)
     window.act_toggle.trigger()
@@ -297,19 +301,33 @@ def test_delete_and_exclude_selected_pairs_with_undo(qtbot, window, pair_files):
 def test_table_check_box_includes_and_excludes(qtbot, window, pair_files):
     open_and_register(qtbot, window, pair_files)
     model = window.table.model
-    pid = window.session.pairs[0].id
-    was = window.session.pairs[0].include
+    pid = window.doc.pairs[0].id
+    was = window.doc.pairs[0].include
     idx = model.index(0, 1)
     new_state = QtCore.Qt.CheckState.Unchecked if was else QtCore.Qt.CheckState.Checked
     assert model.setData(idx, new_state.value, QtCore.Qt.ItemDataRole.CheckStateRole)
-    assert window.session.pair(pid).include is (not was)
+    assert window.doc.pair(pid).include is (not was)
+
+
+def test_typing_a_coordinate_in_the_table_moves_the_point(qtbot, window, pair_files):
+    open_and_register(qtbot, window, pair_files)
+    model, d = window.table.model, window.doc
+    before = d.pairs[0]
+    idx = model.index(0, 7)  # moving x
+    assert model.flags(idx) & QtCore.Qt.ItemFlag.ItemIsEditable
+    assert model.data(idx, QtCore.Qt.ItemDataRole.EditRole) == before.moving[0]
+    assert not model.setData(idx, "not a number", QtCore.Qt.ItemDataRole.EditRole)
+    assert model.setData(idx, 42.5, QtCore.Qt.ItemDataRole.EditRole)
+    assert d.pair(before.id).moving == (42.5, before.moving[1])
+    window.act_undo.trigger()
+    assert d.pair(before.id) == before
 
 
 # ---------------------------------------------------------------------------- files
 
 def test_save_then_load_restores_points_and_clears_dirty(qtbot, window, pair_files, tmp_path):
     open_and_register(qtbot, window, pair_files)
-    s = window.session
+    s = window.doc
     s.add_pair((50.0, 60.0), (55.0, 58.0))
     assert window.windowTitle().startswith("*")
     path = tmp_path / "eye.json"
@@ -326,7 +344,7 @@ def test_save_then_load_restores_points_and_clears_dirty(qtbot, window, pair_fil
 
 def test_fire_and_csv_export_import_round_trip(qtbot, window, pair_files, tmp_path):
     open_and_register(qtbot, window, pair_files)
-    s = window.session
+    s = window.doc
     s.set_included([s.pairs[0].id], False)
     pairs = s.pairs
     assert window.export_points_to("csv", tmp_path / "p.csv")
@@ -345,8 +363,8 @@ def test_export_for_finetuning_writes_a_readable_realpair_set(qtbot, window, pai
     good, skipped = ann_io.read_realpairs(root)
     assert not skipped and [g[0] for g in good] == ["eye1"]
     _, fixed, moving, ann = good[0]
-    np.testing.assert_allclose(ann.transform["matrix"], window.session.matrix)
-    assert np.array_equal(read_image(fixed), window.session.fixed_img)
+    np.testing.assert_allclose(ann.transform["matrix"], window.doc.matrix)
+    assert np.array_equal(read_image(fixed), window.doc.fixed_img)
 
 
 def test_unreadable_image_gives_an_error_dialog_not_a_traceback(qtbot, window, tmp_path,
@@ -361,10 +379,28 @@ def test_dropping_two_files_opens_them_with_fixed_and_moving_told_apart(qtbot, w
                                                                       pair_files):
     with qtbot.waitSignal(window.registration_done, timeout=30000):
         window.open_dropped([str(pair_files[1]), str(pair_files[0])])
-    assert window.session.fixed_path == pair_files[0]
-    assert window.session.moving_path == pair_files[1]
+    assert window.doc.fixed_path == pair_files[0]
+    assert window.doc.moving_path == pair_files[1]
     assert window.settings.recent_pairs()[0] == (str(pair_files[0]), str(pair_files[1]))
     assert pair_files[0].name in window.recent_menu.actions()[0].text()
+
+
+def test_names_that_do_not_tell_the_mode_open_unregistered_until_it_is_chosen(
+        qtbot, window, pair_files, tmp_path):
+    left, right = tmp_path / "left.png", tmp_path / "right.png"
+    left.write_bytes(pair_files[0].read_bytes())
+    right.write_bytes(pair_files[1].read_bytes())
+    with qtbot.waitSignal(window.registration_done, timeout=5000) as blocker:
+        assert window.open_pair(left, right)
+    assert blocker.args == [False] and window.doc.mode is None and window.doc.result is None
+    assert "choose it in the toolbar" in window.statusBar().currentMessage()
+    window.act_register.trigger()
+    assert not window.runner.busy and "Choose the mode" in window.statusBar().currentMessage()
+    window.select_data(window.mode_combo, "cffa")
+    with qtbot.waitSignal(window.registration_done, timeout=30000) as blocker:
+        window.mode_combo.activated.emit(window.mode_combo.currentIndex())
+    assert blocker.args == [True] and window.doc.mode.value == "cffa"
+    assert window.pair_view.title["fixed"].text.startswith("Fixed CF: left.png")
 
 
 def test_case_folder_lists_cases_and_steps_through_them(qtbot, window, pair_files, tmp_path):
@@ -381,10 +417,10 @@ def test_case_folder_lists_cases_and_steps_through_them(qtbot, window, pair_file
     items = [window.cases.list.item(i) for i in range(window.cases.list.count())]
     assert [i.text() for i in items] == ["c01", "c02", "c03 (skipped)"]
     assert "missing" in items[2].toolTip()
-    assert window.session.fixed_path.name == "c01_cf.png"
+    assert window.doc.fixed_path.name == "c01_cf.png"
     with qtbot.waitSignal(window.registration_done, timeout=30000):
         window.act_next_case.trigger()
-    assert window.session.fixed_path.name == "c02_cf.png"
+    assert window.doc.fixed_path.name == "c02_cf.png"
 
 
 # ---------------------------------------------------------------------------- safety nets
@@ -392,25 +428,66 @@ def test_case_folder_lists_cases_and_steps_through_them(qtbot, window, pair_file
 def test_autosave_is_offered_back_after_a_crash(qtbot, window, pair_files, tmp_path,
                                                monkeypatch):
     open_and_register(qtbot, window, pair_files)
-    window.session.add_pair((50.0, 60.0), (55.0, 58.0))
+    window.doc.add_pair((50.0, 60.0), (55.0, 58.0))
     qtbot.waitUntil(lambda: window.recovery.pending() is not None, timeout=3000)
-    expected = window.session.pairs
+    expected = window.doc.pairs
     # "crash": a second window starts with the same recovery folder
     monkeypatch.setattr(QtWidgets.QMessageBox, "question",
                         lambda *a, **k: QtWidgets.QMessageBox.StandardButton.Yes)
     other = MainWindow(Settings(tmp_path / "other.ini"), recovery_dir=tmp_path / "recovery")
     try:
         assert other.offer_recovery()
-        assert other.session.pairs == expected and other.session.is_dirty
-        assert other.session.fixed_path == pair_files[0]
+        assert other.doc.pairs == expected and other.doc.is_dirty
+        assert other.doc.fixed_path == pair_files[0]
     finally:
-        other.session.undo_stack.setClean()
+        other.doc.mark_saved()
         other.close()
+
+
+KILLED_APP = """
+import sys, time
+from retreg.gui.app import make_app
+from retreg.gui.main_window import MainWindow
+from retreg.gui.settings import Settings
+app = make_app([])
+w = MainWindow(Settings(sys.argv[1]), recovery_dir=sys.argv[2])
+w.open_pair(sys.argv[3], sys.argv[4], register=False)
+w.doc.add_pair((50.0, 60.0), (55.0, 58.0))
+w.doc.add_pair((150.0, 90.0), (148.0, 95.0))
+while w.recovery.pending() is None:
+    app.processEvents()
+    time.sleep(0.02)
+print("autosaved", flush=True)
+time.sleep(120)
+"""
+
+
+def test_work_of_a_killed_app_is_offered_back(qtbot, pair_files, tmp_path, monkeypatch):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    child = subprocess.Popen([sys.executable, "-c", KILLED_APP, str(tmp_path / "a.ini"),
+                              str(tmp_path / "rec"), str(pair_files[0]), str(pair_files[1])],
+                             stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert child.stdout.readline().strip() == "autosaved"
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    monkeypatch.setattr(QtWidgets.QMessageBox, "question",
+                        lambda *a, **k: QtWidgets.QMessageBox.StandardButton.Yes)
+    again = MainWindow(Settings(tmp_path / "b.ini"), recovery_dir=tmp_path / "rec")
+    try:
+        assert again.offer_recovery()
+        assert [p.fixed for p in again.doc.pairs] == [(50.0, 60.0), (150.0, 90.0)]
+        assert again.doc.is_dirty and again.doc.fixed_path == pair_files[0]
+        assert again.recovery.pending() is not None  # kept until the work is saved
+    finally:
+        again.doc.mark_saved()
+        again.close()
 
 
 def test_saving_removes_the_recovery_file(qtbot, window, pair_files, tmp_path):
     open_and_register(qtbot, window, pair_files)
-    window.session.delete_pairs([window.session.pairs[0].id])
+    window.doc.delete_pairs([window.doc.pairs[0].id])
     window.recovery.save_now()
     assert window.recovery.pending() is not None
     window.save_to(tmp_path / "a.json")
@@ -420,7 +497,7 @@ def test_saving_removes_the_recovery_file(qtbot, window, pair_files, tmp_path):
 def test_closing_with_unsaved_changes_asks_and_can_cancel(qtbot, window, pair_files,
                                                          monkeypatch):
     open_and_register(qtbot, window, pair_files)
-    window.session.delete_pairs([window.session.pairs[0].id])
+    window.doc.delete_pairs([window.doc.pairs[0].id])
     answers = [QtWidgets.QMessageBox.StandardButton.Cancel,
                QtWidgets.QMessageBox.StandardButton.Discard]
     asked = []
@@ -445,7 +522,7 @@ def test_settings_are_remembered_between_runs(qtbot, window, tmp_path):
         assert again.overlay_view.current_kind() == "fusion"
         assert again.overlay_view.squares.value() == 5
         assert again.mode_combo.currentData() == "octfa"
-        assert again.session.transform_type == "homography"
+        assert again.doc.transform_type == "homography"
         assert again.matcher_combo.currentData() == "classical"
     finally:
         again.close()
@@ -495,7 +572,7 @@ def test_large_images_are_overlaid_at_display_resolution_in_full_coordinates(
     write_image(tmp_path / "big_fa.png", fa)
     assert window.open_pair(tmp_path / "big_cf.png", tmp_path / "big_fa.png", register=False)
     for xy in ((300.0, 400.0), (2500.0, 600.0), (1500.0, 2600.0)):
-        window.session.add_pair(xy, xy)  # three pairs: an exact affine (identity)
+        window.doc.add_pair(xy, xy)  # three pairs: an exact affine (identity)
     window.overlay_view.render()
     item = window.overlay_view.image
     assert max(item.image.shape[:2]) == OVERLAY_DISPLAY_SIDE

@@ -25,7 +25,7 @@ def window(qtbot, tmp_path):
     w.training.cancel()
     if w.training.thread is not None:
         w.training.thread.wait()
-    w.session.undo_stack.setClean()
+    w.doc.mark_saved()
     w.close()
     w.deleteLater()
 
@@ -71,8 +71,8 @@ def test_training_runs_resumes_and_offers_weights_for_reregistration(qtbot, wind
     assert panel.progress.value() == panel.progress.maximum() == 2
     assert "train/loss" in panel.loss_plot.curves
     assert asked == ["Training finished"]
-    assert window.weights == tmp_path / "run" / "run.safetensors"
-    assert window.session.result.matcher != "classical"  # re-registered with the new model
+    assert window.controller.weights == tmp_path / "run" / "run.safetensors"
+    assert window.doc.result.matcher != "classical"  # re-registered with the new model
     assert registered.args is not None
     assert len(shown) == 1 and "Before (classical)" in shown[0] and "After" in shown[0]
 

@@ -1,0 +1,237 @@
+"""The app's decisions, in plain Python: which mode a pair opens with, the half-chosen pair,
+which weights a registration uses, the before/after comparison after training, and the text
+the user reads about it. ``MainWindow`` asks and shows; this module holds no widgets, so its
+rules are tested without Qt.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from retreg.core import annotations as ann_io
+from retreg.core.errors import ModeError
+from retreg.core.modality import guess_mode, resolve_mode
+from retreg.core.types import Mode, RegistrationResult
+from retreg.gui.document import FIXED, MOVING, Document
+
+AUTO_MODE = "auto"  # the toolbar's "from the file names" choice
+WEIGHTED_MATCHERS = ("default", "loftr")  # matchers that take model weights
+NO_MODE_NOTE = "the file names do not tell the mode: choose it in the toolbar to register"
+
+
+@dataclass
+class RegisterJob:
+    """One registration to run in the background, on the images it was asked for."""
+
+    fixed_img: np.ndarray
+    moving_img: np.ndarray
+    mode: str
+    matcher: str = "default"
+    weights: Path | None = None
+    transform_type: str = "affine"
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A pair just opened: its mode (None: the user must choose), whether to register now,
+    and the status line."""
+
+    mode: Mode | None
+    register: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A registration applied to the document: the status line, and the before/after text
+    when it ran for a comparison."""
+
+    message: str
+    comparison: str | None = None
+
+
+def order_pair(a: str | Path, b: str | Path) -> tuple[str | Path, str | Path]:
+    """(fixed, moving): the order whose names form a known mode, else as given."""
+    if guess_mode(a, b) is None and guess_mode(b, a) is not None:
+        return b, a
+    return a, b
+
+
+def registration_message(result: RegistrationResult) -> str:
+    """The status line after a registration; a hard pair's note comes first (it qualifies
+    the answer)."""
+    if not result.ok:
+        return f"Registration failed: {result.reason} — add point pairs by hand (A)"
+    secs = f"{result.timings.get('total', 0):.2f} s"
+    counts = f"{result.n_inliers} inliers of {len(result.selected)} selected matches in {secs}"
+    note = result.hypothesis_note()
+    if note:
+        return f"{note[0].upper()}{note[1:]} — registered with {result.matcher}: {counts}"
+    return f"Registered with {result.matcher}: {counts}"
+
+
+def counts_text(doc: Document) -> str:
+    """The permanent status field: mode, pairs used, median residual, the model's funnel."""
+    parts = [f"mode {doc.mode.value if doc.mode else '? (choose it in the toolbar)'}"]
+    if doc.pairs:
+        n_inc, med = doc.inlier_residual_summary()
+        parts.append(f"{len(doc.pairs)} pairs, {n_inc} used")
+        parts.append(f"median residual {med:.2f} px" if med is not None
+                     else f"no transform: {doc.fit_reason}")
+    r = doc.result
+    if r is not None:
+        parts.append(f"{len(r.matches)} matches → {len(r.selected)} selected → "
+                     f"{r.n_inliers} inliers")
+        parts.append(f"{r.matcher} {r.timings.get('total', 0.0):.2f} s")
+    return "  |  ".join(parts)
+
+
+def window_title(doc: Document) -> str:
+    """'*name — RetReg': the annotation's name, else the images', starred when unsaved."""
+    name = doc.annotation_path.name if doc.annotation_path else (
+        f"{doc.fixed_path.name} ← {doc.moving_path.name}" if doc.fixed_path and doc.moving_path
+        else "no images")
+    return f"{'*' if doc.is_dirty else ''}{name} — RetReg"
+
+
+def annotation_images(ann: ann_io.Annotation, path: Path) -> tuple[Path, Path]:
+    """(fixed, moving) image paths of an annotation; relative ones are beside the file."""
+    return tuple(Path(r.path) if Path(r.path).is_absolute() else path.parent / r.path
+                 for r in (ann.fixed, ann.moving))
+
+
+def changed_images(ann: ann_io.Annotation, fixed: Path, moving: Path) -> list[str]:
+    """The annotation's images whose content differs from when it was made (SHA-256)."""
+    return [r.path for r, p in ((ann.fixed, fixed), (ann.moving, moving))
+            if r.sha256 and ann_io.sha256_file(p) != r.sha256]
+
+
+def _summary(n: int, median: float | None) -> str:
+    return f"{n} pairs used, median residual " + (f"{median:.2f} px" if median is not None
+                                                   else "– (no transform)")
+
+
+class Controller:
+    """Application logic around one ``Document``."""
+
+    def __init__(self, doc: Document, weights: Path | None = None) -> None:
+        self.doc = doc
+        self.weights = weights
+        self.half_pair: dict[str, Path] = {}  # one image chosen, waiting for the other
+        # (matcher name, (pairs used, median residual)) before re-registering with new weights
+        self.compare_before: tuple[str, tuple[int, float | None]] | None = None
+
+    # ------------------------------------------------------------------ mode
+    @staticmethod
+    def choose_mode(fixed: Path, moving: Path, explicit: Mode | str | None = None,
+                    chosen: str = AUTO_MODE) -> tuple[Mode | None, str]:
+        """``resolve_mode`` with the explicit mode (case, annotation, command line), else the
+        toolbar's choice; (None, note) when nothing tells it: never a silent default."""
+        wanted = explicit or (None if chosen == AUTO_MODE else chosen)
+        try:
+            choice = resolve_mode(fixed, moving, wanted)
+        except ModeError as exc:  # an unknown explicit mode names itself
+            return None, str(exc) if wanted else NO_MODE_NOTE
+        return choice.mode, ("" if choice.source == "user"
+                             else f"mode {choice.mode.value} guessed from the file names")
+
+    def open_images(self, fixed: Path, moving: Path, fixed_img: np.ndarray,
+                    moving_img: np.ndarray, explicit: Mode | str | None = None,
+                    chosen: str = AUTO_MODE, register: bool = True) -> Opened:
+        """Start a document on the pair; it registers only once its mode is known."""
+        mode, note = self.choose_mode(fixed, moving, explicit, chosen)
+        self.doc.set_images(fixed, moving, fixed_img, moving_img, mode)
+        self.half_pair = {}
+        return Opened(mode, register and mode is not None,
+                      f"Opened {fixed.name} and {moving.name}" + (f"; {note}" if note else ""))
+
+    def mode_chosen(self, chosen: str) -> tuple[bool, str] | None:
+        """The toolbar's mode changed: (register now, status line), or None when the open
+        pair's mode stays. A pair still waiting for its mode registers right away."""
+        d = self.doc
+        if not d.has_images:
+            return None
+        mode, _ = self.choose_mode(d.fixed_path, d.moving_path, chosen=chosen)
+        if mode is None or mode == d.mode:
+            return None
+        first = d.mode is None
+        d.set_mode(mode)
+        if first:
+            return True, f"Mode {mode.value}: registering"
+        return False, f"Mode is now {mode.value}; register again (Ctrl+R) to match with it"
+
+    def case_folder_mode(self, chosen: str) -> Mode | None:
+        """The mode a case folder is listed for: the toolbar's, else the open pair's; None
+        when neither says (the user must choose)."""
+        return Mode(chosen) if chosen != AUTO_MODE else self.doc.mode
+
+    # ------------------------------------------------------------------ one image at a time
+    def pick_image(self, side: str, path: str | Path) -> tuple[tuple[Path, Path] | None, str]:
+        """One image chosen for ``side``: (the pair to open, "") when both are known (the
+        other from the open pair or an earlier pick), else (None, what to do next)."""
+        d = self.doc
+        chosen = {FIXED: d.fixed_path, MOVING: d.moving_path, **self.half_pair,
+                  side: Path(path)}
+        if chosen[FIXED] is None or chosen[MOVING] is None:
+            self.half_pair = {side: Path(path)}
+            return None, f"Now open the {MOVING if side == FIXED else FIXED} image"
+        self.half_pair = {}
+        return (chosen[FIXED], chosen[MOVING]), ""
+
+    # ------------------------------------------------------------------ registration
+    def register_job(self, matcher: str) -> tuple[RegisterJob | None, str]:
+        """The job for the open pair with ``matcher`` (model weights only for matchers that
+        take them), or (None, why not)."""
+        d = self.doc
+        if not d.has_images:
+            return None, "Open a fixed and a moving image first"
+        if d.mode is None:
+            return None, "Choose the mode in the toolbar first: the file names do not tell it"
+        weights = self.weights if matcher in WEIGHTED_MATCHERS else None
+        return RegisterJob(d.fixed_img, d.moving_img, d.mode.value, matcher, weights,
+                           d.transform_type), ""
+
+    def registered(self, job: RegisterJob, result: RegistrationResult) -> Registered | None:
+        """Apply a finished registration; None when other images were opened meanwhile."""
+        d = self.doc
+        if job.fixed_img is not d.fixed_img or job.moving_img is not d.moving_img:
+            self.compare_before = None
+            return None
+        d.apply_result(result)
+        return Registered(registration_message(result), self._comparison())
+
+    def registration_failed(self) -> None:
+        self.compare_before = None
+
+    # ------------------------------------------------------------------ weights
+    def use_weights(self, path: str | Path) -> str:
+        """Register with these weights from now on; returns the status line."""
+        self.weights = Path(path)
+        return f"Using weights {self.weights.name}"
+
+    def weights_question(self, path: str | Path) -> str | None:
+        """Training produced weights: what to ask before re-registering the open pair with
+        them, or None when no pair is open (then they are simply adopted)."""
+        if not self.doc.has_images or self.doc.mode is None:
+            return None
+        return (f"Load the new weights ({Path(path).name}) and register the current pair "
+                "again?")
+
+    def compare_with(self, path: str | Path) -> str:
+        """Adopt new weights and remember the open pair's fit to compare after
+        re-registering; returns the status line."""
+        d = self.doc
+        self.compare_before = (d.result.matcher if d.result else "manual",
+                               d.inlier_residual_summary())
+        return self.use_weights(path)
+
+    def _comparison(self) -> str | None:
+        if self.compare_before is None:
+            return None
+        name, before = self.compare_before
+        self.compare_before = None
+        return (f"Before ({name}): {_summary(*before)}\n"
+                f"After (new weights): {_summary(*self.doc.inlier_residual_summary())}\n\n"
+                "Undo (Ctrl+Z) returns to the previous points.")

@@ -1,0 +1,224 @@
+"""The app's decisions without Qt: mode choice, the half-chosen pair, the registration job,
+the before/after comparison, status text, annotation images and crash recovery."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from retreg.core import annotations as ann_io
+from retreg.core.types import Mode
+from retreg.gui.controller import (AUTO_MODE, NO_MODE_NOTE, Controller, counts_text,
+                                   annotation_images, changed_images, order_pair,
+                                   registration_message, window_title)
+from retreg.gui.document import Document
+from retreg.gui.recovery import RecoveryStore
+from tests.gui.test_document import model_result
+
+IMG = np.zeros((256, 256), np.uint8)
+
+
+class HardPairResult(type(model_result())):
+    """A result whose matcher reports a hard pair (the note's wording is core's)."""
+
+    def hypothesis_note(self) -> str:
+        return "hard pair: 20 input variants tried; chosen: moving image turned 90 deg"
+
+
+def files(tmp_path, *names):
+    out = []
+    for name in names:
+        p = tmp_path / name
+        p.write_bytes(b"stand-in image " + name.encode())
+        out.append(p)
+    return out
+
+
+@pytest.fixture
+def ctl():
+    return Controller(Document(), weights=None)
+
+
+def open_(ctl, fixed, moving, **kw):
+    return ctl.open_images(fixed, moving, IMG, IMG.copy(), **kw)
+
+
+# ---------------------------------------------------------------------------- mode
+
+def test_mode_explicit_beats_toolbar_beats_names(tmp_path):
+    cf, fa = files(tmp_path, "eye_cf.png", "eye_fa.png")
+    assert Controller.choose_mode(cf, fa, "octfa", "cfoct") == (Mode.OCTFA, "")
+    assert Controller.choose_mode(cf, fa, None, "cfoct") == (Mode.CFOCT, "")
+    assert Controller.choose_mode(cf, fa) == (Mode.CFFA,
+                                              "mode cffa guessed from the file names")
+    mode, note = Controller.choose_mode(cf, fa, "cfxx")
+    assert mode is None and "unknown mode 'cfxx'" in note
+
+
+def test_unknown_names_open_unregistered_until_the_mode_is_chosen(ctl, tmp_path):
+    a, b = files(tmp_path, "left.png", "right.png")
+    opened = open_(ctl, a, b)
+    assert opened.mode is None and not opened.register
+    assert NO_MODE_NOTE in opened.message and ctl.doc.mode is None  # no silent cffa
+    job, why = ctl.register_job("classical")
+    assert job is None and "Choose the mode" in why
+    assert ctl.mode_chosen(AUTO_MODE) is None  # "auto" still cannot tell
+    assert ctl.mode_chosen("cffa") == (True, "Mode cffa: registering")
+    assert ctl.doc.mode == Mode.CFFA
+    register, message = ctl.mode_chosen("octfa")
+    assert not register and "register again" in message
+    assert ctl.mode_chosen("octfa") is None
+
+
+def test_known_names_register_on_open(ctl, tmp_path):
+    cf, fa = files(tmp_path, "eye_cf.png", "eye_fa.png")
+    opened = open_(ctl, cf, fa)
+    assert opened.register and opened.mode == Mode.CFFA
+    assert opened.message == "Opened eye_cf.png and eye_fa.png; mode cffa guessed from the " \
+                             "file names"
+    assert not open_(ctl, cf, fa, register=False).register
+
+
+def test_case_folder_mode_is_the_toolbars_else_the_open_pairs(ctl, tmp_path):
+    assert ctl.case_folder_mode(AUTO_MODE) is None
+    assert ctl.case_folder_mode("octfa") == Mode.OCTFA
+    open_(ctl, *files(tmp_path, "eye_cf.png", "eye_fa.png"))
+    assert ctl.case_folder_mode(AUTO_MODE) == Mode.CFFA
+
+
+def test_order_pair_puts_the_fixed_image_first():
+    assert order_pair("x_fa.png", "x_cf.png") == ("x_cf.png", "x_fa.png")
+    assert order_pair("x_cf.png", "x_fa.png") == ("x_cf.png", "x_fa.png")
+    assert order_pair("a.png", "b.png") == ("a.png", "b.png")
+
+
+# ---------------------------------------------------------------------------- one image at a time
+
+def test_one_image_waits_for_the_other_then_the_pair_opens(ctl, tmp_path):
+    cf, fa, fa2 = files(tmp_path, "eye_cf.png", "eye_fa.png", "eye2_fa.png")
+    assert ctl.pick_image("fixed", cf) == (None, "Now open the moving image")
+    assert ctl.pick_image("moving", fa) == ((cf, fa), "")
+    assert ctl.half_pair == {}
+    open_(ctl, cf, fa)
+    assert ctl.pick_image("moving", fa2) == ((cf, fa2), "")  # replaces one image of the pair
+
+
+# ---------------------------------------------------------------------------- registration
+
+def test_job_uses_the_weights_only_for_matchers_that_take_them(tmp_path):
+    ctl = Controller(Document(), weights=tmp_path / "w.safetensors")
+    assert ctl.register_job("default") == (None, "Open a fixed and a moving image first")
+    open_(ctl, *files(tmp_path, "eye_cf.png", "eye_fa.png"))
+    job, _ = ctl.register_job("loftr")
+    assert job.weights == tmp_path / "w.safetensors" and job.mode == "cffa"
+    assert job.fixed_img is ctl.doc.fixed_img and job.transform_type == ctl.doc.transform_type
+    assert ctl.register_job("classical")[0].weights is None
+
+
+def test_a_result_for_images_no_longer_open_is_dropped(ctl, tmp_path):
+    cf, fa = files(tmp_path, "eye_cf.png", "eye_fa.png")
+    open_(ctl, cf, fa)
+    job, _ = ctl.register_job("classical")
+    open_(ctl, cf, fa)  # opened again: new image arrays
+    assert ctl.registered(job, model_result()) is None and not ctl.doc.pairs
+    job, _ = ctl.register_job("classical")
+    done = ctl.registered(job, model_result())
+    assert len(ctl.doc.pairs) == 25 and done.comparison is None
+    assert done.message.startswith("Registered with test: 22 inliers of 25 selected")
+
+
+def test_a_hard_pairs_note_comes_first_and_a_failure_says_what_to_do():
+    hard = HardPairResult(**{f.name: getattr(model_result(), f.name)
+                             for f in dataclasses.fields(model_result())})
+    assert registration_message(hard).startswith("Hard pair: 20 input variants tried")
+    assert "registered with test: 22 inliers" in registration_message(hard)
+    failed = dataclasses.replace(model_result(), status="failed", reason="too few matches")
+    assert registration_message(failed) == ("Registration failed: too few matches — add point "
+                                            "pairs by hand (A)")
+
+
+def test_new_weights_compare_before_and_after(ctl, tmp_path):
+    assert ctl.weights_question(tmp_path / "new.safetensors") is None  # nothing open
+    open_(ctl, *files(tmp_path, "eye_cf.png", "eye_fa.png"))
+    job, _ = ctl.register_job("classical")
+    ctl.registered(job, model_result())
+    assert "new.safetensors" in ctl.weights_question(tmp_path / "new.safetensors")
+    assert ctl.compare_with(tmp_path / "new.safetensors") == "Using weights new.safetensors"
+    assert ctl.weights == tmp_path / "new.safetensors"
+    job, _ = ctl.register_job("loftr")
+    assert job.weights == tmp_path / "new.safetensors"
+    text = ctl.registered(job, model_result(n_outliers=5)).comparison
+    assert text.startswith("Before (test): 22 pairs used, median residual 0.00 px\n"
+                           "After (new weights): 20 pairs used")
+    assert ctl.compare_before is None
+
+
+def test_a_failed_registration_cancels_the_comparison(ctl, tmp_path):
+    open_(ctl, *files(tmp_path, "eye_cf.png", "eye_fa.png"))
+    ctl.compare_with(tmp_path / "new.safetensors")
+    ctl.registration_failed()
+    job, _ = ctl.register_job("loftr")
+    assert ctl.registered(job, model_result()).comparison is None
+
+
+# ---------------------------------------------------------------------------- status text
+
+def test_counts_and_title_follow_the_document(ctl, tmp_path):
+    assert window_title(ctl.doc) == "no images — RetReg"
+    a, b = files(tmp_path, "left.png", "right.png")
+    open_(ctl, a, b)
+    assert counts_text(ctl.doc).startswith("mode ? (choose it in the toolbar)")
+    ctl.mode_chosen("cffa")
+    job, _ = ctl.register_job("classical")
+    ctl.registered(job, model_result())
+    text = counts_text(ctl.doc)
+    assert "25 pairs, 22 used" in text and "25 matches → 25 selected → 22 inliers" in text
+    assert window_title(ctl.doc) == "left.png ← right.png — RetReg"
+    ctl.doc.delete_pairs([1])
+    assert window_title(ctl.doc).startswith("*left.png")
+    ctl.doc.mark_saved(tmp_path / "eye.json")
+    assert window_title(ctl.doc) == "eye.json — RetReg"
+
+
+# ---------------------------------------------------------------------------- annotations
+
+def test_annotation_images_resolve_beside_the_file_and_changes_are_found(tmp_path):
+    cf, fa = files(tmp_path, "eye_cf.png", "eye_fa.png")
+    ann = ann_io.new_annotation(cf, (4, 4), fa, (4, 4), "cffa")
+    ann.fixed = dataclasses.replace(ann.fixed, path="eye_cf.png")  # relative to the annotation
+    assert annotation_images(ann, tmp_path / "eye.json") == (cf, fa)
+    assert changed_images(ann, cf, fa) == []
+    fa.write_bytes(b"edited")
+    assert changed_images(ann, cf, fa) == [str(fa)]
+
+
+# ---------------------------------------------------------------------------- recovery
+
+def test_recovery_keeps_unsaved_work_until_saved_and_offers_it_back(tmp_path):
+    doc = Document()
+    store = RecoveryStore(doc, tmp_path / "rec")
+    assert store.question() is None
+    cf, fa = files(tmp_path, "eye_cf.png", "eye_fa.png")
+    doc.set_images(cf, fa, IMG, IMG.copy(), Mode.CFFA)
+    assert not store.on_history()  # nothing unsaved yet
+    doc.add_pair((10.0, 20.0), (30.0, 40.0))
+    assert store.on_history()  # unsaved: schedule an autosave
+    assert store.save_now() is None and store.pending() == tmp_path / "rec" / "recovery.json"
+    assert "did not close normally" in store.question()
+    assert store.load().points == list(doc.pairs)
+    store.suspended = True  # loading recovered work: the file stays whatever happens
+    doc.mark_saved()
+    assert not store.on_history() and store.pending() is not None
+    store.suspended = False
+    assert not store.on_history() and store.pending() is None  # saved: the file goes
+
+
+def test_a_failed_autosave_is_reported_not_raised(tmp_path):
+    doc = Document()
+    cf, fa = files(tmp_path, "eye_cf.png", "eye_fa.png")
+    doc.set_images(cf, fa, IMG, IMG.copy(), Mode.CFFA)
+    doc.add_pair((10.0, 20.0), (30.0, 40.0))
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("x")
+    message = RecoveryStore(doc, blocker).save_now()
+    assert message.startswith(f"Autosave to {blocker / 'recovery.json'} failed")
+

@@ -1,0 +1,198 @@
+"""The app's document without Qt: edits, undo/redo, refitting, notifications and annotation
+round trips."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from retreg.core.geometry import map_points
+from retreg.core.types import Matches, Mode, RegistrationResult
+from retreg.gui.document import CONTENT, HISTORY, IMAGES, SELECTION, FIXED, MOVING, Document
+
+# moving -> fixed: scale 1.1, rotation ~5 degrees, shift
+TRUE = np.array([[1.0958, -0.0959, 12.0], [0.0959, 1.0958, -7.0], [0.0, 0.0, 1.0]])
+
+
+def grid_points(n=5, lo=40.0, hi=200.0):
+    g = np.linspace(lo, hi, n)
+    return np.array([(x, y) for x in g for y in g])
+
+
+@pytest.fixture
+def doc(tmp_path):
+    s = Document()
+    img = np.zeros((256, 256), np.uint8)
+    paths = []
+    for name in ("a_cf.png", "a_fa.png"):
+        p = tmp_path / name
+        p.write_bytes(b"stand-in image bytes for hashing " + name.encode())
+        paths.append(p)
+    s.set_images(paths[0], paths[1], img, img.copy(), Mode.CFFA, "affine")
+    return s
+
+
+def model_result(n_outliers=3) -> RegistrationResult:
+    moving = grid_points()
+    fixed = map_points(TRUE, moving)
+    fixed[:n_outliers] += 60.0  # a few wrong matches
+    conf = np.linspace(0.2, 1.0, len(moving))
+    inliers = np.ones(len(moving), bool)
+    inliers[:n_outliers] = False
+    return RegistrationResult(mode="cffa", matcher="test", transform_type="affine", matrix=TRUE.copy(),
+                          status="ok", reason="", matches=Matches(fixed, moving, conf),
+                          selected=np.arange(len(moving)), inliers=inliers,
+                          residuals=np.zeros(len(moving)), fixed_shape=(256, 256),
+                          moving_shape=(256, 256), threshold_px=3.0)
+
+
+def test_model_result_becomes_pairs_with_inliers_included_and_model_matrix(doc):
+    doc.apply_result(model_result())
+    assert len(doc.pairs) == 25
+    assert [p.include for p in doc.pairs[:4]] == [False, False, False, True]
+    assert all(p.source == "model" for p in doc.pairs)
+    np.testing.assert_allclose(doc.matrix, TRUE)
+    assert doc.residuals[1] > 50 and doc.residuals[10] < 1e-6
+    assert doc.confidence[1] == pytest.approx(0.2)
+    assert not doc.is_dirty  # a recomputable result is not unsaved work
+
+
+def test_register_after_edits_keeps_the_document_unsaved(doc):
+    doc.add_pair((10.0, 20.0), (30.0, 40.0))
+    doc.apply_result(model_result())
+    assert doc.is_dirty
+
+
+def test_manual_edit_refits_from_included_points_and_undo_restores_model_fit(doc):
+    doc.apply_result(model_result())
+    first = doc.pairs[5]
+    doc.move_point(first.id, FIXED, (first.fixed[0] + 40.0, first.fixed[1]))
+    assert doc.pair(first.id).fixed[0] == pytest.approx(first.fixed[0] + 40.0)
+    assert doc.matrix is not None  # robust refit ignores the moved point
+    assert doc.residuals[first.id] == pytest.approx(40.0, abs=0.5)
+    doc.undo()
+    assert doc.pair(first.id) == first
+    np.testing.assert_allclose(doc.matrix, TRUE)
+
+
+def test_add_delete_include_are_each_one_undo_step(doc):
+    doc.apply_result(model_result())
+    pid = doc.add_pair((10.0, 20.0), (30.0, 40.0))
+    assert doc.pair(pid).source == "manual" and pid == 26
+    doc.set_included([pid], False)
+    assert not doc.pair(pid).include
+    doc.delete_pairs([pid, 1])
+    assert doc.pair(pid) is None and doc.pair(1) is None
+    doc.undo()
+    assert doc.pair(pid) is not None and not doc.pair(pid).include
+    doc.undo()
+    assert doc.pair(pid).include
+    doc.undo()
+    assert doc.pair(pid) is None and len(doc.pairs) == 25
+    doc.redo()
+    assert doc.pair(pid).include
+
+
+def test_toggle_included_flips_a_mixed_selection_to_included(doc):
+    doc.apply_result(model_result())
+    doc.toggle_included([1, 10])  # 1 excluded, 10 included -> both included
+    assert doc.pair(1).include and doc.pair(10).include
+    doc.toggle_included([1, 10])
+    assert not doc.pair(1).include and not doc.pair(10).include
+
+
+def test_transform_switch_reestimates_model_points_and_is_undoable(doc):
+    doc.apply_result(model_result())
+    doc.set_transform_type("homography")
+    assert doc.transform_type == "homography"
+    assert doc.result.transform_type == "homography"
+    np.testing.assert_allclose(doc.matrix / doc.matrix[2, 2], TRUE, atol=1e-3)
+    doc.undo()
+    assert doc.transform_type == "affine"
+
+
+def test_too_few_points_gives_no_matrix_with_a_reason(doc):
+    doc.add_pair((10.0, 10.0), (12.0, 12.0))
+    assert doc.matrix is None
+    assert "too few" in doc.fit_reason
+
+
+def test_prediction_maps_through_the_current_transform_both_ways(doc):
+    doc.apply_result(model_result())
+    fx, fy = map_points(TRUE, np.array([[100.0, 120.0]]))[0]
+    assert doc.predict_partner(MOVING, (100.0, 120.0)) == pytest.approx((fx, fy))
+    assert doc.predict_partner(FIXED, (fx, fy)) == pytest.approx((100.0, 120.0))
+
+
+def test_annotation_round_trip_keeps_points_and_transform(doc):
+    doc.apply_result(model_result())
+    doc.add_pair((10.0, 20.0), (30.0, 40.0))
+    ann = doc.to_annotation()
+    assert ann.transform["type"] == "affine" and len(ann.points) == 26
+    other = Document()
+    other.set_images(doc.fixed_path, doc.moving_path, doc.fixed_img,
+                     doc.moving_img, Mode.CFFA)
+    other.load_points(ann)
+    assert other.pairs == doc.pairs
+    np.testing.assert_allclose(other.matrix, doc.matrix, atol=1e-6)
+
+
+def test_saving_marks_clean_and_edits_mark_dirty(doc, tmp_path):
+    doc.apply_result(model_result())
+    doc.mark_saved(tmp_path / "a.json")
+    assert not doc.is_dirty and doc.annotation_path == tmp_path / "a.json"
+    doc.delete_pairs([3])
+    assert doc.is_dirty
+
+
+def test_document_controller_and_recovery_import_without_qt():
+    code = ("import sys; import retreg.gui.document, retreg.gui.controller, retreg.gui.recovery; "
+            "sys.exit('PySide6' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_observers_hear_each_kind_of_change(doc):
+    heard = []
+    for event in (IMAGES, CONTENT, SELECTION, HISTORY):
+        doc.observe(event, lambda e=event: heard.append(e))
+    doc.add_pair((10.0, 20.0), (30.0, 40.0))
+    assert heard == [CONTENT, HISTORY]
+    heard.clear()
+    doc.select([1])
+    doc.select([1])  # unchanged: no notification
+    assert heard == [SELECTION]
+    heard.clear()
+    doc.set_images(None, None, doc.fixed_img, doc.moving_img, Mode.CFFA)
+    assert IMAGES in heard and heard[-1] == HISTORY and not doc.can_undo
+
+
+def test_an_edit_that_changes_nothing_is_not_a_step(doc):
+    doc.apply_result(model_result())
+    doc.set_included([10], True)  # already included
+    doc.move_point(999, FIXED, (1.0, 1.0))  # no such pair
+    assert not doc.is_dirty and doc.undo_text == "Register"
+
+
+def test_typed_coordinate_moves_one_axis_and_is_undoable(doc):
+    doc.apply_result(model_result())
+    before = doc.pair(7)
+    doc.set_coordinate(7, MOVING, 1, 123.5)
+    assert doc.pair(7).moving == (before.moving[0], 123.5) and doc.pair(7).fixed == before.fixed
+    assert doc.undo_text == "Set moving y of point 7"
+    doc.undo()
+    assert doc.pair(7) == before
+
+
+def test_undo_back_to_the_saved_state_is_clean_and_a_new_branch_loses_it(doc, tmp_path):
+    doc.add_pair((10.0, 20.0), (30.0, 40.0))
+    doc.mark_saved(tmp_path / "a.json")
+    doc.add_pair((50.0, 60.0), (70.0, 80.0))
+    assert doc.is_dirty and doc.can_undo and not doc.can_redo
+    doc.undo()
+    assert not doc.is_dirty and doc.redo_text == "Add point pair"
+    doc.undo()
+    assert doc.is_dirty
+    doc.add_pair((1.0, 2.0), (3.0, 4.0))  # a new branch: the saved state is gone
+    assert not doc.can_redo
+    doc.undo()
+    assert doc.is_dirty and not doc.pairs
