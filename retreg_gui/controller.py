@@ -126,22 +126,29 @@ class Controller:
     # ------------------------------------------------------------------ mode
     @staticmethod
     def choose_mode(fixed: Path, moving: Path, explicit: Mode | str | None = None,
-                    chosen: str = AUTO_MODE) -> tuple[Mode | None, str]:
+                    chosen: str = AUTO_MODE, fixed_img: np.ndarray | None = None,
+                    moving_img: np.ndarray | None = None) -> tuple[Mode | None, str]:
         """``resolve_mode`` with the explicit mode (case, annotation, command line), else the
-        toolbar's choice; (None, note) when nothing tells it: never a silent default."""
+        toolbar's choice, else the names, else the images' content when given; (None, note)
+        when nothing tells it: never a silent default."""
         wanted = explicit or (None if chosen == AUTO_MODE else chosen)
         try:
-            choice = resolve_mode(fixed, moving, wanted)
+            choice = resolve_mode(fixed, moving, wanted, fixed_img, moving_img)
         except ModeError as exc:  # an unknown explicit mode names itself
-            return None, str(exc) if wanted else NO_MODE_NOTE
-        return choice.mode, ("" if choice.source == "user"
-                             else f"mode {choice.mode.value} guessed from the file names")
+            if wanted:
+                return None, str(exc)
+            return None, NO_MODE_NOTE + (f" ({exc})" if fixed_img is not None else "")
+        if choice.source == "user":
+            return choice.mode, ""
+        if choice.source == "name":
+            return choice.mode, f"mode {choice.mode.value} guessed from the file names"
+        return choice.mode, choice.describe()
 
     def open_images(self, fixed: Path, moving: Path, fixed_img: np.ndarray,
                     moving_img: np.ndarray, explicit: Mode | str | None = None,
                     chosen: str = AUTO_MODE, register: bool = True) -> Opened:
         """Start a document on the pair; it registers only once its mode is known."""
-        mode, note = self.choose_mode(fixed, moving, explicit, chosen)
+        mode, note = self.choose_mode(fixed, moving, explicit, chosen, fixed_img, moving_img)
         self.doc.set_images(fixed, moving, fixed_img, moving_img, mode)
         self.half_pair = {}
         return Opened(mode, register and mode is not None,

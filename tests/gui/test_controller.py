@@ -69,6 +69,16 @@ def test_unknown_names_open_unregistered_until_the_mode_is_chosen(ctl, tmp_path)
     assert ctl.mode_chosen("octfa") is None
 
 
+def test_unnamed_images_take_their_mode_from_the_content_and_say_so(ctl, tmp_path):
+    from retreg.training.synth import render_case
+
+    case = render_case(10_500_003, size=256)
+    a, b = files(tmp_path, "left.png", "right.png")
+    opened = ctl.open_images(a, b, case["cf"], case["fa"])
+    assert opened.mode == Mode.CFFA and opened.register
+    assert "mode cffa from the image content: fixed cf" in opened.message
+
+
 def test_known_names_register_on_open(ctl, tmp_path):
     cf, fa = files(tmp_path, "eye_cf.png", "eye_fa.png")
     opened = open_(ctl, cf, fa)
