@@ -21,6 +21,7 @@ from retreg.core.refine import RefineConfig, Refinement, refine
 from retreg.core.selection import spatial_binning
 from retreg.core.types import (TRANSFORM_TYPES, Estimate, Matches, Mode, PreparedImage,
                         RegistrationResult)
+from retreg.core.verdict import VerdictConfig, assess
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class RegistrationConfig:
     max_iters: int = 10000
     polish: bool = True  # least-squares refit on the USAC inliers (see core.estimation.estimate)
     refine: RefineConfig | None = RefineConfig()
+    verdict: VerdictConfig = VerdictConfig()
 
 
 def _as_image(img: np.ndarray | str | os.PathLike) -> np.ndarray:
@@ -117,13 +119,17 @@ def register(fixed_img: np.ndarray | str | os.PathLike, moving_img: np.ndarray |
             threshold = fine.threshold_px
         timings["refine"] = time.perf_counter() - t
     res = _residuals_or_nan(est, matches, selected)
-    timings["total"] = time.perf_counter() - t0
-    return RegistrationResult(
+    result = RegistrationResult(
         mode=mode.value, matcher=matcher.name, transform_type=transform, matrix=est.matrix,
         status=est.status, reason=est.reason, matches=matches, selected=selected,
         inliers=est.inliers, residuals=res, timings=timings, fixed_shape=(h, w),
         moving_shape=tuple(moving_arr.shape[:2]), threshold_px=threshold,
-        hypothesis=dict(getattr(matcher, "last_hypothesis", {})))
+        hypothesis=dict(getattr(matcher, "last_hypothesis", {})), judged_on=(fixed, moving))
+    t = time.perf_counter()
+    result.verdict = assess(result, fixed, moving, config.verdict)
+    timings["verdict"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
+    return result
 
 
 def _refine(fixed_arr: np.ndarray, moving_arr: np.ndarray, mode: Mode, matrix: np.ndarray,
@@ -144,10 +150,13 @@ def reestimate(result: RegistrationResult, transform_type: str,
     est = _estimate_selected(result.matches, result.selected, transform_type,
                              result.threshold_px, config)
     timings = {**result.timings, "estimate": time.perf_counter() - t}
-    return replace(result, transform_type=transform_type, matrix=est.matrix, status=est.status,
-                   reason=est.reason, inliers=est.inliers,
-                   residuals=_residuals_or_nan(est, result.matches, result.selected),
-                   timings=timings)
+    out = replace(result, transform_type=transform_type, matrix=est.matrix, status=est.status,
+                  reason=est.reason, inliers=est.inliers,
+                  residuals=_residuals_or_nan(est, result.matches, result.selected),
+                  timings=timings, verdict=None)
+    if result.judged_on is not None:
+        out.verdict = assess(out, *result.judged_on, config.verdict)
+    return out
 
 
 def estimate_from_points(fixed_pts: np.ndarray, moving_pts: np.ndarray, transform_type: str,

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from retreg.core.verdict import Verdict
 
 
 class Mode(str, Enum):
@@ -138,6 +142,10 @@ class RegistrationResult:
     # pitch_variant, shift_px, its support and how many input variants were "tried"; empty for
     # matchers that try no variants.
     hypothesis: dict = field(default_factory=dict)
+    # The quality verdict (``core.verdict``) and the prepared pair it was judged on, so a
+    # re-estimate can be judged again; None for results that were never judged.
+    verdict: "Verdict | None" = None
+    judged_on: "tuple[PreparedImage, PreparedImage] | None" = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -182,4 +190,5 @@ class RegistrationResult:
             "moving_shape": list(self.moving_shape),
             "hypothesis": {k: list(v) if isinstance(v, tuple) else v
                            for k, v in self.hypothesis.items()},
+            "verdict": None if self.verdict is None else self.verdict.to_json(),
         }
