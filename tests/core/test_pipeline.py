@@ -57,7 +57,8 @@ def test_registers_a_synthetic_cf_fa_pair_with_the_classical_matcher(synthetic_r
     assert result.ok, result.reason
     assert result.n_inliers >= 20
     assert _corner_error(result.matrix, truth, SIZE, SIZE) < 3.0
-    assert set(result.timings) == {"prepare", "match", "select", "estimate", "refine", "total"}
+    assert set(result.timings) == {"prepare", "match", "select", "estimate", "refine", "verdict",
+                                   "total"}
     assert result.matcher == "classical" and result.mode == "cffa"
     assert result.to_json()["n_inliers"] == result.n_inliers
 
