@@ -1,7 +1,9 @@
 """`retreg register FIXED MOVING`: register one pair, print a summary, optionally write the
 result JSON, the warped moving image and an overlay.
 
-Exit codes: 0 registered, 1 registration failed (the JSON still records why), 2 bad input.
+Exit codes: 0 registered (also with a ``low confidence`` verdict, said on stderr), 1 no transform
+or a ``failed`` verdict (the JSON still records why; no warped image or overlay is written),
+2 bad input.
 """
 from __future__ import annotations
 
@@ -61,8 +63,16 @@ def _summary(res, fixed: Path, moving: Path) -> str:
         return f"{head}\nFAILED: {res.reason} ({counts})"
     med = res.to_json()["median_residual_px"]
     note = res.hypothesis_note()
-    return (f"{head}\nok: {counts}, median inlier residual {med:.2f} px, "
+    verdict = res.verdict
+    level = "ok" if verdict is None or verdict.ok else verdict.level.upper()
+    why = "" if verdict is None or verdict.ok else f" ({'; '.join(verdict.reasons)})"
+    return (f"{head}\n{level}{why}: {counts}, median inlier residual {med:.2f} px, "
             f"{res.timings.get('total', 0.0):.2f} s" + (f"\n{note}" if note else ""))
+
+
+def _judged_failed(res) -> bool:
+    """No transform, or one the verdict rules out: either way nothing to show as a result."""
+    return not res.ok or (res.verdict is not None and res.verdict.level == "failed")
 
 
 def run(args) -> int:
@@ -85,10 +95,15 @@ def run(args) -> int:
                                         "weights": str(args.weights) if args.weights else None,
                                         "transform": args.transform}, seed=None)
         atomic_write_bytes(args.json, (json.dumps(doc, indent=2) + "\n").encode())
-    if not res.ok:
+    if _judged_failed(res):
+        reasons = res.reason if not res.ok else "; ".join(res.verdict.reasons)
+        print(f"retreg register: failed: {reasons}", file=sys.stderr)
         if args.warped or args.overlay_out:
             print("no warped image or overlay written: registration failed")
         return 1
+    if res.verdict is not None and not res.verdict.ok:
+        print(f"retreg register: low confidence: {'; '.join(res.verdict.reasons)}",
+              file=sys.stderr)
     if args.warped or args.overlay_out:
         warped = warp_moving(moving, res.matrix, fixed.shape)
         if args.warped:

@@ -106,6 +106,21 @@ def test_register_failure_exits_1_and_still_writes_the_reason(tmp_path):
     assert doc["status"] == "failed" and doc["reason"] and doc["transform"]["matrix"] is None
 
 
+def test_a_fundus_against_noise_is_judged_failed_and_writes_no_overlay(tmp_path, capsys):
+    from retreg.training.synth import render_case
+
+    fixed, noise = tmp_path / "eye_cf.png", tmp_path / "noise_fa.png"
+    write_image(fixed, render_case(10_500_011, size=384)["cf"])
+    write_image(noise, np.random.default_rng(0).integers(0, 256, (384, 384), dtype=np.uint8))
+    out, overlay = tmp_path / "r.json", tmp_path / "o.png"
+    code = main(["register", str(fixed), str(noise), "--json", str(out),
+                 "--overlay", "blend", "--overlay-out", str(overlay)])
+    assert code == 1 and not overlay.exists()
+    assert "retreg register: failed:" in capsys.readouterr().err
+    verdict = json.loads(out.read_text())["verdict"]
+    assert verdict["level"] == "failed" and verdict["reasons"]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["register", "{d}/nope_cf.png", "{d}/a_cf2.png", "--mode", "cfcf"], "does not exist"),
     (["register", "{d}/a_cf.png", "{d}/a_cf2.png", "--overlay", "blend"], "together"),
