@@ -68,6 +68,7 @@ class Variant:
 
 
 def as_given(moving: PreparedImage) -> Variant:
+    """The moving image as prepared (the first variant every search tries)."""
     return Variant(moving, lambda pts: np.asarray(pts, np.float64))
 
 
@@ -110,7 +111,10 @@ def turned(v: Variant, deg: int) -> Variant:
         return replace(v, rotation_deg=deg)
     img = v.image
     h, w = img.work.shape
-    rot = lambda a: np.ascontiguousarray(np.rot90(a, k))  # noqa: E731
+
+    def rot(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.rot90(a, k))
+
     image = replace(img, original=np.rot90(img.original, k), work=rot(img.work),
                     vessels=rot(img.vessels), fov=rot(img.fov),
                     scale=img.scale if k == 2 else img.scale[::-1])
