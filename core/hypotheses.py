@@ -4,9 +4,9 @@ A matcher sees the moving image as prepared; some pairs only register when it is
 (90-degree steps), resampled at the fixed image's pixel pitch, or moved by part of its side
 (``SearchPolicy``). Each ``Variant`` is a valid ``PreparedImage`` plus the exact map of its
 working pixels back to the prepared moving image's working pixels. ``search`` tries variants in
-the policy's order until one is convincing, scores each with ``coarse_fit`` and lets those of one
-rotation ``vote``; it works in the working pixels of the unmodified images and returns matches in
-full resolution.
+the policy's order until one is convincing, scores each with ``coarse_fit`` (binned on the
+fixed image's working grid, fitted in full resolution like the pipeline's estimate) and lets
+those of one rotation ``vote``.
 """
 from __future__ import annotations
 
@@ -146,73 +146,79 @@ def moved(v: Variant, dx: int, dy: int) -> Variant:
 
 @dataclass(frozen=True)
 class CoarseFit:
-    """An affine consensus over spatially binned matches: ``kept`` (indices), ``model`` (3x3
-    moving -> fixed, None when none was found), its ``inliers`` and their share ``ratio``."""
+    """``matches`` in the frame of the fit, the indices ``kept`` by spatial binning, their affine
+    consensus ``model`` (3x3 moving -> fixed, None when none was found), its ``inliers`` and
+    their share ``ratio`` of the kept."""
 
+    matches: Matches
     kept: np.ndarray
     model: np.ndarray | None
     inliers: int
     ratio: float
 
+    @property
+    def binned(self) -> Matches:
+        return self.matches.subset(self.kept)
 
-def coarse_fit(matches: Matches, size: tuple[int, int], threshold_px: float) -> CoarseFit:
-    """Spatial binning over the fixed frame ``size`` (w, h), then affine USAC within
-    ``threshold_px``: how well one set of matches agrees on a single transform."""
+
+def coarse_fit(matches: Matches, size: tuple[int, int], threshold_px: float,
+               images: tuple[PreparedImage, PreparedImage] | None = None) -> CoarseFit:
+    """How well ``matches`` (working px; the fixed frame is ``size`` = (w, h)) agree on one
+    transform: spatial binning, then affine USAC within ``threshold_px`` working px.
+
+    Given the (fixed, moving) ``images``, the fit runs on their full-resolution points (the
+    threshold scaled by the fixed image's mean pitch), the frame the pipeline estimates in.
+    """
     keep = spatial_binning(matches, size)
+    if images is not None:
+        fixed, moving = images
+        matches = Matches(fixed.to_full(matches.kpts_fixed), moving.to_full(matches.kpts_moving),
+                          matches.confidence)
+        threshold_px *= float(np.mean(fixed.scale))
     est = estimate(matches.kpts_moving[keep], matches.kpts_fixed[keep], "affine",
                    threshold_px=threshold_px)
     n_in = int(est.inliers.sum()) if est.matrix is not None else 0
-    return CoarseFit(keep, est.matrix, n_in, n_in / max(1, len(keep)))
+    return CoarseFit(matches, keep, est.matrix, n_in, n_in / max(1, len(keep)))
 
 
-@dataclass(frozen=True)
-class Scored:
-    """One tried variant: its matches (working px of the unmodified images) and their fit."""
-
-    matches: Matches
-    fit: CoarseFit
-
-    @property
-    def kept(self) -> Matches:
-        return self.matches.subset(self.fit.kept)
-
-
-def vote(tried: Sequence[Scored], groups: Sequence[int], threshold_px: float
+def vote(tried: Sequence[CoarseFit], groups: Sequence[int], threshold_px: float
          ) -> tuple[int, Matches, int]:
     """(index of the winner, its matches plus the agreeing ones of the others, its support).
 
-    Support = inliers (within ``threshold_px``) of a variant's model among the binned matches of
-    every tried variant of its group; ties go to the earlier one. Only one group (one rotation)
-    votes: structures that look alike under any turn would confirm a wrong rotation. The
-    winner's matches are then joined by every other variant's binned matches that agree with it.
+    Support = inliers (within ``threshold_px``, in the fits' frame) of a variant's model among
+    the binned matches of every tried variant of its group; ties go to the earlier one. Only one
+    group (one rotation) votes: structures that look alike under any turn would confirm a wrong
+    rotation. The winner's matches are then joined by every other variant's binned matches that
+    agree with it.
     """
     def support(i: int) -> int:
-        model = tried[i].fit.model
+        model = tried[i].model
         if model is None:
             return 0
         return sum(int((residuals(model, k.kpts_moving, k.kpts_fixed) <= threshold_px).sum())
-                   for k in (t.kept for t, g in zip(tried, groups) if g == groups[i])
+                   for k in (t.binned for t, g in zip(tried, groups) if g == groups[i])
                    if len(k))
 
     scores = [support(i) for i in range(len(tried))]
     win = int(np.argmax(scores))
-    model = tried[win].fit.model
+    model = tried[win].model
     if model is None:
         return win, tried[win].matches, 0
     joined = [tried[win].matches] + [
         k.subset(residuals(model, k.kpts_moving, k.kpts_fixed) <= threshold_px)
-        for k in (t.kept for i, t in enumerate(tried) if i != win) if len(k)]
+        for k in (t.binned for i, t in enumerate(tried) if i != win) if len(k)]
     return win, Matches(np.concatenate([m.kpts_fixed for m in joined]),
                         np.concatenate([m.kpts_moving for m in joined]),
                         np.concatenate([m.confidence for m in joined])), scores[win]
 
 
-def _score(matcher: Matcher, fixed: PreparedImage, v: Variant, threshold_px: float) -> Scored:
-    """The matcher's matches on ``v``, in working px of the unmodified images, and their fit."""
+def _score(matcher: Matcher, fixed: PreparedImage, moving: PreparedImage, v: Variant,
+           threshold_px: float) -> CoarseFit:
+    """The matcher's matches on variant ``v`` of ``moving``, fitted in full resolution."""
     m = matcher.match(fixed, v.image)
     work = Matches(fixed.to_work(m.kpts_fixed), v.to_moving(v.image.to_work(m.kpts_moving)),
                    m.confidence)
-    return Scored(work, coarse_fit(work, fixed.work_size, threshold_px))
+    return coarse_fit(work, fixed.work_size, threshold_px, (fixed, moving))
 
 
 def search(matcher: Matcher, fixed: PreparedImage, moving: PreparedImage,
@@ -223,19 +229,18 @@ def search(matcher: Matcher, fixed: PreparedImage, moving: PreparedImage,
     ratio = np.asarray(moving.scale) / np.asarray(fixed.scale)
     if np.any(np.abs(ratio - 1.0) > policy.pitch_tolerance):
         bases.append(at_fixed_pitch(moving, fixed))
-    tried: list[tuple[Variant, Scored]] = []
-    best: Scored | None = None
+    tried: list[tuple[Variant, CoarseFit]] = []
+    best: CoarseFit | None = None
 
     def attempt(v: Variant) -> None:
         nonlocal best
-        scored = _score(matcher, fixed, v, policy.score_threshold_px)
-        tried.append((v, scored))
-        if best is None or scored.fit.inliers > best.fit.inliers:
-            best = scored
+        fit = _score(matcher, fixed, moving, v, policy.score_threshold_px)
+        tried.append((v, fit))
+        if best is None or fit.inliers > best.inliers:
+            best = fit
 
     def convincing() -> bool:
-        return (best.fit.inliers >= policy.accept_inliers
-                and best.fit.ratio >= policy.accept_ratio)
+        return best.inliers >= policy.accept_inliers and best.ratio >= policy.accept_ratio
 
     for deg in policy.rotations:
         for base in bases:
@@ -251,12 +256,10 @@ def search(matcher: Matcher, fixed: PreparedImage, moving: PreparedImage,
             if convincing():
                 break
     if len(tried) == 1:
-        win, matches, support = 0, tried[0][1].matches, tried[0][1].fit.inliers
+        win, matches, support = 0, tried[0][1].matches, tried[0][1].inliers
     else:
-        win, matches, support = vote([s for _, s in tried], [v.rotation_deg for v, _ in tried],
-                                     policy.score_threshold_px)
-    v, s = tried[win]
-    return (Matches(fixed.to_full(matches.kpts_fixed), moving.to_full(matches.kpts_moving),
-                    matches.confidence),
-            Hypothesis(v.rotation_deg, v.pitch_variant, v.shift_px, s.fit.inliers, support,
-                       len(tried)))
+        win, matches, support = vote([f for _, f in tried], [v.rotation_deg for v, _ in tried],
+                                     policy.score_threshold_px * float(np.mean(fixed.scale)))
+    v, fit = tried[win]
+    return matches, Hypothesis(v.rotation_deg, v.pitch_variant, v.shift_px, fit.inliers,
+                               support, len(tried))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from retreg.core.estimation import apply
-from retreg.core.hypotheses import (CoarseFit, Scored, SearchPolicy, as_given, at_fixed_pitch,
+from retreg.core.hypotheses import (CoarseFit, SearchPolicy, as_given, at_fixed_pitch,
                                     coarse_fit, moved, search, turned, vote)
 from retreg.core.matchers import get_matcher
 from retreg.core.modality import prepare
@@ -191,7 +191,7 @@ def test_the_search_reports_the_variant_whose_transform_others_confirm(pair):
     assert hyp.shift_px == plan[4].shift_px == (round(moving.work.shape[1] / 3), 0)
     assert hyp.tried == 20 and hyp.inliers == 15 and hyp.support >= 30
     work = moving.to_work(matches.kpts_moving), fixed.to_work(matches.kpts_fixed)
-    agree = np.linalg.norm(apply(right, work[0]) - work[1], axis=1) <= POLICY.score_threshold_px
+    agree = np.linalg.norm(apply(right, work[0]) - work[1], axis=1) <= 1e-6
     assert agree.sum() >= 30  # the confirming variant's matches joined the winner's
 
 
@@ -213,14 +213,14 @@ def test_coarse_fit_finds_the_consensus_among_binned_matches():
     np.testing.assert_allclose(fit.model, _shift(7, -4), atol=1e-3)  # float32 inside OpenCV
 
 
-def _scored(model: np.ndarray, n_agree: int, n_noise: int, seed: int) -> Scored:
+def _scored(model: np.ndarray, n_agree: int, n_noise: int, seed: int) -> CoarseFit:
     """Matches of which ``n_agree`` follow ``model`` exactly and ``n_noise`` are random."""
     rng = np.random.default_rng(seed)
     moving = rng.uniform(0, 500, (n_agree + n_noise, 2))
     fixed = apply(model, moving)
     fixed[n_agree:] = rng.uniform(0, 500, (n_noise, 2))
     m = Matches(fixed, moving, np.full(len(moving), 0.5))
-    return Scored(m, CoarseFit(np.arange(len(m)), model, n_agree, n_agree / len(m)))
+    return CoarseFit(m, np.arange(len(m)), model, n_agree, n_agree / len(m))
 
 
 def test_a_transform_found_by_several_variants_outvotes_a_larger_lone_consensus():
