@@ -23,6 +23,7 @@ from record import save  # benchmarks/record.py (scripts run with benchmarks/ on
 from retreg.core.matchers.loftr import LoftrMatcher
 from retreg.core.metrics import mean_corner_error
 from retreg.core.pipeline import RegistrationConfig, register
+from retreg.core.types import Hypothesis
 from retreg.training.augment import AugmentConfig, random_affine
 from retreg.training.synth import render_case
 
@@ -35,7 +36,7 @@ GEOMETRY = AugmentConfig(rotation_deg=90.0, scale_range=(0.85, 1.15), translate_
 
 
 def run_case(matcher: LoftrMatcher, case: dict, mode: str, rng: np.random.Generator,
-             config: RegistrationConfig) -> tuple[float, float, dict]:
+             config: RegistrationConfig) -> tuple[float, float, Hypothesis]:
     """(mean corner error px, seconds, hypothesis) for one warped pair."""
     fixed_key, moving_key = MODES[mode]
     fixed, moving = case[fixed_key], case[moving_key]
@@ -46,7 +47,7 @@ def run_case(matcher: LoftrMatcher, case: dict, mode: str, rng: np.random.Genera
     result = register(fixed, warped, mode, matcher=matcher, transform="affine", config=config)
     secs = time.perf_counter() - t
     err = mean_corner_error(result.matrix, np.linalg.inv(T), w, h)  # warped -> fixed
-    return (err if np.isfinite(err) else float("inf")), secs, dict(matcher.last_hypothesis)
+    return (err if np.isfinite(err) else float("inf")), secs, result.hypothesis
 
 
 def main() -> None:
@@ -69,8 +70,8 @@ def main() -> None:
             err, secs, hyp = run_case(matcher, case, mode, rng, config)
             errors[mode].append(err)
             times.append(secs)
-            rotated += hyp.get("rotation_deg", 0) != 0
-            shifted += any(hyp.get("shift_px", (0, 0)))
+            rotated += hyp.rotation_deg != 0
+            shifted += any(hyp.shift_px)
     print(f"weights: {args.weights}; {args.cases} cases per mode; RANSAC {args.ransac_px} "
           f"working px; threads {args.threads}")
     print(f"{'mode':8s} {'success':>8s} {'median px':>10s} {'p90 px':>8s}")

@@ -187,7 +187,8 @@ def report(args) -> None:
     by_set: dict[str, dict[str, int]] = {}
     for p in pairs:
         lv = judge(Evidence(**p["evidence"]), config).level if p["evidence"] else "failed"
-        key = f"{p['set']} [{p['label']}{'' if p['label'] == 'neg' else ', right' if p['right'] else ', wrong'}]"
+        truth = "" if p["label"] == "neg" else ", right" if p["right"] else ", wrong"
+        key = f"{p['set']} [{p['label']}{truth}]"
         by_set.setdefault(key, {"ok": 0, "low confidence": 0, "failed": 0})[lv] += 1
     print(f"\n{'set':34s} {'ok':>5s} {'low':>5s} {'failed':>7s}")
     for key, c in sorted(by_set.items()):

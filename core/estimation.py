@@ -9,8 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-# pipeline and the LoFTR matcher import ``residuals`` from here until they move to core.geometry
-from retreg.core.geometry import residuals  # noqa: F401
+from retreg.core.geometry import residuals
 from retreg.core.types import TRANSFORM_TYPES, Estimate
 
 MIN_POINTS = {"similarity": 3, "affine": 3, "homography": 4}

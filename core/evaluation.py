@@ -24,7 +24,7 @@ from retreg.core.atomic import atomic_write_bytes
 from retreg.core.errors import AnnotationError, DatasetError, ImageReadError
 from retreg.core.io import read_image
 from retreg.core.metrics import (SAME_MODALITY, PairErrors, Summary, Thresholds, classify,
-                          control_point_errors)
+                                 control_point_errors)
 from retreg.core.types import RegistrationResult
 
 FIRE_EXCLUDED = ("P37",)  # ground truth known to be wrong

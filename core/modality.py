@@ -67,7 +67,8 @@ class ModeChoice:
             f, m = self.guesses
             return (f"mode {self.mode.value} from the image content: fixed {f.describe()}, "
                     f"moving {m.describe()}")
-        return f"mode {self.mode.value} ({'chosen' if self.source == 'user' else 'from the file names'})"
+        how = "chosen" if self.source == "user" else "from the file names"
+        return f"mode {self.mode.value} ({how})"
 
 
 def resolve_mode(fixed: str | os.PathLike, moving: str | os.PathLike,

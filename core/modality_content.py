@@ -89,7 +89,8 @@ def image_cues(img: np.ndarray) -> dict[str, float]:
     def strength(polarity: float) -> float:
         return float(np.percentile(ridge_strength(flat, RIDGE_SIGMA, polarity)[inner], 99)) + 1e-6
 
-    return {"contrast": float(np.percentile(gray, 99) - np.percentile(gray, 1)), "chroma": chroma, "polarity": float(np.log(strength(1.0) / strength(-1.0))),
+    return {"contrast": float(np.percentile(gray, 99) - np.percentile(gray, 1)), "chroma": chroma,
+            "polarity": float(np.log(strength(1.0) / strength(-1.0))),
             "corners": float(corners), "frame": float(fov.mean())}
 
 

@@ -1,4 +1,5 @@
-"""The registration pipeline: prepare -> match -> select -> estimate -> refine, timed per stage.
+"""The registration pipeline: prepare -> search (match) -> select -> estimate -> refine, timed
+per stage.
 
 The RANSAC threshold is set in *working-resolution* pixels (the FOV normalised to the matcher's
 working side), so one value suits every camera resolution; it is converted to full-resolution
@@ -13,14 +14,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from retreg.core.estimation import (MIN_POINTS, estimate, estimate_with_affine_fallback,
-                             fit_least_squares, implausibility, residuals)
+                                    fit_least_squares, implausibility)
+from retreg.core.geometry import residuals
+from retreg.core.hypotheses import SearchPolicy, search
 from retreg.core.io import read_image
 from retreg.core.matchers import Matcher, get_matcher
 from retreg.core.modality import prepare
 from retreg.core.refine import RefineConfig, Refinement, refine
 from retreg.core.selection import spatial_binning
 from retreg.core.types import (TRANSFORM_TYPES, Estimate, Matches, Mode, PreparedImage,
-                        RegistrationResult)
+                               RegistrationResult)
 from retreg.core.verdict import VerdictConfig, assess
 
 
@@ -33,6 +36,9 @@ class RegistrationConfig:
     (classical, homography, ~546-px working size) the mean control-point error was 17.3 / 15.5 /
     13.5 / 13.4 full-res px at 2 / 4 / 8 / 15 working px.
 
+    ``search`` decides which input variants of the moving image the matcher is given
+    (``core.hypotheses``; ``NO_SEARCH`` gives it the image as prepared only).
+
     ``refine`` configures the fine stage (``core.refine``: NCC on vessel maps around the coarse
     solution, then a tighter refit); None turns it off.
     """
@@ -44,6 +50,7 @@ class RegistrationConfig:
     confidence: float = 0.999
     max_iters: int = 10000
     polish: bool = True  # least-squares refit on the USAC inliers (see core.estimation.estimate)
+    search: SearchPolicy = SearchPolicy()
     refine: RefineConfig | None = RefineConfig()
     verdict: VerdictConfig = VerdictConfig()
 
@@ -95,7 +102,7 @@ def register(fixed_img: np.ndarray | str | os.PathLike, moving_img: np.ndarray |
     timings["prepare"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    matches = matcher.match(fixed, moving)
+    matches, hypothesis = search(matcher, fixed, moving, config.search)
     timings["match"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -124,7 +131,7 @@ def register(fixed_img: np.ndarray | str | os.PathLike, moving_img: np.ndarray |
         status=est.status, reason=est.reason, matches=matches, selected=selected,
         inliers=est.inliers, residuals=res, timings=timings, fixed_shape=(h, w),
         moving_shape=tuple(moving_arr.shape[:2]), threshold_px=threshold,
-        hypothesis=dict(getattr(matcher, "last_hypothesis", {})), judged_on=(fixed, moving))
+        hypothesis=hypothesis, judged_on=(fixed, moving))
     t = time.perf_counter()
     result.verdict = assess(result, fixed, moving, config.verdict)
     timings["verdict"] = time.perf_counter() - t

@@ -2,11 +2,11 @@
 
 Coordinates are always (x, y) in pixels. Unless a name says otherwise they are in the
 *full-resolution* pixels of the image they belong to; working-resolution coordinates only
-exist inside a matcher and are mapped back through ``PreparedImage``.
+exist inside a matcher and the hypothesis search and are mapped back through ``PreparedImage``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -120,6 +120,19 @@ class Estimate:
         return self.status == "ok"
 
 
+@dataclass(frozen=True)
+class Hypothesis:
+    """The input variant of the moving image that the hypothesis search chose
+    (``core.hypotheses``), so a user can be told when a pair needed one."""
+
+    rotation_deg: int = 0  # turned counter-clockwise by this many degrees
+    pitch_variant: int = 0  # 1: resampled at the fixed image's pixel pitch, 0: as prepared
+    shift_px: tuple[int, int] = (0, 0)  # moved by this many working pixels
+    inliers: int = 0  # its own affine consensus
+    support: int = 0  # inliers of its transform among the matches of its rotation's variants
+    tried: int = 1  # how many variants were tried
+
+
 @dataclass
 class RegistrationResult:
     """Everything the CLI and the GUI show about one registration."""
@@ -138,10 +151,7 @@ class RegistrationResult:
     fixed_shape: tuple[int, int] = (0, 0)  # (h, w) full resolution
     moving_shape: tuple[int, int] = (0, 0)
     threshold_px: float = 3.0  # full-res RANSAC inlier distance, so re-estimation reproduces it
-    # What the learned matcher tried (its ``last_hypothesis``): the winner's rotation_deg,
-    # pitch_variant, shift_px, its support and how many input variants were "tried"; empty for
-    # matchers that try no variants.
-    hypothesis: dict = field(default_factory=dict)
+    hypothesis: Hypothesis | None = None  # None where no search ran (e.g. points placed by hand)
     # The quality verdict (``core.verdict``) and the prepared pair it was judged on, so a
     # re-estimate can be judged again; None for results that were never judged.
     verdict: "Verdict | None" = None
@@ -159,14 +169,13 @@ class RegistrationResult:
         """One line on a hard pair (more than one input variant tried), else "": the user
         should know that the answer came from a turned, rescaled or shifted input."""
         h = self.hypothesis
-        if h.get("tried", 1) <= 1:
+        if h is None or h.tried <= 1:
             return ""
-        how = [f"turned {h['rotation_deg']} deg"] if h.get("rotation_deg") else []
-        how += ["at the fixed image's pixel pitch"] if h.get("pitch_variant") else []
-        shift = tuple(h.get("shift_px", (0, 0)))
-        how += [f"shifted by {shift} working px"] if any(shift) else []
-        return (f"hard pair: {h['tried']} input variants tried; chosen: moving image "
-                f"{', '.join(how) or 'as given'}, {h.get('support', 0)} matches agree")
+        how = [f"turned {h.rotation_deg} deg"] if h.rotation_deg else []
+        how += ["at the fixed image's pixel pitch"] if h.pitch_variant else []
+        how += [f"shifted by {tuple(h.shift_px)} working px"] if any(h.shift_px) else []
+        return (f"hard pair: {h.tried} input variants tried; chosen: moving image "
+                f"{', '.join(how) or 'as given'}, {h.support} matches agree")
 
     def to_json(self) -> dict:
         return {
@@ -188,7 +197,8 @@ class RegistrationResult:
             "timings_s": {k: float(v) for k, v in self.timings.items()},
             "fixed_shape": list(self.fixed_shape),
             "moving_shape": list(self.moving_shape),
-            "hypothesis": {k: list(v) if isinstance(v, tuple) else v
-                           for k, v in self.hypothesis.items()},
+            "hypothesis": {} if self.hypothesis is None else {
+                k: list(v) if isinstance(v, tuple) else v
+                for k, v in asdict(self.hypothesis).items()},
             "verdict": None if self.verdict is None else self.verdict.to_json(),
         }

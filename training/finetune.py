@@ -44,7 +44,7 @@ from retreg.core.evaluation import EvalPair, PairResult, format_table
 from retreg.training.losses import loftr_loss
 from retreg.training.module import LoftrLightning
 from retreg.training.realpairs import (AnchoredItems, HCheck, RealPair, RealPairSource, load_realpairs,
-                                split_by_image)
+                                       split_by_image)
 
 HIT_CELLS = 1.5  # an annotated point is 'matched' when the coarse match is this close
 

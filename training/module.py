@@ -8,10 +8,9 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from retreg.core.estimation import estimate
+from retreg.core.hypotheses import coarse_fit
 from retreg.core.matchers.loftr.model import RetRegLoFTR
 from retreg.core.metrics import mean_corner_error
-from retreg.core.selection import spatial_binning
 from retreg.core.types import Matches
 from retreg.training.config import TrainConfig
 from retreg.training.losses import loftr_loss
@@ -26,10 +25,7 @@ def register_pair(model: RetRegLoFTR, image0: torch.Tensor, image1: torch.Tensor
     out = model.match(image0[None], image1[None], mask0[None], mask1[None])
     h, w = image0.shape[1:]
     matches = Matches(out.kpts0.cpu().numpy(), out.kpts1.cpu().numpy(), out.conf.cpu().numpy())
-    keep = spatial_binning(matches, (w, h))
-    est = estimate(matches.kpts_moving[keep], matches.kpts_fixed[keep], "affine",
-                   threshold_px=RANSAC_THRESHOLD_PX)
-    return est.matrix
+    return coarse_fit(matches, (w, h), RANSAC_THRESHOLD_PX).model
 
 
 class LoftrLightning(pl.LightningModule):

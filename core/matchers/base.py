@@ -12,7 +12,9 @@ class Matcher(Protocol):
 
     ``working_side`` is the FOV size (px) the matcher wants its inputs prepared at
     (``core.modality.prepare``). ``match`` returns FULL-resolution coordinates (mapped back
-    through ``PreparedImage.to_full``) with confidence in [0, 1].
+    through ``PreparedImage.to_full``) with confidence in [0, 1]. The moving image may be a
+    variant the hypothesis search made (turned, resampled or moved; ``core.hypotheses``): a valid
+    PreparedImage like any other, which the matcher needs to know nothing about.
     """
 
     name: str

@@ -14,7 +14,7 @@ from retreg.core.pipeline import register
 from retreg.core.provenance import run_record
 from retreg.core.types import TRANSFORM_TYPES, Mode
 from retreg.core.evaluation import (csv_pairs, evaluate, fire_pairs, format_table, median_seconds,
-                                 write_outputs)
+                                    write_outputs)
 
 
 def add_parser(sub) -> None:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from retreg.core.metrics import (MULTIMODAL, PairErrors, Thresholds, auc, classify,
-                          control_point_errors, mean_corner_error, summarise)
+                                 control_point_errors, mean_corner_error, summarise)
 
 SHIFT_X10 = np.array([[1.0, 0, 10], [0, 1, 0], [0, 0, 1]])
 

@@ -1,4 +1,6 @@
 """End-to-end registration on a synthetic cross-modal pair, plus the matcher registry."""
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -7,7 +9,9 @@ import retreg.core.matchers as matchers
 from retreg.core.errors import ModelLoadError
 from retreg.core.geometry import map_points
 from retreg.core.matchers import Matcher, available_matchers, get_matcher
+from retreg.core.hypotheses import NO_SEARCH
 from retreg.core.pipeline import RegistrationConfig, estimate_from_points, reestimate, register
+from retreg.core.types import Hypothesis
 from tests.helpers import vessel_lines
 
 SIZE = 480
@@ -134,31 +138,30 @@ def test_default_is_the_learned_matcher_and_missing_bundled_weights_are_an_error
         get_matcher()
 
 
-class _HypothesisReporting:
-    """The classical matcher, reporting a hypothesis the way the learned matcher does."""
-
-    def __init__(self, hypothesis: dict) -> None:
-        self.inner, self.hypothesis = get_matcher("classical"), hypothesis
-        self.name, self.working_side = "reporting", self.inner.working_side
-
-    def match(self, fixed, moving):
-        self.last_hypothesis = dict(self.hypothesis)
-        return self.inner.match(fixed, moving)
-
-
-def test_the_result_carries_the_matchers_hypothesis_and_says_when_the_pair_was_hard(
+def test_the_result_carries_the_searchs_hypothesis_and_says_when_the_pair_was_hard(
         synthetic_result):
     plain = synthetic_result[0]
-    assert plain.hypothesis == {} and plain.hypothesis_note() == ""
-    hyp = {"rotation_deg": 90, "pitch_variant": 1, "shift_px": (110, -110), "inliers": 32,
-           "support": 132, "tried": 20}
-    cf, fa = _fundus_pair(seed=3)
-    result = register(cf, fa, "cffa", matcher=_HypothesisReporting(hyp))
-    assert result.hypothesis == hyp
-    assert result.to_json()["hypothesis"]["shift_px"] == [110, -110]
-    note = result.hypothesis_note()
+    assert isinstance(plain.hypothesis, Hypothesis) and plain.hypothesis.tried == 1
+    assert plain.hypothesis.rotation_deg == 0 and plain.hypothesis_note() == ""
+    hard = replace(plain, hypothesis=Hypothesis(rotation_deg=90, pitch_variant=1,
+                                                shift_px=(110, -110), inliers=32, support=132,
+                                                tried=20))
+    assert hard.to_json()["hypothesis"] == {"rotation_deg": 90, "pitch_variant": 1,
+                                            "shift_px": [110, -110], "inliers": 32,
+                                            "support": 132, "tried": 20}
+    note = hard.hypothesis_note()
     assert note.startswith("hard pair: 20 input variants tried")
     assert "turned 90 deg" in note and "pixel pitch" in note and "(110, -110)" in note
     assert "132 matches agree" in note
-    one = register(cf, fa, "cffa", matcher=_HypothesisReporting({**hyp, "tried": 1}))
-    assert one.hypothesis_note() == ""  # one network pass: nothing unusual to report
+
+
+def test_a_result_without_a_search_reports_no_hypothesis(synthetic_result):
+    manual = replace(synthetic_result[0], hypothesis=None)
+    assert manual.hypothesis_note() == "" and manual.to_json()["hypothesis"] == {}
+
+
+def test_no_search_gives_the_matcher_the_moving_image_as_prepared_only():
+    cf, fa = _fundus_pair(seed=3)
+    result = register(cf, np.zeros_like(fa), "cffa", matcher=get_matcher("classical"),
+                      config=RegistrationConfig(search=NO_SEARCH))
+    assert result.hypothesis.tried == 1

@@ -152,18 +152,13 @@ def test_opening_a_pair_registers_it_and_shows_matches(qtbot, window, pair_files
 
 
 def test_a_hard_pair_is_named_in_the_status_bar(qtbot, window, pair_files, monkeypatch):
-    from retreg.core.matchers import get_matcher
-    from retreg.gui import workers
+    from retreg.core import pipeline
+    from retreg.core.types import Hypothesis
 
-    class Reporting:  # the classical matcher, reporting a shift hypothesis as the learned one
-        name, working_side = "classical", get_matcher("classical").working_side
-        last_hypothesis = {"rotation_deg": 0, "pitch_variant": 0, "shift_px": (40, 0),
-                           "inliers": 30, "support": 90, "tried": 20}
-
-        def match(self, fixed, moving):
-            return get_matcher("classical").match(fixed, moving)
-
-    monkeypatch.setattr(workers, "get_matcher", lambda name, weights=None: Reporting())
+    hard = Hypothesis(rotation_deg=0, pitch_variant=0, shift_px=(40, 0), inliers=30, support=90,
+                      tried=20)  # the search reporting a shift hypothesis
+    real = pipeline.search
+    monkeypatch.setattr(pipeline, "search", lambda *args: (real(*args)[0], hard))
     open_and_register(qtbot, window, pair_files)
     tip = window.statusBar().toolTip()
     assert tip.startswith("Hard pair: 20 input variants tried") and "shifted by (40, 0)" in tip

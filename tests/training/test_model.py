@@ -13,7 +13,7 @@ from retreg.core.matchers.loftr.fine import sample_windows
 from retreg.core.geometry import cell_centres
 from retreg.core.matchers.loftr.model import COARSE_STRIDE, LoftrConfig, RetRegLoFTR, coarse_cell_centres
 from retreg.core.matchers.loftr.weights import (card_path, load_all, load_backbone, load_model,
-                                         read_config, save_weights)
+                                                read_config, save_weights)
 from retreg.training.api import build_train_dataset
 from retreg.training.augment import AugmentConfig
 from retreg.training.callbacks import curriculum_values

@@ -11,7 +11,7 @@ from retreg.core.metrics import mean_corner_error
 from retreg.training.augment import AugmentConfig
 from retreg.training.datasets import AffinePairDataset
 from retreg.training.realpairs import (AnchoredItems, HComputed, RealPair, RealPairSource, compute_h,
-                                load_realpairs, split_by_image)
+                                       load_realpairs, split_by_image)
 
 H_TRUE = np.array([[0.95, -0.20, 40.0], [0.18, 0.97, -25.0], [2e-5, -1e-5, 1.0]])  # moving->fixed
 

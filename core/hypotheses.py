@@ -1,0 +1,266 @@
+"""The hypothesis search: which input variant of the moving image lets the matcher register a pair.
+
+A matcher sees the moving image as prepared; some pairs only register when it is given turned
+(90-degree steps), resampled at the fixed image's pixel pitch, or moved by part of its side
+(``SearchPolicy``). Each ``Variant`` is a valid ``PreparedImage`` plus the exact map of its
+working pixels back to the prepared moving image's working pixels. ``search`` tries variants in
+the policy's order until one is convincing, scores each with ``coarse_fit`` (binned on the
+fixed image's working grid, fitted in full resolution like the pipeline's estimate) and lets
+those of one rotation ``vote``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import cv2
+import numpy as np
+
+from retreg.core.estimation import estimate
+from retreg.core.geometry import residuals
+from retreg.core.matchers.base import Matcher
+from retreg.core.selection import spatial_binning
+from retreg.core.types import Hypothesis, Matches, PreparedImage
+from retreg.core.vessels import vessel_map
+
+COMPASS = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1))
+
+
+@dataclass(frozen=True)
+class SearchPolicy:
+    """Which variants ``search`` tries, in order, and when it stops.
+
+    ``rotations`` (degrees counter-clockwise, multiples of 90) are tried first, each as prepared
+    and, when the moving pitch differs from the fixed one by more than ``pitch_tolerance``
+    (relative), at the fixed pitch. If none is convincing and both modalities are in
+    ``shift_modalities``, the best one's pitch is tried unturned, moved by each of
+    ``shift_fractions`` of its side in each of ``shift_directions``. Convincing = an affine
+    consensus of at least ``accept_inliers`` binned matches and ``accept_ratio`` of them, within
+    ``score_threshold_px`` working pixels of the fixed image.
+    """
+
+    rotations: tuple[int, ...] = (0, 180, 90, 270)
+    pitch_tolerance: float = 0.08
+    shift_fractions: tuple[float, ...] = (1 / 3, 2 / 3)
+    shift_directions: tuple[tuple[int, int], ...] = COMPASS
+    shift_modalities: frozenset[str] = frozenset({"cf", "fa"})
+    accept_inliers: int = 24
+    accept_ratio: float = 0.3
+    score_threshold_px: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not self.rotations or any(r % 90 for r in self.rotations):
+            raise ValueError(f"rotations must be non-empty multiples of 90, got {self.rotations}")
+
+
+NO_SEARCH = SearchPolicy(rotations=(0,), pitch_tolerance=float("inf"), shift_fractions=())
+
+
+@dataclass(frozen=True)
+class Variant:
+    """``image``, a valid PreparedImage made from the moving one; ``to_moving`` maps (N, 2)
+    points in its working pixels to the prepared moving image's working pixels."""
+
+    image: PreparedImage
+    to_moving: Callable[[np.ndarray], np.ndarray]
+    rotation_deg: int = 0
+    pitch_variant: int = 0
+    shift_px: tuple[int, int] = (0, 0)
+
+
+def as_given(moving: PreparedImage) -> Variant:
+    """The moving image as prepared (the first variant every search tries)."""
+    return Variant(moving, lambda pts: np.asarray(pts, np.float64))
+
+
+def at_pitch(moving: PreparedImage, scale: tuple[float, float]) -> PreparedImage:
+    """``moving`` re-sampled so one working pixel spans ``scale`` full-resolution pixels."""
+    h_full, w_full = moving.original.shape[:2]
+    wn, hn = max(8, round(w_full / scale[0])), max(8, round(h_full / scale[1]))
+    work = cv2.resize(moving.work, (wn, hn), interpolation=cv2.INTER_AREA
+                      if wn < moving.work.shape[1] else cv2.INTER_LINEAR)
+    fov = cv2.resize(moving.fov.astype(np.uint8), (wn, hn), interpolation=cv2.INTER_NEAREST) > 0
+    return replace(moving, work=work, fov=fov, vessels=vessel_map(work, moving.modality, fov),
+                   scale=(w_full / wn, h_full / hn))
+
+
+def at_fixed_pitch(moving: PreparedImage, fixed: PreparedImage) -> Variant:
+    """The moving image at the fixed image's pitch (same full-resolution frame, other grid)."""
+    image = at_pitch(moving, fixed.scale)
+    return Variant(image, lambda pts: moving.to_work(image.to_full(pts)), pitch_variant=1)
+
+
+def _rot90_back(pts: np.ndarray, k: int, w: int, h: int) -> np.ndarray:
+    """Points in ``np.rot90(a, k)`` (``a`` is h x w) -> points in ``a``."""
+    pts = np.asarray(pts, np.float64).reshape(-1, 2)
+    x, y = pts[:, 0], pts[:, 1]
+    k %= 4
+    if k == 0:
+        return pts
+    if k == 1:  # rot90 ccw: (x, y) -> (y, w-1-x)
+        return np.stack([w - 1 - y, x], 1)
+    if k == 2:
+        return np.stack([w - 1 - x, h - 1 - y], 1)
+    return np.stack([y, h - 1 - x], 1)
+
+
+def turned(v: Variant, deg: int) -> Variant:
+    """``v`` turned ``deg`` degrees counter-clockwise (a multiple of 90): every array and the
+    original are rotated, the scale's axes swap with them."""
+    k = (deg // 90) % 4
+    if k == 0:
+        return replace(v, rotation_deg=deg)
+    img = v.image
+    h, w = img.work.shape
+
+    def rot(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.rot90(a, k))
+
+    image = replace(img, original=np.rot90(img.original, k), work=rot(img.work),
+                    vessels=rot(img.vessels), fov=rot(img.fov),
+                    scale=img.scale if k == 2 else img.scale[::-1])
+    return replace(v, image=image, to_moving=lambda pts: v.to_moving(_rot90_back(pts, k, w, h)),
+                   rotation_deg=deg)
+
+
+def shifted(image: PreparedImage, dx: int, dy: int) -> PreparedImage:
+    """``image`` with its working arrays moved by (dx, dy) working pixels; what leaves the frame
+    is lost and zeros (outside the field of view) come in. ``scale`` is unchanged."""
+    def move(a: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(a)
+        h, w = a.shape
+        ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+        xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+        out[yd, xd] = a[ys, xs]
+        return out
+
+    return replace(image, work=move(image.work), vessels=move(image.vessels), fov=move(image.fov))
+
+
+def moved(v: Variant, dx: int, dy: int) -> Variant:
+    """``v`` moved by (dx, dy) of its working pixels (see ``shifted``)."""
+    offset = np.array([dx, dy], np.float64)
+    return replace(v, image=shifted(v.image, dx, dy),
+                   to_moving=lambda pts: v.to_moving(np.asarray(pts, np.float64) - offset),
+                   shift_px=(dx, dy))
+
+
+@dataclass(frozen=True)
+class CoarseFit:
+    """``matches`` in the frame of the fit, the indices ``kept`` by spatial binning, their affine
+    consensus ``model`` (3x3 moving -> fixed, None when none was found), its ``inliers`` and
+    their share ``ratio`` of the kept."""
+
+    matches: Matches
+    kept: np.ndarray
+    model: np.ndarray | None
+    inliers: int
+    ratio: float
+
+    @property
+    def binned(self) -> Matches:
+        return self.matches.subset(self.kept)
+
+
+def coarse_fit(matches: Matches, size: tuple[int, int], threshold_px: float,
+               images: tuple[PreparedImage, PreparedImage] | None = None) -> CoarseFit:
+    """How well ``matches`` (working px; the fixed frame is ``size`` = (w, h)) agree on one
+    transform: spatial binning, then affine USAC within ``threshold_px`` working px.
+
+    Given the (fixed, moving) ``images``, the fit runs on their full-resolution points (the
+    threshold scaled by the fixed image's mean pitch), the frame the pipeline estimates in.
+    """
+    keep = spatial_binning(matches, size)
+    if images is not None:
+        fixed, moving = images
+        matches = Matches(fixed.to_full(matches.kpts_fixed), moving.to_full(matches.kpts_moving),
+                          matches.confidence)
+        threshold_px *= float(np.mean(fixed.scale))
+    est = estimate(matches.kpts_moving[keep], matches.kpts_fixed[keep], "affine",
+                   threshold_px=threshold_px)
+    n_in = int(est.inliers.sum()) if est.matrix is not None else 0
+    return CoarseFit(matches, keep, est.matrix, n_in, n_in / max(1, len(keep)))
+
+
+def vote(tried: Sequence[CoarseFit], groups: Sequence[int], threshold_px: float
+         ) -> tuple[int, Matches, int]:
+    """(index of the winner, its matches plus the agreeing ones of the others, its support).
+
+    Support = inliers (within ``threshold_px``, in the fits' frame) of a variant's model among
+    the binned matches of every tried variant of its group; ties go to the earlier one. Only one
+    group (one rotation) votes: structures that look alike under any turn would confirm a wrong
+    rotation. The winner's matches are then joined by every other variant's binned matches that
+    agree with it.
+    """
+    def support(i: int) -> int:
+        model = tried[i].model
+        if model is None:
+            return 0
+        return sum(int((residuals(model, k.kpts_moving, k.kpts_fixed) <= threshold_px).sum())
+                   for k in (t.binned for t, g in zip(tried, groups) if g == groups[i])
+                   if len(k))
+
+    scores = [support(i) for i in range(len(tried))]
+    win = int(np.argmax(scores))
+    model = tried[win].model
+    if model is None:
+        return win, tried[win].matches, 0
+    joined = [tried[win].matches] + [
+        k.subset(residuals(model, k.kpts_moving, k.kpts_fixed) <= threshold_px)
+        for k in (t.binned for i, t in enumerate(tried) if i != win) if len(k)]
+    return win, Matches(np.concatenate([m.kpts_fixed for m in joined]),
+                        np.concatenate([m.kpts_moving for m in joined]),
+                        np.concatenate([m.confidence for m in joined])), scores[win]
+
+
+def _score(matcher: Matcher, fixed: PreparedImage, moving: PreparedImage, v: Variant,
+           threshold_px: float) -> CoarseFit:
+    """The matcher's matches on variant ``v`` of ``moving``, fitted in full resolution."""
+    m = matcher.match(fixed, v.image)
+    work = Matches(fixed.to_work(m.kpts_fixed), v.to_moving(v.image.to_work(m.kpts_moving)),
+                   m.confidence)
+    return coarse_fit(work, fixed.work_size, threshold_px, (fixed, moving))
+
+
+def search(matcher: Matcher, fixed: PreparedImage, moving: PreparedImage,
+           policy: SearchPolicy = SearchPolicy()) -> tuple[Matches, Hypothesis]:
+    """Matches (full resolution) between ``fixed`` and ``moving`` from the variant ``policy``
+    finds best, and which variant that was. An easy pair costs one ``matcher.match``."""
+    bases = [as_given(moving)]
+    ratio = np.asarray(moving.scale) / np.asarray(fixed.scale)
+    if np.any(np.abs(ratio - 1.0) > policy.pitch_tolerance):
+        bases.append(at_fixed_pitch(moving, fixed))
+    tried: list[tuple[Variant, CoarseFit]] = []
+    best: CoarseFit | None = None
+
+    def attempt(v: Variant) -> None:
+        nonlocal best
+        fit = _score(matcher, fixed, moving, v, policy.score_threshold_px)
+        tried.append((v, fit))
+        if best is None or fit.inliers > best.inliers:
+            best = fit
+
+    def convincing() -> bool:
+        return best.inliers >= policy.accept_inliers and best.ratio >= policy.accept_ratio
+
+    for deg in policy.rotations:
+        for base in bases:
+            attempt(turned(base, deg))
+        if convincing():
+            break
+    if {fixed.modality, moving.modality} <= policy.shift_modalities and not convincing():
+        base = bases[next(v.pitch_variant for v, s in tried if s is best)]
+        h, w = base.image.work.shape
+        for frac, (ux, uy) in ((f, u) for f in policy.shift_fractions
+                               for u in policy.shift_directions):
+            attempt(moved(base, round(ux * frac * w), round(uy * frac * h)))
+            if convincing():
+                break
+    if len(tried) == 1:
+        win, matches, support = 0, tried[0][1].matches, tried[0][1].inliers
+    else:
+        win, matches, support = vote([f for _, f in tried], [v.rotation_deg for v, _ in tried],
+                                     policy.score_threshold_px * float(np.mean(fixed.scale)))
+    v, fit = tried[win]
+    return matches, Hypothesis(v.rotation_deg, v.pitch_variant, v.shift_px, fit.inliers,
+                               support, len(tried))
