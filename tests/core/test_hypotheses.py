@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from retreg.core.estimation import apply
+from retreg.core.geometry import map_points
 from retreg.core.hypotheses import (CoarseFit, SearchPolicy, as_given, at_fixed_pitch,
                                     coarse_fit, moved, search, turned, vote)
 from retreg.core.matchers import get_matcher
@@ -114,7 +114,7 @@ def _agreeing(fixed, v, model: np.ndarray, n: int, n_noise: int, seed: int) -> M
     mapped back to the moving image, then ``n_noise`` random ones."""
     rng = np.random.default_rng(seed)
     in_variant = rng.uniform(20, SIDE - 20, (n, 2))
-    good = Matches(fixed.to_full(apply(model, v.to_moving(in_variant))),
+    good = Matches(fixed.to_full(map_points(model, v.to_moving(in_variant))),
                    v.image.to_full(in_variant), np.full(n, 0.9))
     noise = _noise(fixed, v.image, n_noise, seed + 1000)
     return Matches(np.r_[good.kpts_fixed, noise.kpts_fixed],
@@ -139,7 +139,7 @@ def test_the_search_stops_at_the_first_convincing_variant(pair):
     assert hyp == Hypothesis(rotation_deg=0, pitch_variant=0, shift_px=(0, 0), inliers=100,
                              support=100, tried=1)
     np.testing.assert_allclose(fixed.to_work(matches.kpts_fixed),
-                               apply(_shift(5, 3), moving.to_work(matches.kpts_moving)), atol=1e-6)
+                               map_points(_shift(5, 3), moving.to_work(matches.kpts_moving)), atol=1e-6)
 
 
 def test_unconvincing_pairs_try_every_rotation_then_shifts_by_a_third_then_two_thirds(pair):
@@ -191,7 +191,7 @@ def test_the_search_reports_the_variant_whose_transform_others_confirm(pair):
     assert hyp.shift_px == plan[4].shift_px == (round(moving.work.shape[1] / 3), 0)
     assert hyp.tried == 20 and hyp.inliers == 15 and hyp.support >= 30
     work = moving.to_work(matches.kpts_moving), fixed.to_work(matches.kpts_fixed)
-    agree = np.linalg.norm(apply(right, work[0]) - work[1], axis=1) <= 1e-6
+    agree = np.linalg.norm(map_points(right, work[0]) - work[1], axis=1) <= 1e-6
     assert agree.sum() >= 30  # the confirming variant's matches joined the winner's
 
 
@@ -206,7 +206,7 @@ def test_the_classical_matcher_goes_through_the_same_search():
 def test_coarse_fit_finds_the_consensus_among_binned_matches():
     rng = np.random.default_rng(0)
     moving = rng.uniform(0, 500, (60, 2))
-    fixed = apply(_shift(7, -4), moving)
+    fixed = map_points(_shift(7, -4), moving)
     fixed[40:] = rng.uniform(0, 500, (20, 2))
     fit = coarse_fit(Matches(fixed, moving, np.full(60, 0.5)), (500, 500), 3.0)
     assert len(fit.kept) == 60 and fit.inliers == 40 and fit.ratio == pytest.approx(40 / 60)
@@ -217,7 +217,7 @@ def _scored(model: np.ndarray, n_agree: int, n_noise: int, seed: int) -> CoarseF
     """Matches of which ``n_agree`` follow ``model`` exactly and ``n_noise`` are random."""
     rng = np.random.default_rng(seed)
     moving = rng.uniform(0, 500, (n_agree + n_noise, 2))
-    fixed = apply(model, moving)
+    fixed = map_points(model, moving)
     fixed[n_agree:] = rng.uniform(0, 500, (n_noise, 2))
     m = Matches(fixed, moving, np.full(len(moving), 0.5))
     return CoarseFit(m, np.arange(len(m)), model, n_agree, n_agree / len(m))
@@ -233,7 +233,7 @@ def test_a_transform_found_by_several_variants_outvotes_a_larger_lone_consensus(
     n = len(tried[1].matches)
     np.testing.assert_array_equal(matches.kpts_fixed[:n], tried[1].matches.kpts_fixed)
     extra = matches.subset(np.arange(n, len(matches)))
-    err = np.linalg.norm(apply(right, extra.kpts_moving) - extra.kpts_fixed, axis=1)
+    err = np.linalg.norm(map_points(right, extra.kpts_moving) - extra.kpts_fixed, axis=1)
     assert len(extra) >= 18 and np.all(err <= 3.0)
 
 
