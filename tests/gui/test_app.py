@@ -384,7 +384,7 @@ def test_names_that_do_not_tell_the_mode_open_unregistered_until_it_is_chosen(
         qtbot, window, pair_files, tmp_path):
     left, right = tmp_path / "left.png", tmp_path / "right.png"
     left.write_bytes(pair_files[0].read_bytes())
-    right.write_bytes(pair_files[1].read_bytes())
+    write_image(right, np.full((256, 256), 100, np.uint8))  # its content tells nothing either
     with qtbot.waitSignal(window.registration_done, timeout=5000) as blocker:
         assert window.open_pair(left, right)
     assert blocker.args == [False] and window.doc.mode is None and window.doc.result is None
@@ -392,10 +392,20 @@ def test_names_that_do_not_tell_the_mode_open_unregistered_until_it_is_chosen(
     window.act_register.trigger()
     assert not window.runner.busy and "Choose the mode" in window.statusBar().currentMessage()
     window.select_data(window.mode_combo, "cffa")
-    with qtbot.waitSignal(window.registration_done, timeout=30000) as blocker:
+    with qtbot.waitSignal(window.registration_done, timeout=30000):
         window.mode_combo.activated.emit(window.mode_combo.currentIndex())
-    assert blocker.args == [True] and window.doc.mode.value == "cffa"
+    assert window.doc.mode.value == "cffa"
     assert window.pair_view.title["fixed"].text.startswith("Fixed CF: left.png")
+
+
+def test_names_that_do_not_tell_the_mode_leave_it_to_the_content(qtbot, window, pair_files,
+                                                                 tmp_path):
+    left, right = tmp_path / "left.png", tmp_path / "right.png"
+    left.write_bytes(pair_files[0].read_bytes())
+    right.write_bytes(pair_files[1].read_bytes())
+    with qtbot.waitSignal(window.registration_done, timeout=30000) as blocker:
+        assert window.open_pair(left, right)
+    assert blocker.args == [True] and window.doc.mode.value == "cffa"
 
 
 def test_case_folder_lists_cases_and_steps_through_them(qtbot, window, pair_files, tmp_path):
