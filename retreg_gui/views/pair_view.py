@@ -163,8 +163,9 @@ class PairView(QtWidgets.QWidget):
         return brushes, pens, symbols
 
     def update_legend(self) -> None:
+        labels = legend_labels(residual_edges(self.doc))
         self.legend.setText("Residual: " + "".join(
-            _swatch(c, t) for c, t in zip(RESIDUAL_COLORS, legend_labels(residual_edges(self.doc)))))
+            _swatch(c, t) for c, t in zip(RESIDUAL_COLORS, labels)))
         self.count.setText(self.shown.text())
 
     def refresh(self) -> None:
@@ -208,8 +209,8 @@ class PairView(QtWidgets.QWidget):
                                        pen=pg.mkPen(255, 0, 255, width=2))
 
     def update_lines(self) -> None:
-        """Rebuild the chosen match lines in scene coordinates (called on any pan/zoom too);
-        solid for included pairs, dashed for excluded ones."""
+        """Rebuild the chosen match lines in scene coordinates (called on any pan/zoom too):
+        dashed for excluded pairs, below solid included ones, the worst residuals on top."""
         scene = self.glw.scene()
         for item in self._lines:
             scene.removeItem(item)
@@ -225,7 +226,7 @@ class PairView(QtWidgets.QWidget):
         visible = _inside(self.box[FIXED], pf) & _inside(self.box[MOVING], pm)
         a, b = _map_to_scene(self.box[FIXED], pf), _map_to_scene(self.box[MOVING], pm)
         styles = [(self._classes_now.get(s.pairs[r].id), s.pairs[r].include) for r in rows]
-        for style in set(styles):
+        for style in sorted(set(styles), key=lambda st: (st[1], -1 if st[0] is None else st[0])):
             m = visible & np.array([st == style for st in styles])
             if not m.any():
                 continue

@@ -260,7 +260,8 @@ def test_the_verdict_is_said_beside_the_result_and_a_failed_one_refuses_the_over
     assert note.level == "failed"
     assert "only 5 inliers; the vessels do not line up" in note.text and "No overlay" in note.text
     assert overlay_refusal(ctl.doc).splitlines()[:3] == [
-        "Registration failed:", "• only 5 inliers", "• the vessels do not line up after warping"]
+        "Registration failed:", "• only 5 inliers",
+        "• the vessels do not line up after warping"]
     ctl.doc.add_pair((10.0, 10.0), (12.0, 11.0))  # a hand-edited fit is not judged
     assert verdict_note(ctl.doc) is None and overlay_refusal(ctl.doc) is None
     ctl.doc.undo()
