@@ -1,6 +1,7 @@
 """The app's decisions, in plain Python: which mode a pair opens with, the half-chosen pair,
-which weights a registration uses, the before/after comparison after training, and the text
-the user reads about it. ``MainWindow`` asks and shows; this module holds no widgets, so its
+which weights a registration uses, the before/after comparison after training, which match
+lines are drawn and how residuals are graded, and the text the user reads about it (the
+quality verdict included). ``MainWindow`` asks and shows; this module holds no widgets, so its
 rules are tested without Qt.
 """
 from __future__ import annotations
@@ -13,12 +14,20 @@ import numpy as np
 from retreg.core import annotations as ann_io
 from retreg.core.errors import ModeError
 from retreg.core.modality import guess_mode, resolve_mode
+from retreg.core.selection import even_subset
 from retreg.core.types import Mode, RegistrationResult
 from retreg.gui.document import FIXED, MOVING, Document
 
 AUTO_MODE = "auto"  # the toolbar's "from the file names" choice
 WEIGHTED_MATCHERS = ("default", "loftr")  # matchers that take model weights
 NO_MODE_NOTE = "the file names do not tell the mode: choose it in the toolbar to register"
+# "inliers" are the pairs in use (model inliers plus included manual pairs), "outliers" the rest.
+LINE_FILTERS = ("inliers", "all", "outliers", "none")
+LINE_CAP = 150  # most match lines drawn at once, unless the user sets another cap
+# Upper edges of the residual colour classes, in RANSAC inlier thresholds (one class lies above
+# the last): a class then means the same on a 320-px OCTA scan and a 2912-px fundus photo.
+RESIDUAL_STEPS = (0.25, 0.5, 1.0, 2.0)
+HAND_THRESHOLD_PX = 5.0  # the scale without a model result: ``estimate_from_points``' threshold
 
 
 @dataclass
@@ -60,16 +69,111 @@ def order_pair(a: str | Path, b: str | Path) -> tuple[str | Path, str | Path]:
 
 
 def registration_message(result: RegistrationResult) -> str:
-    """The status line after a registration; a hard pair's note comes first (it qualifies
-    the answer)."""
-    if not result.ok:
-        return f"Registration failed: {result.reason} — add point pairs by hand (A)"
+    """The status line after a registration: a failure (no transform, or a failed verdict)
+    says why and what to do; a low-confidence verdict and a hard pair's note come first (they
+    qualify the answer)."""
+    verdict = result.verdict
+    if not result.ok or (verdict is not None and verdict.level == "failed"):
+        why = "; ".join(verdict.reasons) if result.ok else result.reason
+        return f"Registration failed: {why} — add point pairs by hand (A)"
     secs = f"{result.timings.get('total', 0):.2f} s"
     counts = f"{result.n_inliers} inliers of {len(result.selected)} selected matches in {secs}"
-    note = result.hypothesis_note()
-    if note:
-        return f"{note[0].upper()}{note[1:]} — registered with {result.matcher}: {counts}"
+    notes = [result.hypothesis_note()] if result.hypothesis_note() else []
+    if verdict is not None and not verdict.ok:
+        notes.append(verdict.summary())
+    if notes:
+        first = "; ".join(notes)
+        return f"{first[0].upper()}{first[1:]} — registered with {result.matcher}: {counts}"
     return f"Registered with {result.matcher}: {counts}"
+
+
+@dataclass(frozen=True)
+class VerdictNote:
+    """What the window says beside the result about its quality: ``level`` ("low confidence"
+    or "failed") and one line of ``text``."""
+
+    level: str
+    text: str
+
+
+def verdict_note(doc: Document) -> VerdictNote | None:
+    """The note on the shown transform's verdict; None when it is ok or was never judged."""
+    v = doc.verdict
+    if v is None or v.ok:
+        return None
+    reasons = "; ".join(v.reasons)
+    if v.level == "failed":
+        return VerdictNote(v.level, f"Registration failed: {reasons}. No overlay is shown: "
+                                    "add point pairs by hand (A).")
+    return VerdictNote(v.level, f"Low confidence: {reasons}. Check the overlay before "
+                                "trusting it.")
+
+
+def overlay_refusal(doc: Document) -> str | None:
+    """Why the overlay shows no warped image although a transform may exist (a failed
+    verdict), as lines for the overlay's place; None when it may be shown."""
+    v = doc.verdict
+    if v is None or v.level != "failed":
+        return None
+    return "\n".join(["Registration failed:", *(f"• {r}" for r in v.reasons),
+                      "Add point pairs by hand (A)"])
+
+
+# ---------------------------------------------------------------------------- match lines
+def residual_edges(doc: Document) -> tuple[float, ...]:
+    """Upper edges (fixed-image px) of the residual colour classes, from the model's RANSAC
+    threshold (``HAND_THRESHOLD_PX`` without a model result)."""
+    thr = doc.result.threshold_px if doc.result is not None else HAND_THRESHOLD_PX
+    return tuple(step * thr for step in RESIDUAL_STEPS)
+
+
+def residual_class(residual: float | None, edges: tuple[float, ...]) -> int | None:
+    """The colour class of a residual: 0 (best) .. ``len(edges)`` (worst); None without one."""
+    if residual is None or not np.isfinite(residual):
+        return None
+    return int(np.searchsorted(np.asarray(edges), residual, side="left"))
+
+
+def legend_labels(edges: tuple[float, ...]) -> list[str]:
+    """One label per residual class, in px: "≤ 0.8 px", "0.8–1.5 px", …, "> 6 px"."""
+    fmt = lambda v: f"{v:.1f}" if v < 10 else f"{v:.0f}"  # noqa: E731
+    labels = [f"≤ {fmt(edges[0])} px"]
+    labels += [f"{fmt(a)}–{fmt(b)} px" for a, b in zip(edges, edges[1:])]
+    return labels + [f"> {fmt(edges[-1])} px"]
+
+
+@dataclass(frozen=True)
+class LineChoice:
+    """The match lines to draw: ``ids`` out of ``total`` pairs that pass ``line_filter``."""
+
+    ids: tuple[int, ...]
+    total: int
+    line_filter: str
+
+    def text(self) -> str:
+        """'showing N of M inlier lines' (or all of them, or that they are hidden)."""
+        if self.line_filter == "none":
+            return "match lines hidden (L shows them)"
+        noun = {"inliers": "inlier", "outliers": "outlier"}.get(self.line_filter, "match")
+        if len(self.ids) == self.total:
+            return f"{self.total} {noun} lines"
+        return f"showing {len(self.ids)} of {self.total} {noun} lines, spread evenly"
+
+
+def choose_lines(doc: Document, line_filter: str, cap: int) -> LineChoice:
+    """The pairs whose lines are drawn: those passing ``line_filter``, at most ``cap`` spread
+    evenly over the fixed image (hand-placed pairs first, then the matcher's most confident
+    in each region), plus the selected pairs always; a readable picture of hundreds of
+    matches that hides no region."""
+    if line_filter == "none" or not doc.pairs:
+        return LineChoice((), 0, line_filter)
+    pairs = [p for p in doc.pairs
+             if line_filter == "all" or (line_filter == "inliers") == p.include]
+    h, w = doc.fixed_img.shape[:2]
+    scores = [doc.confidence.get(p.id, 2.0) for p in pairs]  # manual pairs: above any model's
+    keep = even_subset(np.array([p.fixed for p in pairs], float), (w, h), cap, np.array(scores))
+    chosen = {pairs[i].id for i in keep} | (set(doc.selected_ids) & {p.id for p in pairs})
+    return LineChoice(tuple(p.id for p in pairs if p.id in chosen), len(pairs), line_filter)
 
 
 def counts_text(doc: Document) -> str:
@@ -85,6 +189,8 @@ def counts_text(doc: Document) -> str:
         parts.append(f"{len(r.matches)} matches → {len(r.selected)} selected → "
                      f"{r.n_inliers} inliers")
         parts.append(f"{r.matcher} {r.timings.get('total', 0.0):.2f} s")
+    if doc.verdict is not None:
+        parts.append(f"verdict {doc.verdict.level}")
     return "  |  ".join(parts)
 
 

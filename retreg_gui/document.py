@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from retreg.core import annotations as ann_io
 from retreg.core import geometry
 from retreg.core.pipeline import estimate_from_points, reestimate
 from retreg.core.types import Mode, RegistrationResult
+
+if TYPE_CHECKING:
+    from retreg.core.verdict import Verdict
 
 FIXED, MOVING = "fixed", "moving"
 # What observers are told changed: the images (a new document), the pairs/transform/result,
@@ -105,6 +108,13 @@ class Document:
     @property
     def result(self) -> RegistrationResult | None:
         return self._state.result
+
+    @property
+    def verdict(self) -> "Verdict | None":
+        """The quality verdict on the transform shown: the model's while its fit is shown,
+        None once the points are edited (a fit from hand-edited points is not judged)."""
+        st = self._state
+        return st.result.verdict if st.model_fit and st.result is not None else None
 
     @property
     def has_images(self) -> bool:

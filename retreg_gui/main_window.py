@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyqtgraph as pg
 import qtawesome as qta
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -16,8 +17,8 @@ from retreg.core.matchers import available_matchers
 from retreg.core.types import TRANSFORM_TYPES, Mode, RegistrationResult
 from retreg.gui import palette
 from retreg.gui.case_browser import CaseBrowser
-from retreg.gui.controller import (AUTO_MODE, Controller, RegisterJob, counts_text, order_pair,
-                                   window_title)
+from retreg.gui.controller import (AUTO_MODE, LINE_CAP, LINE_FILTERS, Controller, RegisterJob,
+                                   counts_text, order_pair, verdict_note, window_title)
 from retreg.gui.dialogs import AboutDialog, ShortcutsDialog, show_error
 from retreg.gui.document import Document
 from retreg.gui.file_actions import AnnotationFilesMixin
@@ -26,11 +27,13 @@ from retreg.gui.session import Session
 from retreg.gui.settings import Settings
 from retreg.gui.training_panel import TrainingPanel
 from retreg.gui.views.overlay_view import OverlayView
-from retreg.gui.views.pair_view import LINE_FILTERS, PairView
+from retreg.gui.views.pair_view import PairView
 from retreg.gui.views.residual_table import ResidualTable
 from retreg.gui.workers import RegisterRunner
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)"
+# Banner and overlay frame colours of a verdict that is not ok: (background, text).
+VERDICT_COLORS = {"low confidence": ("#f5a623", "#1e1e1e"), "failed": ("#d0342c", "#ffffff")}
 
 
 class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
@@ -66,7 +69,16 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         split.addWidget(self.overlay_view)
         split.setStretchFactor(0, 2)
         split.setStretchFactor(1, 1)
-        self.setCentralWidget(split)
+        self.verdict_banner = QtWidgets.QLabel()
+        self.verdict_banner.setWordWrap(True)
+        self.verdict_banner.hide()
+        central = QtWidgets.QWidget()
+        col = QtWidgets.QVBoxLayout(central)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(0)
+        col.addWidget(self.verdict_banner)
+        col.addWidget(split, 1)
+        self.setCentralWidget(central)
 
         self.table = ResidualTable(self.session)
         self.table_dock = self._dock("Point pairs", self.table,
@@ -116,8 +128,8 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         self.lines_combo = QtWidgets.QComboBox()
         for name in LINE_FILTERS:
             self.lines_combo.addItem(f"Lines: {name}", name)
-        self.lines_combo.setToolTip("Match lines: included pairs coloured yellow (low "
-                                    "confidence) to green (high), manual cyan, excluded red")
+        self.lines_combo.setToolTip("Match lines: the pairs in use (inliers), all, the excluded "
+                                    "ones (outliers) or none; coloured by residual")
 
     def _action(self, text: str, slot, shortcut=None, icon: str | None = None,
                 checkable: bool = False, tip: str = "") -> QtGui.QAction:
@@ -297,6 +309,7 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         self.select_data(self.matcher_combo, st.matcher())
         self.select_data(self.transform_combo, st.transform())
         self.select_data(self.lines_combo, st.line_filter())
+        self.pair_view.cap.setValue(st.line_cap(LINE_CAP))
         self.doc.set_initial_transform(st.transform())
         self.overlay_view.set_kind(st.overlay())
         self.overlay_view.squares.setValue(st.squares())
@@ -319,6 +332,7 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         st.set_matcher(self.matcher_combo.currentData())
         st.set_transform(self.doc.transform_type)
         st.set_line_filter(self.lines_combo.currentData())
+        st.set_line_cap(self.pair_view.cap.value())
         st.set_overlay(self.overlay_view.current_kind())
         st.set_squares(self.overlay_view.squares.value())
         st.set_weights(self.controller.weights)
@@ -336,6 +350,21 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         self.select_data(self.transform_combo, self.doc.transform_type)
         self._update_status()
         self._update_title()
+        self._show_verdict()
+
+    def _show_verdict(self) -> None:
+        """A banner with the level and reasons above the views, and the overlay framed in
+        its colour, while the shown transform's verdict is not ok."""
+        note = verdict_note(self.doc)
+        self.verdict_banner.setVisible(note is not None)
+        if note is None:
+            self.overlay_view.box.setBorder(None)
+            return
+        bg, fg = VERDICT_COLORS[note.level]
+        self.verdict_banner.setText(note.text)
+        self.verdict_banner.setStyleSheet(f"background: {bg}; color: {fg}; font-weight: bold; "
+                                          "padding: 4px 8px;")
+        self.overlay_view.box.setBorder(pg.mkPen(bg, width=4))
 
     def _update_undo_actions(self) -> None:
         d = self.doc

@@ -1,5 +1,5 @@
 """Remembered preferences (QSettings): last folders, recent files, mode, transform, overlay,
-matcher, window geometry. One typed accessor per key so key names live in one place."""
+match lines, matcher, window geometry. One typed accessor per key so key names live in one place."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -87,10 +87,16 @@ class Settings:
         self._set("review/squares", squares)
 
     def line_filter(self) -> str:
-        return self._get("review/lines", "all")
+        return self._get("review/lines", "inliers")
 
     def set_line_filter(self, name: str) -> None:
         self._set("review/lines", name)
+
+    def line_cap(self, default: int) -> int:
+        return self._get("review/line_cap", default, int)
+
+    def set_line_cap(self, cap: int) -> None:
+        self._set("review/line_cap", cap)
 
     def matcher(self) -> str:
         return self._get("model/matcher", "default")

@@ -15,6 +15,7 @@ from PySide6 import QtCore, QtWidgets
 
 from retreg.core import overlays
 from retreg.core.warp import warp_moving
+from retreg.gui.controller import overlay_refusal
 from retreg.gui.session import Session
 from retreg.gui.views.image_box import display_image
 
@@ -147,8 +148,8 @@ class OverlayView(QtWidgets.QWidget):
 
     def composed(self) -> np.ndarray | None:
         """The image shown now (RGB uint8, display resolution), or None when there is
-        nothing to overlay."""
-        moving = self.warped()
+        nothing to overlay or the registration failed its quality check."""
+        moving = None if overlay_refusal(self.doc) else self.warped()
         if moving is None:
             return None
         fixed = self._fixed_display
@@ -175,9 +176,9 @@ class OverlayView(QtWidgets.QWidget):
                 self.message.setPos(w / 2, h / 2)
             first = ("choose the mode in the toolbar" if s.has_images and s.mode is None
                      else "register (Ctrl+R)")
-            self.message.setText(f"No transform yet: {first} or add point pairs"
-                                 if not s.fit_reason or not s.pairs
-                                 else f"No transform: {s.fit_reason}")
+            self.message.setText(overlay_refusal(s) or (
+                f"No transform yet: {first} or add point pairs"
+                if not s.fit_reason or not s.pairs else f"No transform: {s.fit_reason}"))
             return
         self.message.setText("")
         self.image.setImage(img, autoLevels=False, levels=(0, 255))

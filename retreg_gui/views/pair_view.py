@@ -2,7 +2,9 @@
 click-click (with predicted partner) way of adding a pair.
 
 Linking maps the visible area through the current transform when there is one (so both views
-show the same anatomy), otherwise by the ratio of the image sizes.
+show the same anatomy), otherwise by the ratio of the image sizes. Lines and points are
+coloured by residual (legend below the images); which lines are drawn is the controller's
+``choose_lines``.
 """
 from __future__ import annotations
 
@@ -10,31 +12,26 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from retreg.gui.controller import (LINE_CAP, LineChoice, choose_lines, legend_labels,
+                                   residual_class, residual_edges)
 from retreg.gui.document import FIXED, MOVING
 from retreg.gui.session import Session
 from retreg.gui.views.image_box import ImageBox
 
-# "inliers" are the pairs in use (model inliers plus included manual pairs), "outliers" the rest.
-LINE_FILTERS = ("all", "inliers", "outliers", "none")
-_CONF_BINS = 4
-_LOW_CONF, _HIGH_CONF = np.array([255, 215, 0]), np.array([0, 230, 110])  # yellow -> green
-EXCLUDED_COLOR = (235, 50, 50)
-MANUAL_COLOR = (0, 200, 255)
+# One colour per residual class (``controller.RESIDUAL_STEPS`` plus the class above the last).
+RESIDUAL_COLORS = ((0, 200, 80), (150, 220, 0), (255, 215, 0), (255, 140, 0), (235, 50, 50))
+NO_RESIDUAL_COLOR = (160, 160, 160)  # no transform to measure against
 SELECTED_COLOR = (255, 255, 255)
+MAX_CAP = 5000
 
 
-def included_color(confidence: float) -> tuple[int, int, int]:
-    """Included model pairs: yellow (low matcher confidence) to green (high)."""
-    b = min(int(confidence * _CONF_BINS), _CONF_BINS - 1) / (_CONF_BINS - 1)
-    return tuple(int(v) for v in _LOW_CONF + (_HIGH_CONF - _LOW_CONF) * b)
+def residual_color(cls: int | None) -> tuple[int, int, int]:
+    return NO_RESIDUAL_COLOR if cls is None else RESIDUAL_COLORS[cls]
 
 
-def pair_color(source: str, include: bool, confidence: float | None) -> tuple[int, int, int]:
-    if not include:
-        return EXCLUDED_COLOR
-    if source == "manual" or confidence is None:
-        return MANUAL_COLOR
-    return included_color(confidence)
+def _swatch(color: tuple[int, int, int], text: str) -> str:
+    return (f'<span style="color:rgb{color}; font-size:large">&#9632;</span>&nbsp;{text}'
+            "&nbsp;&nbsp;")
 
 
 def _map_to_scene(box: pg.ViewBox, pts: np.ndarray) -> np.ndarray:
@@ -50,20 +47,23 @@ def _inside(box: pg.ViewBox, pts: np.ndarray) -> np.ndarray:
 
 
 class PairView(QtWidgets.QWidget):
-    """Two linked image boxes with point markers and match lines drawn across both."""
+    """Two linked image boxes with point markers and match lines drawn across both, above a
+    bar with the residual legend, the number of lines shown and the line cap."""
 
     status_message = QtCore.Signal(str)
 
     def __init__(self, session: Session, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.doc = session.doc
-        self.line_filter = "all"
+        self.line_filter = "inliers"
+        self.shown = LineChoice((), 0, self.line_filter)
         self.add_mode = False
         self.pending: tuple[str, tuple[float, float]] | None = None
         self.predicted: tuple[float, float] | None = None
         self._drag_preview: tuple[int, str, float, float] | None = None
         self._syncing = False
         self._lines: list[QtWidgets.QGraphicsPathItem] = []
+        self._classes_now: dict[int, int | None] = {}
 
         self.glw = pg.GraphicsLayoutWidget()
         self.title = {FIXED: self.glw.addLabel("Fixed", row=0, col=0),
@@ -84,9 +84,32 @@ class PairView(QtWidgets.QWidget):
             box.drag_moved.connect(lambda pid, x, y, s=side: self._on_drag(s, pid, x, y))
             box.drag_finished.connect(lambda pid, x, y, s=side: self._on_drop(s, pid, x, y))
             box.sigRangeChanged.connect(lambda *_, s=side: self._on_range_changed(s))
+        self.legend = QtWidgets.QLabel()
+        self.legend.setToolTip("Residual of each pair under the current transform, in "
+                               "fixed-image pixels; the classes end at 1/4, 1/2, 1 and 2 times "
+                               "the matcher's inlier threshold. Dashed lines and hollow points "
+                               "are excluded pairs, diamonds are pairs placed by hand")
+        self.count = QtWidgets.QLabel()
+        self.cap = QtWidgets.QSpinBox()
+        self.cap.setRange(10, MAX_CAP)
+        self.cap.setSingleStep(50)
+        self.cap.setValue(LINE_CAP)
+        self.cap.setToolTip("Most match lines drawn at once, spread evenly over the image "
+                            "(the selected pairs are always drawn)")
+        self.cap.valueChanged.connect(self.refresh)
+        bar = QtWidgets.QHBoxLayout()
+        bar.setContentsMargins(6, 2, 6, 2)
+        bar.addWidget(self.legend)
+        bar.addStretch(1)
+        bar.addWidget(self.count)
+        bar.addSpacing(12)
+        bar.addWidget(QtWidgets.QLabel("Max lines"))
+        bar.addWidget(self.cap)
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
         lay.addWidget(self.glw)
+        lay.addLayout(bar)
 
         session.images_changed.connect(self._on_images)
         session.document_changed.connect(self.refresh)
@@ -119,25 +142,46 @@ class PairView(QtWidgets.QWidget):
         self.line_filter = name
         self.refresh()
 
-    def _point_style(self) -> tuple[list, list]:
+    def _classes(self) -> dict[int, int | None]:
+        """Residual colour class of each pair id."""
         s = self.doc
-        sel = set(s.selected_ids)
-        brushes, pens = [], []
-        for p in s.pairs:
-            brushes.append(pg.mkBrush(*pair_color(p.source, p.include, s.confidence.get(p.id))))
+        edges = residual_edges(s)
+        return {p.id: residual_class(s.residuals.get(p.id), edges) for p in s.pairs}
+
+    def _point_style(self, classes: dict[int, int | None]) -> tuple[list, list, list]:
+        """Brushes, pens, symbols: filled in the residual colour when included (hollow when
+        excluded), a diamond when placed by hand, a white ring when selected."""
+        sel = set(self.doc.selected_ids)
+        brushes, pens, symbols = [], [], []
+        for p in self.doc.pairs:
+            color = residual_color(classes[p.id])
+            brushes.append(pg.mkBrush(*color) if p.include else pg.mkBrush(None))
             pens.append(pg.mkPen(SELECTED_COLOR, width=2.5) if p.id in sel
-                        else pg.mkPen(0, 0, 0, 200, width=1))
-        return brushes, pens
+                        else pg.mkPen(0, 0, 0, 200, width=1) if p.include
+                        else pg.mkPen(*color, width=1.5))
+            symbols.append("d" if p.source == "manual" else "o")
+        return brushes, pens, symbols
+
+    def update_legend(self) -> None:
+        labels = legend_labels(residual_edges(self.doc))
+        self.legend.setText("Residual: " + "".join(
+            _swatch(c, t) for c, t in zip(RESIDUAL_COLORS, labels)))
+        self.count.setText(self.shown.text())
 
     def refresh(self) -> None:
         s = self.doc
-        brushes, pens = self._point_style()
-        sizes = [13 if p.id in set(s.selected_ids) else 8 for p in s.pairs]
+        classes = self._classes()
+        brushes, pens, symbols = self._point_style(classes)
+        sel = set(s.selected_ids)
+        sizes = [13 if p.id in sel else 8 if p.include else 6 for p in s.pairs]
         for side in (FIXED, MOVING):
             pts = self._points(side)
             self.scatter[side].setData(pos=pts, brush=brushes, pen=pens, size=sizes,
-                                       data=[p.id for p in s.pairs])
+                                       symbol=symbols, data=[p.id for p in s.pairs])
         self._update_markers()
+        self.shown = choose_lines(s, self.line_filter, self.cap.value())
+        self._classes_now = classes
+        self.update_legend()
         self.update_lines()
 
     def _points(self, side: str) -> np.ndarray:
@@ -165,35 +209,34 @@ class PairView(QtWidgets.QWidget):
                                        pen=pg.mkPen(255, 0, 255, width=2))
 
     def update_lines(self) -> None:
-        """Rebuild the match lines in scene coordinates (called on any pan/zoom too)."""
+        """Rebuild the chosen match lines in scene coordinates (called on any pan/zoom too):
+        dashed for excluded pairs, below solid included ones, the worst residuals on top."""
         scene = self.glw.scene()
         for item in self._lines:
             scene.removeItem(item)
         self._lines = []
         s = self.doc
-        if self.line_filter == "none" or not s.pairs:
+        if not self.shown.ids:
             return
-        pairs = [p for p in s.pairs
-                 if self.line_filter == "all" or (self.line_filter == "inliers") == p.include]
-        if not pairs:
-            return
-        pf = self._points(FIXED)
-        pm = self._points(MOVING)
         index = {p.id: i for i, p in enumerate(s.pairs)}
-        rows = np.array([index[p.id] for p in pairs])
-        pf, pm = pf[rows], pm[rows]
+        rows = np.array([index[pid] for pid in self.shown.ids if pid in index], int)
+        if not len(rows):
+            return
+        pf, pm = self._points(FIXED)[rows], self._points(MOVING)[rows]
         visible = _inside(self.box[FIXED], pf) & _inside(self.box[MOVING], pm)
         a, b = _map_to_scene(self.box[FIXED], pf), _map_to_scene(self.box[MOVING], pm)
-        colors = [pair_color(p.source, p.include, s.confidence.get(p.id)) for p in pairs]
-        for color in sorted(set(colors)):
-            m = visible & np.array([c == color for c in colors])
+        styles = [(self._classes_now.get(s.pairs[r].id), s.pairs[r].include) for r in rows]
+        for style in sorted(set(styles), key=lambda st: (st[1], -1 if st[0] is None else st[0])):
+            m = visible & np.array([st == style for st in styles])
             if not m.any():
                 continue
             xs = np.c_[a[m, 0], b[m, 0]].ravel()
             ys = np.c_[a[m, 1], b[m, 1]].ravel()
             item = QtWidgets.QGraphicsPathItem(pg.arrayToQPath(xs, ys, connect="pairs"))
-            alpha = 150 if color == EXCLUDED_COLOR else 200
-            pen = QtGui.QPen(QtGui.QColor(*color, alpha), 1.2)
+            cls, include = style
+            pen = QtGui.QPen(QtGui.QColor(*residual_color(cls), 210 if include else 170), 1.2)
+            if not include:
+                pen.setStyle(QtCore.Qt.PenStyle.DashLine)
             pen.setCosmetic(True)
             item.setPen(pen)
             item.setZValue(1000)

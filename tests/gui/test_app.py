@@ -164,20 +164,77 @@ def test_a_hard_pair_is_named_in_the_status_bar(qtbot, window, pair_files, monke
     assert tip.startswith("Hard pair: 20 input variants tried") and "shifted by (40, 0)" in tip
 
 
-def test_line_filter_shows_only_the_chosen_pairs(qtbot, window, pair_files):
+def n_lines(window) -> int:
+    return sum(item.path().elementCount() // 2 for item in window.pair_view._lines)
+
+
+def test_line_filter_shows_only_the_chosen_pairs_inliers_by_default(qtbot, window, pair_files):
     open_and_register(qtbot, window, pair_files)
     s = window.doc
     s.set_included([p.id for p in s.pairs[:3]], False)
     n_used = sum(p.include for p in s.pairs)
+    assert window.lines_combo.currentData() == "inliers"
+    assert n_lines(window) == n_used  # outliers are behind the toggle
 
-    def n_lines(name):
+    def shown(name):
         window.select_data(window.lines_combo, name)
-        return sum(item.path().elementCount() // 2 for item in window.pair_view._lines)
+        return n_lines(window)
 
-    assert n_lines("all") == len(s.pairs)
-    assert n_lines("inliers") == n_used
-    assert n_lines("outliers") == len(s.pairs) - n_used >= 3
-    assert n_lines("none") == 0
+    assert shown("all") == len(s.pairs)
+    assert shown("outliers") == len(s.pairs) - n_used >= 3
+    assert shown("none") == 0
+    window.act_lines.trigger()  # L cycles on: back to the inliers
+    assert window.lines_combo.currentData() == "inliers" and n_lines(window) == n_used
+
+
+def test_lines_are_capped_with_showing_n_of_m_and_a_residual_legend(qtbot, window, pair_files):
+    open_and_register(qtbot, window, pair_files)
+    pv, n_used = window.pair_view, sum(p.include for p in window.doc.pairs)
+    assert pv.count.text() == f"{n_used} inlier lines"
+    assert pv.legend.isVisible() and pv.legend.text().startswith("Residual:")
+    assert pv.legend.text().count("px") == 5
+    pv.cap.setValue(10)
+    assert n_lines(window) == 10
+    assert pv.count.text() == f"showing 10 of {n_used} inlier lines, spread evenly"
+    left_out = next(p.id for p in window.doc.pairs if p.include and p.id not in pv.shown.ids)
+    window.doc.select([left_out])  # a pair left out is drawn once selected
+    assert n_lines(window) == 11 and left_out in pv.shown.ids
+
+
+def test_a_failed_verdict_shows_the_reason_and_no_overlay(qtbot, window, pair_files,
+                                                          monkeypatch):
+    from retreg.core import pipeline
+    from retreg.core.verdict import Verdict
+
+    why = ("only 5 inliers", "the vessels do not line up after warping (structure z 0.4)")
+    monkeypatch.setattr(pipeline, "assess", lambda *a, **k: Verdict("failed", why))
+    with qtbot.waitSignal(window.registration_done, timeout=30000):
+        window.open_pair(pair_files[0], pair_files[1])
+    qtbot.wait(20)
+    ov = window.overlay_view
+    assert window.doc.matrix is not None and ov.composed() is None
+    assert ov.image.image is None
+    assert "• only 5 inliers" in ov.message.textItem.toPlainText()
+    assert window.verdict_banner.isVisible()
+    assert window.verdict_banner.text().startswith("Registration failed: only 5 inliers; the "
+                                                   "vessels do not line up")
+    assert window.statusBar().currentMessage().startswith("Registration failed: only 5 inliers")
+    window.doc.add_pair((40.0, 40.0), (45.0, 44.0))  # the user takes over: a hand fit is shown
+    ov.render()
+    assert not window.verdict_banner.isVisible() and ov.composed() is not None
+
+
+def test_a_low_confidence_verdict_marks_the_overlay(qtbot, window, pair_files, monkeypatch):
+    from retreg.core import pipeline
+    from retreg.core.verdict import Verdict
+
+    monkeypatch.setattr(pipeline, "assess", lambda *a, **k: Verdict(
+        "low confidence", ("the inliers cover only 4% of the overlap",)))
+    open_and_register(qtbot, window, pair_files)
+    assert window.overlay_view.composed() is not None
+    assert window.verdict_banner.isVisible()
+    assert window.verdict_banner.text().startswith("Low confidence: the inliers cover only 4%")
+    assert window.overlay_view.box.border.color().name() == mw.VERDICT_COLORS["low confidence"][0]
 
 
 def test_every_overlay_kind_renders_and_controls_change_it(qtbot, window, pair_files):
@@ -521,6 +578,8 @@ def test_settings_are_remembered_between_runs(qtbot, window, tmp_path):
     window.overlay_view.squares.setValue(5)
     window.select_data(window.mode_combo, "octfa")
     window.set_transform("homography")
+    window.select_data(window.lines_combo, "all")
+    window.pair_view.cap.setValue(400)
     window.save_settings()
     again = MainWindow(Settings(tmp_path / "settings.ini"), recovery_dir=tmp_path / "rec2")
     try:
@@ -529,6 +588,8 @@ def test_settings_are_remembered_between_runs(qtbot, window, tmp_path):
         assert again.mode_combo.currentData() == "octfa"
         assert again.doc.transform_type == "homography"
         assert again.matcher_combo.currentData() == "classical"
+        assert again.lines_combo.currentData() == "all" and again.pair_view.line_filter == "all"
+        assert again.pair_view.cap.value() == 400
     finally:
         again.close()
 

@@ -1,15 +1,19 @@
 """The app's decisions without Qt: mode choice, the half-chosen pair, the registration job,
-the before/after comparison, status text, annotation images and crash recovery."""
+the before/after comparison, status text, the verdict's note, which match lines are drawn and
+their residual classes, annotation images and crash recovery."""
 import dataclasses
 
 import numpy as np
 import pytest
 
 from retreg.core import annotations as ann_io
-from retreg.core.types import Mode
-from retreg.gui.controller import (AUTO_MODE, NO_MODE_NOTE, Controller, counts_text,
-                                   annotation_images, changed_images, order_pair,
-                                   registration_message, window_title)
+from retreg.core.types import Matches, Mode
+from retreg.core.verdict import Verdict
+from retreg.gui.controller import (AUTO_MODE, HAND_THRESHOLD_PX, NO_MODE_NOTE, Controller,
+                                   annotation_images, changed_images, choose_lines, counts_text,
+                                   legend_labels, order_pair, overlay_refusal,
+                                   registration_message, residual_class, residual_edges,
+                                   verdict_note, window_title)
 from retreg.gui.document import Document
 from retreg.gui.recovery import RecoveryStore
 from tests.gui.test_document import model_result
@@ -232,3 +236,90 @@ def test_a_failed_autosave_is_reported_not_raised(tmp_path):
     message = RecoveryStore(doc, blocker).save_now()
     assert message.startswith(f"Autosave to {blocker / 'recovery.json'} failed")
 
+
+
+# ---------------------------------------------------------------------------- verdict
+
+def judged(verdict, **changes):
+    return dataclasses.replace(model_result(), verdict=verdict, **changes)
+
+
+def test_the_verdict_is_said_beside_the_result_and_a_failed_one_refuses_the_overlay(ctl, tmp_path):
+    open_(ctl, *files(tmp_path, "eye_cf.png", "eye_fa.png"))
+    ctl.doc.apply_result(judged(Verdict("ok")))
+    assert verdict_note(ctl.doc) is None and overlay_refusal(ctl.doc) is None
+    assert counts_text(ctl.doc).endswith("verdict ok")
+    ctl.doc.apply_result(judged(Verdict("low confidence", ("few inliers (12, 10% of the "
+                                                            "selected matches)",))))
+    note = verdict_note(ctl.doc)
+    assert note.level == "low confidence" and note.text.startswith("Low confidence: few inliers")
+    assert overlay_refusal(ctl.doc) is None  # shown, but marked
+    ctl.doc.apply_result(judged(Verdict("failed", ("only 5 inliers", "the vessels do not line "
+                                                                     "up after warping"))))
+    note = verdict_note(ctl.doc)
+    assert note.level == "failed"
+    assert "only 5 inliers; the vessels do not line up" in note.text and "No overlay" in note.text
+    assert overlay_refusal(ctl.doc).splitlines()[:3] == [
+        "Registration failed:", "• only 5 inliers",
+        "• the vessels do not line up after warping"]
+    ctl.doc.add_pair((10.0, 10.0), (12.0, 11.0))  # a hand-edited fit is not judged
+    assert verdict_note(ctl.doc) is None and overlay_refusal(ctl.doc) is None
+    ctl.doc.undo()
+    assert verdict_note(ctl.doc).level == "failed"
+
+
+def test_the_status_line_names_a_weak_or_failed_verdict():
+    weak = judged(Verdict("low confidence", ("the inliers cover only 4% of the overlap",)))
+    assert registration_message(weak).startswith(
+        "Low confidence: the inliers cover only 4% of the overlap — registered with test: 22")
+    failed = judged(Verdict("failed", ("only 5 inliers", "implausible scale 0.10")))
+    assert registration_message(failed) == ("Registration failed: only 5 inliers; implausible "
+                                            "scale 0.10 — add point pairs by hand (A)")
+    assert registration_message(judged(Verdict("ok"))).startswith("Registered with test")
+
+
+# ---------------------------------------------------------------------------- match lines
+
+def many_pairs(ctl, tmp_path, n=600, seed=0):
+    """A registered document of ``n`` model pairs, a third of them outliers."""
+    rng = np.random.default_rng(seed)
+    fixed = rng.uniform(0, 256, (n, 2))
+    moving = fixed + 5.0
+    moving[: n // 3] += rng.uniform(20, 60, (n // 3, 2))
+    inliers = np.ones(n, bool)
+    inliers[: n // 3] = False
+    result = dataclasses.replace(
+        model_result(), matrix=np.array([[1, 0, -5.0], [0, 1, -5.0], [0, 0, 1]]),
+        matches=Matches(fixed, moving, rng.uniform(0, 1, n)), selected=np.arange(n),
+        inliers=inliers, residuals=np.zeros(n))
+    open_(ctl, *files(tmp_path, "eye_cf.png", "eye_fa.png"))
+    ctl.doc.apply_result(result)
+    return ctl.doc
+
+
+def test_lines_are_capped_spread_evenly_and_say_how_many_are_shown(ctl, tmp_path):
+    doc = many_pairs(ctl, tmp_path)
+    shown = choose_lines(doc, "inliers", 150)
+    assert len(shown.ids) == 150 and shown.total == 400
+    assert shown.text() == "showing 150 of 400 inlier lines, spread evenly"
+    assert all(doc.pair(pid).include for pid in shown.ids)
+    xy = np.array([doc.pair(pid).fixed for pid in shown.ids])
+    quadrants = np.bincount((xy[:, 0] > 128) + 2 * (xy[:, 1] > 128), minlength=4)
+    assert quadrants.min() >= 30  # no region left bare
+    outliers = choose_lines(doc, "outliers", 150)
+    assert outliers.total == 200 and not any(doc.pair(p).include for p in outliers.ids)
+    assert choose_lines(doc, "all", 1000).text() == "600 match lines"
+    assert choose_lines(doc, "none", 150).ids == ()
+    doc.select([1])  # an excluded pair, selected: drawn beyond the cap under "all"
+    assert 1 in choose_lines(doc, "all", 10).ids and 1 not in choose_lines(doc, "inliers", 10).ids
+
+
+def test_residual_classes_scale_with_the_inlier_threshold(ctl, tmp_path):
+    doc = many_pairs(ctl, tmp_path)
+    edges = residual_edges(doc)
+    assert edges == pytest.approx((0.75, 1.5, 3.0, 6.0))  # the result's 3-px threshold
+    assert [residual_class(r, edges) for r in (0.1, 1.5, 2.0, 100.0, float("nan"))] == [
+        0, 1, 2, 4, None]
+    assert legend_labels(edges) == ["≤ 0.8 px", "0.8–1.5 px", "1.5–3.0 px", "3.0–6.0 px",
+                                    "> 6.0 px"]
+    assert residual_edges(Document())[2] == HAND_THRESHOLD_PX
