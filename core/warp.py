@@ -31,27 +31,26 @@ def _area(poly: np.ndarray) -> float:
 def placement_problem(matrix: np.ndarray, moving_shape: tuple[int, ...],
                       fixed_shape: tuple[int, ...], margin: float = FRAME_MARGIN) -> str | None:
     """Why the moving image warped by ``matrix`` (moving -> fixed) is not fit to draw over the
-    fixed image, or None when it is: the transform sends part of it through infinity, makes
+    fixed image (a phrase about the transform), or None when it is: the transform sends part of it through infinity, makes
     its area absurd against the fixed frame (``MIN_AREA_RATIO``, ``MAX_AREA_RATIO``), or
     leaves less than ``MIN_INSIDE`` of it within the fixed frame widened by ``margin``.
     A wild fit must be named, not drawn as a black or garbled overlay."""
     m = np.asarray(matrix, np.float64)
     if m.shape != (3, 3) or not np.all(np.isfinite(m)):
-        return "the transform is not a finite 3x3 matrix"
+        return "it is not a finite 3x3 matrix"
     h, w = int(moving_shape[0]), int(moving_shape[1])
     fh, fw = int(fixed_shape[0]), int(fixed_shape[1])
     hom = np.array([[-0.5, -0.5, 1.0], [w - 0.5, -0.5, 1.0], [w - 0.5, h - 0.5, 1.0],
                     [-0.5, h - 0.5, 1.0]]) @ m.T
     z = hom[:, 2] * np.sign(hom[0, 2])  # a matrix and its negative are the same transform
     if not np.all(z > 0):
-        return "the transform sends part of the moving image to infinity"
+        return "it sends part of the moving image to infinity"
     quad = hom[:, :2] / hom[:, 2:3]
     ratio = _area(quad) / float(fw * fh)
     if ratio > MAX_AREA_RATIO:
-        return f"the transform enlarges the moving image to {ratio:.0f}x the fixed image's area"
+        return f"it enlarges the moving image to {ratio:.0f}x the fixed image's area"
     if ratio < MIN_AREA_RATIO:
-        return (f"the transform shrinks the moving image to {ratio:.1e} of the fixed image's "
-                "area")
+        return f"it shrinks the moving image to {ratio:.1e} of the fixed image's area"
     mx, my = margin * fw, margin * fh
     frame = np.array([[-0.5 - mx, -0.5 - my], [fw - 0.5 + mx, -0.5 - my],
                       [fw - 0.5 + mx, fh - 0.5 + my], [-0.5 - mx, fh - 0.5 + my]])
@@ -65,6 +64,5 @@ def placement_problem(matrix: np.ndarray, moving_shape: tuple[int, ...],
                                               frame.astype(np.float32))
         inside = float(shared) / _area(quad)
     if inside < MIN_INSIDE:
-        return (f"the transform puts only {inside:.0%} of the moving image within the fixed "
-                "image's frame")
+        return f"only {inside:.0%} of the moving image lands within the fixed frame"
     return None

@@ -163,6 +163,18 @@ def _summary(n: int, median: float | None) -> str:
                                                    else "– (no transform)")
 
 
+def read_points_file(path: str | Path, fixed: Path | None, moving: Path | None,
+                     fixed_img: np.ndarray, moving_img: np.ndarray,
+                     kind: str | None = None) -> PointsFile:
+    """A points file of ``kind`` (default: by its suffix) checked for these images; raises
+    ``AnnotationError`` when it cannot be read or a point lies off the images."""
+    kind = kind or points_format(path)
+    ann = ann_io.load_annotation(path) if kind == "json" else None
+    points = (ann.points if ann is not None else ann_io.read_fire_points(path)
+              if kind == "fire" else ann_io.read_csv_points(path))
+    return check_points_file(path, points, fixed, moving, fixed_img, moving_img, ann)
+
+
 class Controller:
     """Application logic around one ``Document``."""
 
@@ -239,17 +251,12 @@ class Controller:
 
     # ------------------------------------------------------------------ points files
     def read_points(self, path: str | Path, kind: str | None = None) -> PointsFile:
-        """A points file of ``kind`` (default: by its suffix) for the open pair; raises
-        ``AnnotationError`` when it cannot be read or a point lies off the images."""
+        """``read_points_file`` for the open pair."""
         d = self.doc
         if not d.has_images:
             raise AnnotationError(f"{path}: open the images before loading points onto them")
-        kind = kind or points_format(path)
-        ann = ann_io.load_annotation(path) if kind == "json" else None
-        points = (ann.points if ann is not None else ann_io.read_fire_points(path)
-                  if kind == "fire" else ann_io.read_csv_points(path))
-        return check_points_file(path, points, d.fixed_path, d.moving_path, d.fixed_img,
-                                 d.moving_img, ann)
+        return read_points_file(path, d.fixed_path, d.moving_path, d.fixed_img, d.moving_img,
+                                kind)
 
     def adopt_points(self, points: PointsFile) -> str:
         """Put a checked points file's pairs into the document (one undo step); returns the
