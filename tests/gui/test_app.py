@@ -719,3 +719,17 @@ def test_screenshot_with_fires_own_ground_truth_renders(shared_data, tmp_path):
                          "--screenshot", str(out)])
     assert code == 0 and read_image(out).shape[:2] == (gui_app.SCREENSHOT_SIZE[1],
                                                        gui_app.SCREENSHOT_SIZE[0])
+
+
+def test_dragging_a_point_off_its_image_is_refused_and_it_stays(qtbot, window, pair_files):
+    assert window.open_pair(pair_files[0], pair_files[1], register=False)
+    s = window.doc
+    pid = s.add_pair((200.0, 120.0), (190.0, 118.0))
+    window.pair_view.box["fixed"].setRange(xRange=(-300, 600), yRange=(-300, 600), padding=0)
+    qtbot.wait(50)
+    drag(qtbot, window, "fixed", (200.0, 120.0), (450.0, 120.0))
+    assert s.pair(pid).fixed == (200.0, 120.0) and s.undo_text == "Add point pair"
+    qtbot.waitUntil(lambda: "refused" in window.statusBar().currentMessage())
+    assert window.statusBar().currentMessage().startswith(f"Move fixed point {pid} refused:")
+    x, y = window.pair_view.scatter["fixed"].getData()
+    assert (x[0], y[0]) == (200.0, 120.0)  # the dragged preview snapped back
