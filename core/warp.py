@@ -31,10 +31,11 @@ def _area(poly: np.ndarray) -> float:
 def placement_problem(matrix: np.ndarray, moving_shape: tuple[int, ...],
                       fixed_shape: tuple[int, ...], margin: float = FRAME_MARGIN) -> str | None:
     """Why the moving image warped by ``matrix`` (moving -> fixed) is not fit to draw over the
-    fixed image (a phrase about the transform), or None when it is: the transform sends part of it through infinity, makes
-    its area absurd against the fixed frame (``MIN_AREA_RATIO``, ``MAX_AREA_RATIO``), or
-    leaves less than ``MIN_INSIDE`` of it within the fixed frame widened by ``margin``.
-    A wild fit must be named, not drawn as a black or garbled overlay."""
+    fixed image (a phrase about the transform), or None when it is: the transform sends part
+    of it through infinity, makes its area absurd against the fixed frame
+    (``MIN_AREA_RATIO``, ``MAX_AREA_RATIO``), or leaves less than ``MIN_INSIDE`` of it within
+    the fixed frame widened by ``margin``. A wild fit must be named, not drawn as a black or
+    garbled overlay."""
     m = np.asarray(matrix, np.float64)
     if m.shape != (3, 3) or not np.all(np.isfinite(m)):
         return "it is not a finite 3x3 matrix"
