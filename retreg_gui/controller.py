@@ -158,11 +158,6 @@ def check_points_file(path: str | Path, points, fixed: Path | None, moving: Path
     return PointsFile(path, tuple(points), ann, mismatches)
 
 
-def _summary(n: int, median: float | None) -> str:
-    return f"{n} pairs used, median residual " + (f"{median:.2f} px" if median is not None
-                                                   else "– (no transform)")
-
-
 def read_points_file(path: str | Path, fixed: Path | None, moving: Path | None,
                      fixed_img: np.ndarray, moving_img: np.ndarray,
                      kind: str | None = None) -> PointsFile:
@@ -173,6 +168,11 @@ def read_points_file(path: str | Path, fixed: Path | None, moving: Path | None,
     points = (ann.points if ann is not None else ann_io.read_fire_points(path)
               if kind == "fire" else ann_io.read_csv_points(path))
     return check_points_file(path, points, fixed, moving, fixed_img, moving_img, ann)
+
+
+def _summary(n: int, median: float | None) -> str:
+    return f"{n} pairs used, median residual " + (f"{median:.2f} px" if median is not None
+                                                   else "– (no transform)")
 
 
 class Controller:
