@@ -2,7 +2,8 @@
 real-pair export that feeds fine-tuning.
 
 Every reader validates what it reads and raises ``AnnotationError`` naming the file and the
-line or point at fault, because these files are edited by hand and by other tools. Every writer
+line or point at fault, because these files are edited by hand and by other tools; points are
+checked against the images they are used with by ``check_points_in_bounds``. Every writer
 is atomic (temp file in the same folder, fsync, ``os.replace``) so a crash never leaves a
 half-written annotation in place of a good one.
 """
