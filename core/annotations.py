@@ -2,7 +2,8 @@
 real-pair export that feeds fine-tuning.
 
 Every reader validates what it reads and raises ``AnnotationError`` naming the file and the
-line or point at fault, because these files are edited by hand and by other tools. Every writer
+line or point at fault, because these files are edited by hand and by other tools; points are
+checked against the images they are used with by ``check_points_in_bounds``. Every writer
 is atomic (temp file in the same folder, fsync, ``os.replace``) so a crash never leaves a
 half-written annotation in place of a good one.
 """
@@ -145,6 +146,39 @@ def _check_matrix(matrix, where: str) -> list[list[float]]:
     if m.shape != (3, 3) or not np.all(np.isfinite(m)):
         raise AnnotationError(f"{where}: transform matrix must be a finite 3x3 array")
     return m.tolist()
+
+
+# ---------------------------------------------------------------- image bounds
+
+BOUNDS_MARGIN = 0.05  # share of an image's width and height a point may lie beyond its edge
+
+
+def image_bounds(shape: tuple[int, ...], margin: float = BOUNDS_MARGIN
+                 ) -> tuple[float, float, float, float]:
+    """(x_min, x_max, y_min, y_max) a point on an image of ``shape`` (h, w, ...) may take: the
+    pixel area [-0.5, w - 0.5] x [-0.5, h - 0.5] widened on each side by ``margin`` times
+    the width and height, so a point clicked just past the edge is kept."""
+    h, w = int(shape[0]), int(shape[1])
+    return (-0.5 - margin * w, w - 0.5 + margin * w, -0.5 - margin * h, h - 0.5 + margin * h)
+
+
+def check_points_in_bounds(pairs, fixed_shape: tuple[int, ...], moving_shape: tuple[int, ...],
+                           margin: float = BOUNDS_MARGIN, source: str | os.PathLike | None = None
+                           ) -> None:
+    """Raise ``AnnotationError`` for the first pair with a coordinate that is not finite or
+    lies outside its image (``image_bounds``), naming ``source``, the point id, the side, the
+    point and the bounds. A point far off its image wrecks the fit and every view of it."""
+    for p in pairs:
+        for side, shape in (("fixed", fixed_shape), ("moving", moving_shape)):
+            x, y = getattr(p, side)
+            x0, x1, y0, y1 = image_bounds(shape, margin)
+            if math.isfinite(x) and math.isfinite(y) and x0 <= x <= x1 and y0 <= y <= y1:
+                continue
+            where = f"{source}: point id {p.id}" if source is not None else f"point id {p.id}"
+            what = "is not finite" if not (math.isfinite(x) and math.isfinite(y)) else (
+                f"is outside the {side} image ({shape[1]}x{shape[0]} px: "
+                f"x from {x0:.1f} to {x1:.1f}, y from {y0:.1f} to {y1:.1f})")
+            raise AnnotationError(f"{where}: {side} point ({x:g}, {y:g}) {what}")
 
 
 # ---------------------------------------------------------------- JSON

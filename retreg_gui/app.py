@@ -1,9 +1,12 @@
 """``retreg-gui``: start the review app, or render a screenshot of it without a screen.
 
-    retreg-gui [FIXED MOVING] [--mode M] [--matcher NAME] [--weights FILE]
-    retreg-gui --screenshot OUT.png [FIXED MOVING] [--mode M]
+    retreg-gui [FIXED MOVING] [--points FILE] [--mode M] [--matcher NAME] [--weights FILE]
+    retreg-gui --screenshot OUT.png [FIXED MOVING] [--points FILE] [--mode M]
 
-With no images the bundled sample pair opens (when present).
+With no images the bundled sample pair opens (when present). ``--points`` opens the pair with
+those point pairs (annotation .json, FIRE control points .txt or .csv) instead of registering
+it; an annotation alone opens the images it names. A screenshot of an invalid points file
+exits with status 2 and a one-line error.
 """
 from __future__ import annotations
 
@@ -28,12 +31,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--matcher", choices=available_matchers(), help="matcher to register with")
     p.add_argument("--weights", type=Path, help="model weights (.safetensors) for the matcher")
     p.add_argument("--dark", action="store_true", help="use the dark palette")
+    p.add_argument("--points", type=Path, metavar="FILE",
+                   help="open the pair with these point pairs (annotation .json, FIRE .txt or "
+                        ".csv) instead of registering it")
     p.add_argument("--screenshot", type=Path, metavar="OUT.png",
                    help="open and register the pair, save a PNG of the window, and exit")
     args = p.parse_args(argv)
     if len(args.images) not in (0, 2):
         p.error("give both a FIXED and a MOVING image, or neither")
+    if args.points and not args.images and args.points.suffix.lower() != ".json":
+        p.error("--points with a .txt or .csv file needs the FIXED and MOVING images")
     return args
+
+
+def pair_to_open(args: argparse.Namespace) -> tuple[Path, Path] | None:
+    """The images given, else those the ``--points`` annotation names, else the sample pair
+    (None without one); raises ``RetRegError`` when the annotation cannot be read."""
+    if args.images:
+        return Path(args.images[0]), Path(args.images[1])
+    if args.points:
+        from retreg.core.annotations import load_annotation
+        from retreg.gui.controller import annotation_images
+
+        return annotation_images(load_annotation(args.points), args.points)
+    return sample_pair()
 
 
 def sample_pair() -> tuple[Path, Path] | None:
@@ -67,17 +88,30 @@ def _apply_cli_choices(window, args: argparse.Namespace) -> None:
         window.set_dark(True)
 
 
+def _fail(message: str) -> int:
+    print(f"retreg-gui: error: {message}", file=sys.stderr)
+    return 2
+
+
 def take_screenshot(app, args: argparse.Namespace) -> int:
-    """Open + register the pair in a hidden-screen window and save a PNG of it."""
+    """Open + register the pair (or load ``--points`` onto it) in a hidden-screen window and
+    save a PNG of it. Nothing modal may open here: errors are printed and end the run."""
     from PySide6 import QtCore
 
+    from retreg.core.errors import RetRegError
+    from retreg.core.io import read_image
+    from retreg.gui.controller import read_points_file
     from retreg.gui.main_window import MainWindow
     from retreg.gui.settings import Settings
 
-    pair = tuple(args.images) or sample_pair()
-    if not pair:
-        print("retreg-gui: no images given and no bundled sample pair", file=sys.stderr)
-        return 2
+    try:
+        pair = pair_to_open(args)
+        if not pair:
+            return _fail("no images given and no bundled sample pair")
+        images = read_image(pair[0]), read_image(pair[1])
+        points = read_points_file(args.points, *pair, *images) if args.points else None
+    except RetRegError as exc:
+        return _fail(str(exc))
     with tempfile.TemporaryDirectory() as tmp:  # fresh settings: a reproducible picture
         window = MainWindow(Settings(Path(tmp) / "settings.ini"), recovery_dir=tmp)
         _apply_cli_choices(window, args)
@@ -87,12 +121,21 @@ def take_screenshot(app, args: argparse.Namespace) -> int:
         outcome: dict[str, bool] = {}
         window.registration_done.connect(lambda ok: (outcome.update(ok=ok), loop.quit()))
         QtCore.QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, loop.quit)
-        if not window.open_pair(pair[0], pair[1], mode=args.mode):
+        mode = args.mode or (points.annotation.mode if points and points.annotation else None)
+        if not window.open_pair(pair[0], pair[1], mode=mode, register=points is None,
+                                images=images):
             return 1
-        if "ok" not in outcome:  # a pair without a mode reports at once, unregistered
-            loop.exec()
-        if "ok" not in outcome:
-            print("retreg-gui: registration did not finish in time", file=sys.stderr)
+        if points is not None:
+            for mismatch in points.mismatches:
+                print(f"retreg-gui: warning: {mismatch}", file=sys.stderr)
+            done = window.controller.adopt_points(points)
+            window.statusBar().showMessage(done)
+        else:
+            if "ok" not in outcome:  # a pair without a mode reports at once, unregistered
+                loop.exec()
+            if "ok" not in outcome:
+                print("retreg-gui: registration did not finish in time", file=sys.stderr)
+            done = f"registration {'ok' if outcome.get('ok') else 'failed'}"
         app.processEvents()
         window.pair_view.reset_zoom()
         for _ in range(5):  # let views settle (line overlay follows range changes)
@@ -104,7 +147,7 @@ def take_screenshot(app, args: argparse.Namespace) -> int:
     if not saved:
         print(f"retreg-gui: cannot write {args.screenshot}", file=sys.stderr)
         return 1
-    print(f"saved {args.screenshot} (registration {'ok' if outcome.get('ok') else 'failed'})")
+    print(f"saved {args.screenshot} ({done})")
     return 0
 
 
@@ -124,8 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     _apply_cli_choices(window, args)
     window.show()
     recovered = window.offer_recovery()
-    if args.images:
-        window.open_pair(args.images[0], args.images[1], mode=args.mode)
+    if args.points and not args.images:
+        window.load_annotation(args.points)
+    elif args.images:
+        if window.open_pair(args.images[0], args.images[1], mode=args.mode,
+                            register=not args.points) and args.points:
+            window.import_points_from(None, args.points)
     elif not recovered and (pair := sample_pair()) is not None:
         window.open_pair(*pair, mode=args.mode)
     elif not recovered:

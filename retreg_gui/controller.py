@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from retreg.core import annotations as ann_io
-from retreg.core.errors import ModeError
+from retreg.core.errors import AnnotationError, ModeError
 from retreg.core.modality import guess_mode, resolve_mode
 from retreg.core.selection import even_subset
 from retreg.core.types import Mode, RegistrationResult
@@ -28,6 +28,7 @@ LINE_CAP = 150  # most match lines drawn at once, unless the user sets another c
 # the last): a class then means the same on a 320-px OCTA scan and a 2912-px fundus photo.
 RESIDUAL_STEPS = (0.25, 0.5, 1.0, 2.0)
 HAND_THRESHOLD_PX = 5.0  # the scale without a model result: ``estimate_from_points``' threshold
+POINT_FORMATS = {".json": "json", ".txt": "fire", ".csv": "csv"}  # suffix -> points file kind
 
 
 @dataclass
@@ -208,10 +209,71 @@ def annotation_images(ann: ann_io.Annotation, path: Path) -> tuple[Path, Path]:
                  for r in (ann.fixed, ann.moving))
 
 
-def changed_images(ann: ann_io.Annotation, fixed: Path, moving: Path) -> list[str]:
-    """The annotation's images whose content differs from when it was made (SHA-256)."""
-    return [r.path for r, p in ((ann.fixed, fixed), (ann.moving, moving))
-            if r.sha256 and ann_io.sha256_file(p) != r.sha256]
+def image_mismatches(ann: ann_io.Annotation, fixed: Path | None, moving: Path | None,
+                     fixed_shape: tuple[int, ...], moving_shape: tuple[int, ...]) -> list[str]:
+    """How the open images differ from those the annotation was made on: size (height and
+    width), else content (SHA-256, when both the annotation and the open file have one)."""
+    found = []
+    for side, ref, path, shape in (("fixed", ann.fixed, fixed, fixed_shape),
+                                   ("moving", ann.moving, moving, moving_shape)):
+        name = path.name if path else f"the open {side} image"
+        if tuple(ref.shape[:2]) != tuple(shape[:2]):
+            found.append(f"{side} image {name} is {shape[1]}x{shape[0]} px, the annotation's "
+                         f"{Path(ref.path).name} was {ref.shape[1]}x{ref.shape[0]} px")
+        elif ref.sha256 and path and ann_io.sha256_file(path) != ref.sha256:
+            found.append(f"{side} image {name} differs in content from the annotation's "
+                         f"{Path(ref.path).name} (SHA-256)")
+    return found
+
+
+def points_format(path: str | Path) -> str:
+    """The kind of points file by its suffix: 'json' (annotation), 'fire' (FIRE control-point
+    text) or 'csv'; ``AnnotationError`` for any other."""
+    kind = POINT_FORMATS.get(Path(path).suffix.lower())
+    if kind is None:
+        raise AnnotationError(f"{path}: not a points file (expected .json, .txt or .csv)")
+    return kind
+
+
+@dataclass(frozen=True)
+class PointsFile:
+    """A points file checked against the pair it is for: its pairs, the annotation when it is
+    one (its transform type comes along), and how the images differ from the annotation's."""
+
+    path: Path
+    points: tuple[ann_io.PointPair, ...]
+    annotation: ann_io.Annotation | None = None
+    mismatches: tuple[str, ...] = ()
+
+    def question(self) -> str:
+        """What to ask before loading points made on other images."""
+        return (f"{self.path.name} was made on other images than the open ones:\n"
+                + "".join(f"\n• {m}" for m in self.mismatches)
+                + "\n\nIts points may not sit where they should. Load it anyway?")
+
+
+def check_points_file(path: str | Path, points, fixed: Path | None, moving: Path | None,
+                      fixed_img: np.ndarray, moving_img: np.ndarray,
+                      ann: ann_io.Annotation | None = None) -> PointsFile:
+    """``points`` read from ``path`` (``ann``: the annotation they came from) for these
+    images: ``AnnotationError`` naming the file, point and bounds when one lies off them."""
+    path = Path(path)
+    ann_io.check_points_in_bounds(points, fixed_img.shape, moving_img.shape, source=path)
+    mismatches = () if ann is None else tuple(image_mismatches(
+        ann, fixed, moving, fixed_img.shape, moving_img.shape))
+    return PointsFile(path, tuple(points), ann, mismatches)
+
+
+def read_points_file(path: str | Path, fixed: Path | None, moving: Path | None,
+                     fixed_img: np.ndarray, moving_img: np.ndarray,
+                     kind: str | None = None) -> PointsFile:
+    """A points file of ``kind`` (default: by its suffix) checked for these images; raises
+    ``AnnotationError`` when it cannot be read or a point lies off the images."""
+    kind = kind or points_format(path)
+    ann = ann_io.load_annotation(path) if kind == "json" else None
+    points = (ann.points if ann is not None else ann_io.read_fire_points(path)
+              if kind == "fire" else ann_io.read_csv_points(path))
+    return check_points_file(path, points, fixed, moving, fixed_img, moving_img, ann)
 
 
 def _summary(n: int, median: float | None) -> str:
@@ -292,6 +354,24 @@ class Controller:
             return None, f"Now open the {MOVING if side == FIXED else FIXED} image"
         self.half_pair = {}
         return (chosen[FIXED], chosen[MOVING]), ""
+
+    # ------------------------------------------------------------------ points files
+    def read_points(self, path: str | Path, kind: str | None = None) -> PointsFile:
+        """``read_points_file`` for the open pair."""
+        d = self.doc
+        if not d.has_images:
+            raise AnnotationError(f"{path}: open the images before loading points onto them")
+        return read_points_file(path, d.fixed_path, d.moving_path, d.fixed_img, d.moving_img,
+                                kind)
+
+    def adopt_points(self, points: PointsFile) -> str:
+        """Put a checked points file's pairs into the document (one undo step); returns the
+        status line."""
+        if points.annotation is not None:
+            self.doc.load_points(points.annotation, points.path)
+        else:
+            self.doc.replace_pairs(points.points, f"Import {points.path.name}", points.path)
+        return f"Loaded {len(points.points)} point pairs from {points.path.name}"
 
     # ------------------------------------------------------------------ registration
     def register_job(self, matcher: str) -> tuple[RegisterJob | None, str]:

@@ -23,6 +23,16 @@ def show_error(parent: QtWidgets.QWidget | None, title: str, message: str,
     box.exec()
 
 
+def ask_load_anyway(parent: QtWidgets.QWidget | None, title: str, question: str) -> bool:
+    """Ask "Load anyway" or "Cancel" (the default); True for "Load anyway"."""
+    box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, title, question,
+                                QtWidgets.QMessageBox.StandardButton.Cancel, parent)
+    load = box.addButton("Load anyway", QtWidgets.QMessageBox.ButtonRole.AcceptRole)
+    box.setDefaultButton(QtWidgets.QMessageBox.StandardButton.Cancel)
+    box.exec()
+    return box.clickedButton() is load
+
+
 def model_cards(models_dir: Path | None = None) -> list[tuple[str, dict]]:
     """(file name, card) for every readable ``*.card.json`` beside the bundled weights."""
     cards = []

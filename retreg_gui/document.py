@@ -5,7 +5,9 @@ Every edit of the points or of the transform type is recorded as a snapshot of t
 immutable) document state, so undo/redo is exact and "unsaved changes" is "the history is not
 at the saved position". The transform shown is the model's robust fit while the model's points
 are untouched; after any manual edit it is re-estimated from the included points
-(``core.pipeline``). Observers are plain callables, so the rules are testable without Qt.
+(``core.pipeline``). Every point stays on its image (``core.annotations.check_points_in_bounds``):
+an import that breaks this raises, an interactive edit that would is refused and observers are
+told why. Observers are plain callables, so the rules are testable without Qt.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import numpy as np
 
 from retreg.core import annotations as ann_io
 from retreg.core import geometry
+from retreg.core.errors import AnnotationError
 from retreg.core.pipeline import estimate_from_points, reestimate
 from retreg.core.types import Mode, RegistrationResult
 
@@ -26,9 +29,10 @@ if TYPE_CHECKING:
 
 FIXED, MOVING = "fixed", "moving"
 # What observers are told changed: the images (a new document), the pairs/transform/result,
-# the selection, or the undo history (position, clean state).
-IMAGES, CONTENT, SELECTION, HISTORY = "images", "content", "selection", "history"
-EVENTS = (IMAGES, CONTENT, SELECTION, HISTORY)
+# the selection, the undo history (position, clean state), or an edit refused (``refusal``).
+IMAGES, CONTENT, SELECTION, HISTORY, REFUSED = (
+    "images", "content", "selection", "history", "refused")
+EVENTS = (IMAGES, CONTENT, SELECTION, HISTORY, REFUSED)
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,6 +89,7 @@ class Document:
         self.fit_reason = ""  # why there is no matrix, when there is none
         self.residuals: dict[int, float] = {}
         self.selected_ids: tuple[int, ...] = ()
+        self.refusal = ""  # why the last refused edit was refused
         self._refit()
 
     # ------------------------------------------------------------------ observers
@@ -238,33 +243,55 @@ class Document:
         if pairs != self.pairs:
             self._push(text, dataclasses.replace(self._state, pairs=pairs, model_fit=False))
 
+    def check_pairs(self, pairs, source: str | Path | None = None) -> None:
+        """Raise ``AnnotationError`` (naming ``source``) when a pair lies off the open
+        images."""
+        if self.has_images:
+            ann_io.check_points_in_bounds(pairs, self.fixed_img.shape, self.moving_img.shape,
+                                          source=source)
+
+    def _edit_point(self, text: str, pairs: tuple[ann_io.PointPair, ...], pid: int) -> bool:
+        """An interactive edit of pair ``pid``; refused when that pair would leave its image:
+        the document stays as it was and observers hear ``REFUSED`` (and ``CONTENT``, so a
+        view showing the edit's preview redraws the unchanged pairs)."""
+        try:
+            self.check_pairs([p for p in pairs if p.id == pid])
+        except AnnotationError as exc:
+            self.refusal = f"{text} refused: {exc}"
+            self._notify(REFUSED)
+            self._notify(CONTENT)
+            return False
+        self._edit_pairs(text, pairs)
+        return True
+
     def next_id(self) -> int:
         return max((p.id for p in self.pairs), default=0) + 1
 
-    def add_pair(self, fixed_xy: tuple[float, float], moving_xy: tuple[float, float]) -> int:
-        """A manual, included pair; returns its id."""
+    def add_pair(self, fixed_xy: tuple[float, float], moving_xy: tuple[float, float]
+                 ) -> int | None:
+        """A manual, included pair; returns its id (None: refused, off its image)."""
         pid = self.next_id()
         pair = ann_io.PointPair(pid, (float(fixed_xy[0]), float(fixed_xy[1])),
                                 (float(moving_xy[0]), float(moving_xy[1])), "manual", True)
-        self._edit_pairs("Add point pair", self.pairs + (pair,))
-        return pid
+        return pid if self._edit_point("Add point pair", self.pairs + (pair,), pid) else None
 
-    def move_point(self, pid: int, side: str, xy: tuple[float, float]) -> None:
+    def move_point(self, pid: int, side: str, xy: tuple[float, float]) -> bool:
+        """False when refused (the point would leave its image)."""
         xy = (float(xy[0]), float(xy[1]))
         pairs = tuple(dataclasses.replace(p, **{side: xy}) if p.id == pid else p
                       for p in self.pairs)
-        self._edit_pairs(f"Move {side} point {pid}", pairs)
+        return self._edit_point(f"Move {side} point {pid}", pairs, pid)
 
-    def set_coordinate(self, pid: int, side: str, axis: int, value: float) -> None:
-        """A typed coordinate (``axis`` 0 = x, 1 = y) of one point."""
+    def set_coordinate(self, pid: int, side: str, axis: int, value: float) -> bool:
+        """A typed coordinate (``axis`` 0 = x, 1 = y) of one point; False when refused."""
         p = self.pair(pid)
         if p is None:
-            return
+            return False
         xy = list(getattr(p, side))
         xy[axis] = float(value)
         pairs = tuple(dataclasses.replace(q, **{side: tuple(xy)}) if q.id == pid else q
                       for q in self.pairs)
-        self._edit_pairs(f"Set {side} {'xy'[axis]} of point {pid}", pairs)
+        return self._edit_point(f"Set {side} {'xy'[axis]} of point {pid}", pairs, pid)
 
     def delete_pairs(self, ids) -> None:
         ids = set(ids)
@@ -285,12 +312,18 @@ class Document:
         if chosen:
             self.set_included(ids, not all(p.include for p in chosen))
 
-    def replace_pairs(self, pairs, text: str = "Import points") -> None:
-        self._edit_pairs(text, tuple(pairs))
+    def replace_pairs(self, pairs, text: str = "Import points",
+                      source: str | Path | None = None) -> None:
+        """Raises ``AnnotationError`` (naming ``source``), unchanged, when a pair lies off
+        the open images."""
+        pairs = tuple(pairs)
+        self.check_pairs(pairs, source)
+        self._edit_pairs(text, pairs)
 
     # ------------------------------------------------------------------ selection
     def select(self, ids) -> None:
-        ids = tuple(ids)
+        """Select the pairs of ``ids`` that exist."""
+        ids = tuple(i for i in ids if self.pair(i) is not None)
         if ids != self.selected_ids:
             self.selected_ids = ids
             self._notify(SELECTION)
@@ -350,7 +383,9 @@ class Document:
                              "matrix": np.asarray(self.matrix).tolist()}
         return ann
 
-    def load_points(self, ann: ann_io.Annotation) -> None:
-        """Adopt an annotation's points and transform type on the open images (undoable)."""
+    def load_points(self, ann: ann_io.Annotation, source: str | Path | None = None) -> None:
+        """Adopt an annotation's points and transform type on the open images (undoable);
+        raises ``AnnotationError`` (naming ``source``), unchanged, when a point lies off them."""
+        self.check_pairs(ann.points, source)
         ttype = ann.transform["type"] if ann.transform else self.transform_type
         self._push("Load annotation", DocState(tuple(ann.points), ttype, None, False))

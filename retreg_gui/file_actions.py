@@ -1,6 +1,8 @@
 """Annotation files for the main window: save/load the core JSON, import/export FIRE txt and
 CSV, export a real-pair set for fine-tuning, and save the overlay image. A mixin of
-``MainWindow`` (it uses the window's document, settings, recovery store and status bar)."""
+``MainWindow`` (it uses the window's document, controller, settings, recovery store and status
+bar). Every points file is checked against the images before anything changes: points off
+them are refused with the reason, images other than the annotation's ask first."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,9 +11,9 @@ from PySide6 import QtWidgets
 
 from retreg.core import annotations as ann_io
 from retreg.core.errors import RetRegError
-from retreg.core.io import write_image
-from retreg.gui.controller import annotation_images, changed_images
-from retreg.gui.dialogs import show_error
+from retreg.core.io import read_image, write_image
+from retreg.gui.controller import PointsFile, annotation_images, check_points_file
+from retreg.gui.dialogs import ask_load_anyway, show_error
 
 
 class AnnotationFilesMixin:
@@ -52,30 +54,36 @@ class AnnotationFilesMixin:
             self.load_annotation(path)
 
     def load_annotation(self, path: str | Path, recovered: bool = False) -> bool:
-        """Open an annotation: its images (when not open already) and its points."""
+        """Open an annotation: its images (when not open already) and its points. Nothing
+        changes when it is refused or the user cancels."""
         path = Path(path)
+        s = self.doc
         try:
             ann = ann_io.load_annotation(path)
+            fixed, moving = annotation_images(ann, path)
+            reopen = (s.fixed_path, s.moving_path) != (fixed, moving) or recovered
+            images = ((read_image(fixed), read_image(moving)) if reopen
+                      else (s.fixed_img, s.moving_img))
+            points = check_points_file(path, ann.points, fixed, moving, *images, ann)
         except RetRegError as exc:
             show_error(self, "Cannot load annotation", str(exc))
             return False
-        fixed, moving = annotation_images(ann, path)
-        s = self.doc
-        if (s.fixed_path, s.moving_path) != (fixed, moving) or recovered:
-            if not self.open_pair(fixed, moving, mode=ann.mode, register=False):
-                return False
-        changed = changed_images(ann, fixed, moving)
-        s.load_points(ann)
+        if not self.confirm_points(points):
+            return False
+        if reopen and not self.open_pair(fixed, moving, mode=ann.mode, register=False,
+                                         images=images):
+            return False
+        message = self.controller.adopt_points(points)
         if not recovered:
             s.mark_saved(path)
             self.settings.set_last_dir("annotations", path)
         self._update_title()
-        if changed:
-            show_error(self, "Images changed",
-                       "These images differ from the ones the annotation was made on "
-                       f"(SHA-256 mismatch): {', '.join(changed)}. Check the points.")
-        self.statusBar().showMessage(f"Loaded {len(ann.points)} point pairs from {path.name}", 8000)
+        self.statusBar().showMessage(message, 8000)
         return True
+
+    def confirm_points(self, points: PointsFile) -> bool:
+        """True unless the points were made on other images and the user cancels."""
+        return not points.mismatches or ask_load_anyway(self, "Other images", points.question())
 
     def import_points(self, kind: str) -> None:
         if not self.doc.has_images:
@@ -87,15 +95,17 @@ class AnnotationFilesMixin:
         if path:
             self.import_points_from(kind, path)
 
-    def import_points_from(self, kind: str, path: str | Path) -> bool:
-        reader = ann_io.read_fire_points if kind == "fire" else ann_io.read_csv_points
+    def import_points_from(self, kind: str | None, path: str | Path) -> bool:
+        """Points of a FIRE txt, CSV or annotation JSON (``kind`` None: by the suffix) onto
+        the open pair, as one undo step."""
         try:
-            points = reader(path)
+            points = self.controller.read_points(path, kind)
         except RetRegError as exc:
             show_error(self, "Cannot import points", str(exc))
             return False
-        self.doc.replace_pairs(points, f"Import {Path(path).name}")
-        self.statusBar().showMessage(f"Imported {len(points)} point pairs", 5000)
+        if not self.confirm_points(points):
+            return False
+        self.statusBar().showMessage(self.controller.adopt_points(points), 5000)
         return True
 
     def export_points(self, kind: str) -> None:
@@ -149,7 +159,9 @@ class AnnotationFilesMixin:
     def save_overlay_png(self) -> None:
         img = self.overlay_view.composed()
         if img is None:
-            self.statusBar().showMessage("No overlay to save yet", 5000)
+            why = self.overlay_view.not_drawn if self.doc.matrix is not None else ""
+            self.statusBar().showMessage(f"Transform not drawn: {why}" if why
+                                         else "No overlay to save yet", 5000)
             return
         path, _ = QtWidgets.QFileDialog.getSaveFileName(
             self, "Save overlay", self.settings.last_dir("export"), "PNG (*.png)")

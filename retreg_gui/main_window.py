@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyqtgraph as pg
 import qtawesome as qta
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -282,6 +283,7 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         s = self.session
         s.document_changed.connect(self._on_document)
         s.history_changed.connect(self._on_history)
+        s.edit_refused.connect(self._on_edit_refused)
         self.autosave.timeout.connect(self.save_recovery)
         self.runner.worker.finished.connect(self._on_registered)
         self.runner.worker.failed.connect(self._on_register_failed)
@@ -366,6 +368,11 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
                                           "padding: 4px 8px;")
         self.overlay_view.box.setBorder(pg.mkPen(bg, width=4))
 
+    def _on_edit_refused(self) -> None:
+        # After the event that caused it, so a view's own status line does not hide it.
+        QtCore.QTimer.singleShot(0, lambda: self.statusBar().showMessage(self.doc.refusal,
+                                                                         10000))
+
     def _update_undo_actions(self) -> None:
         d = self.doc
         for act, word, can, text in ((self.act_undo, "&Undo", d.can_undo, d.undo_text),
@@ -395,14 +402,16 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
 
     # ================================================================== opening images
     def open_pair(self, fixed: str | Path, moving: str | Path, mode: Mode | str | None = None,
-                  register: bool = True) -> bool:
-        """Open two images as a new document (asks first if there are unsaved changes).
-        ``mode`` overrides the toolbar; without a mode the pair opens unregistered."""
+                  register: bool = True, images: tuple[np.ndarray, np.ndarray] | None = None
+                  ) -> bool:
+        """Open two images (``images``: already read from them) as a new document (asks
+        first if there are unsaved changes). ``mode`` overrides the toolbar; without a mode
+        the pair opens unregistered."""
         fixed, moving = Path(fixed), Path(moving)
         if not self.confirm_discard():
             return False
         try:
-            fixed_img, moving_img = read_image(fixed), read_image(moving)
+            fixed_img, moving_img = images or (read_image(fixed), read_image(moving))
         except RetRegError as exc:
             show_error(self, "Cannot open image", str(exc))
             return False

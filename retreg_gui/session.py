@@ -8,17 +8,19 @@ import weakref
 
 from PySide6 import QtCore
 
-from retreg.gui.document import CONTENT, HISTORY, IMAGES, SELECTION, Document
+from retreg.gui.document import CONTENT, HISTORY, IMAGES, REFUSED, SELECTION, Document
 
 
 class Session(QtCore.QObject):
     """Emits ``images_changed``, ``document_changed`` (pairs, transform or result),
-    ``selection_changed`` and ``history_changed`` (undo position, saved state) for ``doc``."""
+    ``selection_changed``, ``history_changed`` (undo position, saved state) and
+    ``edit_refused`` (``doc.refusal`` says why) for ``doc``."""
 
     images_changed = QtCore.Signal()
     document_changed = QtCore.Signal()
     selection_changed = QtCore.Signal()
     history_changed = QtCore.Signal()
+    edit_refused = QtCore.Signal()
 
     def __init__(self, doc: Document, parent: QtCore.QObject | None = None) -> None:
         super().__init__(parent)
@@ -35,5 +37,6 @@ class Session(QtCore.QObject):
             return emit
 
         for event, signal in ((IMAGES, "images_changed"), (CONTENT, "document_changed"),
-                              (SELECTION, "selection_changed"), (HISTORY, "history_changed")):
+                              (SELECTION, "selection_changed"), (HISTORY, "history_changed"),
+                              (REFUSED, "edit_refused")):
             doc.observe(event, forward(signal))

@@ -4,7 +4,8 @@ The warped image is cached per transform; changing the overlay kind, tile size o
 recombines. Large images are combined at display resolution (longest side ``DISPLAY_SIDE``):
 full-resolution overlays of a 2912-px fundus pair take about a second each, too slow to follow
 live edits. The item is stretched back over full-resolution coordinates, so the view stays
-linked to the fixed image's view.
+linked to the fixed image's view. A transform that throws the moving image off the fixed frame
+(``core.warp.placement_problem``) is not drawn: the view says why instead.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from retreg.core import overlays
-from retreg.core.warp import warp_moving
+from retreg.core.warp import placement_problem, warp_moving
 from retreg.gui.controller import overlay_refusal
 from retreg.gui.session import Session
 from retreg.gui.views.image_box import display_image
@@ -42,6 +43,7 @@ class OverlayView(QtWidgets.QWidget):
         self.doc = session.doc
         self._warped: np.ndarray | None = None
         self._warped_for: bytes | None = None
+        self.not_drawn = ""  # why the current transform is not drawn, when it is not
         self._fixed_display: np.ndarray | None = None
         self._render_queued = False
         self._flicker_on_moving = False
@@ -136,13 +138,16 @@ class OverlayView(QtWidgets.QWidget):
 
     def warped(self) -> np.ndarray | None:
         """The moving image warped into the fixed frame by the current transform, at display
-        resolution (cached per transform)."""
+        resolution (cached per transform); None when there is none or it is ``not_drawn``."""
         s = self.doc
         if s.matrix is None or not s.has_images:
             return None
         key = np.asarray(s.matrix, np.float64).tobytes()
         if key != self._warped_for:
-            self._warped = to_display(warp_moving(s.moving_img, s.matrix, s.fixed_img.shape[:2]))
+            self.not_drawn = placement_problem(s.matrix, s.moving_img.shape,
+                                               s.fixed_img.shape) or ""
+            self._warped = None if self.not_drawn else to_display(
+                warp_moving(s.moving_img, s.matrix, s.fixed_img.shape[:2]))
             self._warped_for = key
         return self._warped
 
@@ -174,11 +179,18 @@ class OverlayView(QtWidgets.QWidget):
             if s.has_images:
                 h, w = s.fixed_img.shape[:2]
                 self.message.setPos(w / 2, h / 2)
+            refusal = overlay_refusal(s)
+            if refusal:
+                self.message.setText(refusal)
+                return
+            if s.matrix is not None and self.not_drawn:
+                self.message.setText(f"Transform not drawn:\n{self.not_drawn}")
+                return
             first = ("choose the mode in the toolbar" if s.has_images and s.mode is None
                      else "register (Ctrl+R)")
-            self.message.setText(overlay_refusal(s) or (
-                f"No transform yet: {first} or add point pairs"
-                if not s.fit_reason or not s.pairs else f"No transform: {s.fit_reason}"))
+            self.message.setText(f"No transform yet: {first} or add point pairs"
+                                 if not s.fit_reason or not s.pairs
+                                 else f"No transform: {s.fit_reason}")
             return
         self.message.setText("")
         self.image.setImage(img, autoLevels=False, levels=(0, 255))

@@ -202,3 +202,39 @@ def test_realpair_rejects_unsafe_ids_and_missing_manifest(tmp_path):
         an.export_realpair(tmp_path, "../x", _annotation(), fixed, moving)
     with pytest.raises(DatasetError, match="no manifest.json"):
         an.read_realpairs(tmp_path)
+
+
+# ---------------------------------------------------------------- image bounds
+
+def test_points_within_the_images_and_just_past_their_edges_pass():
+    pts = [PointPair(1, (0.0, 0.0), (79.0, 63.0)), PointPair(2, (-3.0, 66.0), (82.0, -2.0))]
+    an.check_points_in_bounds(pts, (64, 80, 3), (64, 80))
+
+
+@pytest.mark.parametrize("side, xy, shown", [
+    ("fixed", (1e12, 5.0), "(1e+12, 5)"),
+    ("moving", (10.0, -20.0), "(10, -20)"),
+    ("moving", (float("nan"), 5.0), "(nan, 5)"),
+    ("fixed", (float("inf"), 5.0), "(inf, 5)"),
+])
+def test_a_point_off_its_image_is_refused_naming_file_point_side_and_bounds(side, xy, shown):
+    good = PointPair(1, (10.0, 10.0), (10.0, 10.0))
+    bad = PointPair(7, xy if side == "fixed" else (10.0, 10.0),
+                    xy if side == "moving" else (10.0, 10.0))
+    with pytest.raises(AnnotationError) as err:
+        an.check_points_in_bounds([good, bad], (64, 80), (64, 80), source="cp.txt")
+    msg = str(err.value)
+    assert msg.startswith("cp.txt: point id 7:") and f"{side} point {shown}" in msg
+    assert "\n" not in msg
+    if all(np.isfinite(xy)):
+        assert f"outside the {side} image (80x64 px: x from -4.5 to 83.5" in msg
+    else:
+        assert "not finite" in msg
+
+
+def test_the_bounds_margin_is_a_share_of_each_image_side():
+    assert an.image_bounds((100, 200)) == (-10.5, 209.5, -5.5, 104.5)
+    assert an.image_bounds((100, 200), margin=0.0) == (-0.5, 199.5, -0.5, 99.5)
+    with pytest.raises(AnnotationError):
+        an.check_points_in_bounds([PointPair(1, (205.0, 0.0), (0.0, 0.0))], (100, 200),
+                                  (100, 200), margin=0.0)

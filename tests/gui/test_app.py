@@ -1,5 +1,6 @@
 """The main window driven like a user would: open, register (classical matcher), overlays,
 manual point editing with undo, save/load, import/export, recovery, closing, screenshot."""
+import dataclasses
 import json
 import os
 import signal
@@ -19,12 +20,14 @@ from retreg.core import annotations as ann_io  # noqa: E402
 from retreg.core.geometry import map_points  # noqa: E402
 from retreg.core.io import read_image, write_image  # noqa: E402
 from retreg.gui import app as gui_app  # noqa: E402
+from retreg.gui import file_actions  # noqa: E402
 from retreg.gui import main_window as mw  # noqa: E402
 from retreg.gui.dialogs import ShortcutsDialog, about_html  # noqa: E402
 from retreg.gui.main_window import MainWindow  # noqa: E402
 from retreg.gui.settings import Settings  # noqa: E402
 from retreg.gui.views.overlay_view import DISPLAY_SIDE as OVERLAY_DISPLAY_SIDE  # noqa: E402
 from retreg.gui.views.overlay_view import OVERLAY_KINDS  # noqa: E402
+from retreg.gui.views import residual_table as rt  # noqa: E402
 
 pytestmark = pytest.mark.gui
 SIZE = 256
@@ -93,8 +96,9 @@ def window(qtbot, tmp_path):
 def errors(monkeypatch):
     """Error dialogs recorded instead of shown (they are modal)."""
     seen = []
-    monkeypatch.setattr(mw, "show_error", lambda parent, title, msg, details="":
-                        seen.append((title, msg)))
+    for module in (mw, file_actions):
+        monkeypatch.setattr(module, "show_error", lambda parent, title, msg, details="":
+                            seen.append((title, msg)))
     return seen
 
 
@@ -651,3 +655,147 @@ def test_command_line_needs_both_images_or_none(capsys):
     with pytest.raises(SystemExit):
         gui_app.parse_args(["only_one.png"])
     assert "FIXED and a MOVING" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- points stay on
+#                                                                              their images
+
+def _fire_txt(path, rows):
+    path.write_text("".join(" ".join(map(str, r)) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("kind, name", [("fire", "cp.txt"), ("csv", "p.csv"), (None, "a.json")])
+def test_a_points_file_off_the_images_is_refused_and_nothing_changes(
+        qtbot, window, pair_files, tmp_path, errors, kind, name):
+    assert window.open_pair(pair_files[0], pair_files[1], register=False)
+    s = window.doc
+    s.add_pair((50.0, 60.0), (55.0, 58.0))
+    pairs = (ann_io.PointPair(1, (10.0, 20.0), (12.0, 18.0)),
+             ann_io.PointPair(2, (1e12, 5.0), (12.0, 18.0)))
+    path = tmp_path / name
+    if name.endswith(".txt"):
+        ann_io.write_fire_points(path, pairs)
+    elif name.endswith(".csv"):
+        ann_io.write_csv_points(path, pairs)
+    else:
+        ann_io.save_annotation(path, ann_io.new_annotation(
+            pair_files[0], (SIZE, SIZE, 3), pair_files[1], (SIZE, SIZE), "cffa", list(pairs)))
+    text = path.read_bytes()
+    before = s.pairs
+    assert not window.import_points_from(kind, path)
+    assert errors == [("Cannot import points",
+                       f"{path}: point id 2: fixed point (1e+12, 5) is outside the fixed image "
+                       f"({SIZE}x{SIZE} px: x from -13.3 to 268.3, y from -13.3 to 268.3)")]
+    assert s.pairs == before and s.undo_text == "Add point pair" and path.read_bytes() == text
+
+
+def test_an_annotation_off_its_images_is_refused_before_they_open(qtbot, window, pair_files,
+                                                                 tmp_path, errors):
+    write_image(tmp_path / "other_cf.png", read_image(pair_files[0]))
+    write_image(tmp_path / "other_fa.png", read_image(pair_files[1]))
+    ann = ann_io.new_annotation(tmp_path / "other_cf.png", (SIZE, SIZE, 3),
+                                tmp_path / "other_fa.png", (SIZE, SIZE), "cffa",
+                                [ann_io.PointPair(3, (10.0, 20.0), (12.0, -900.0))])
+    ann_io.save_annotation(tmp_path / "bad.json", ann)
+    assert window.open_pair(pair_files[0], pair_files[1], register=False)
+    assert not window.load_annotation(tmp_path / "bad.json")
+    assert errors[0][0] == "Cannot load annotation" and "bad.json: point id 3: moving point " \
+        "(12, -900) is outside the moving image" in errors[0][1]
+    assert window.doc.fixed_path == pair_files[0] and not window.doc.pairs
+
+
+@pytest.mark.parametrize("answer", [False, True])
+def test_an_annotation_made_on_other_images_asks_before_loading(qtbot, window, pair_files,
+                                                                tmp_path, monkeypatch, answer):
+    asked = []
+    monkeypatch.setattr(file_actions, "ask_load_anyway",
+                        lambda parent, title, question: asked.append(question) or answer)
+    changed = tmp_path / "eye_fa.png"
+    write_image(changed, np.flipud(read_image(pair_files[1])).copy())
+    ann = ann_io.new_annotation(pair_files[0], (SIZE, SIZE, 3), pair_files[1], (SIZE, SIZE),
+                                "cffa", [ann_io.PointPair(1, (10.0, 20.0), (12.0, 18.0))])
+    ann.moving = dataclasses.replace(ann.moving, path=str(changed))
+    ann_io.save_annotation(tmp_path / "a.json", ann)
+    assert window.load_annotation(tmp_path / "a.json") is answer
+    assert len(asked) == 1 and "differs in content" in asked[0]
+    assert len(window.doc.pairs) == (1 if answer else 0)
+    assert window.doc.has_images is answer  # cancelled: not even the images opened
+
+
+def test_a_typed_coordinate_off_the_image_is_refused_with_the_reason_in_the_status_bar(
+        qtbot, window, pair_files):
+    assert window.open_pair(pair_files[0], pair_files[1], register=False)
+    window.doc.add_pair((50.0, 60.0), (55.0, 58.0))
+    model = window.table.model
+    col = next(c for c, (side, axis) in rt.COORD_COLUMNS.items() if (side, axis) == ("moving", 0))
+    model.setData(model.index(0, col), "5000")
+    assert window.doc.pairs[0].moving == (55.0, 58.0)
+    qtbot.waitUntil(lambda: "refused" in window.statusBar().currentMessage())
+    assert "moving point (5000, 58) is outside the moving image" in \
+        window.statusBar().currentMessage()
+
+
+def test_a_transform_that_throws_the_moving_image_off_the_frame_is_not_drawn(qtbot, window,
+                                                                            pair_files):
+    assert window.open_pair(pair_files[0], pair_files[1], register=False)
+    for xy in ((200.0, 200.0), (250.0, 200.0), (200.0, 250.0)):
+        window.doc.add_pair(xy, (xy[0] - 195.0, xy[1] - 195.0))  # a shift by 195 px
+    view = window.overlay_view
+    view.render()
+    assert window.doc.matrix is not None and view.composed() is None
+    assert view.message.textItem.toPlainText().startswith(
+        "Transform not drawn:\nonly 8% of the moving image lands within the fixed frame")
+
+
+def test_command_line_points_open_the_pair_with_them(qtbot, pair_files, tmp_path):
+    path = _fire_txt(tmp_path / "cp.txt", [(10, 20, 12, 18), (200, 30, 202, 28),
+                                           (40, 220, 42, 218)])
+    out = tmp_path / "shot.png"
+    code = gui_app.main(["--screenshot", str(out), str(pair_files[0]), str(pair_files[1]),
+                         "--points", str(path)])
+    assert code == 0 and read_image(out).shape[:2] == (gui_app.SCREENSHOT_SIZE[1],
+                                                       gui_app.SCREENSHOT_SIZE[0])
+    assert gui_app.parse_args(["--points", "a.json"]).points.name == "a.json"
+    with pytest.raises(SystemExit):
+        gui_app.parse_args(["--points", "cp.txt"])
+
+
+def test_screenshot_of_an_invalid_points_file_exits_2_with_a_one_line_error(pair_files,
+                                                                           tmp_path):
+    ann = ann_io.new_annotation(pair_files[0], (SIZE, SIZE, 3), pair_files[1], (SIZE, SIZE),
+                                "cffa", [ann_io.PointPair(1, (1e12, 20.0), (12.0, 18.0))])
+    ann_io.save_annotation(tmp_path / "bad.json", ann)
+    proc = subprocess.run([sys.executable, "-m", "retreg.gui.app", "--screenshot",
+                           str(tmp_path / "out.png"), "--points", str(tmp_path / "bad.json")],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert proc.returncode == 2 and not (tmp_path / "out.png").exists()
+    assert proc.stderr.splitlines() == [
+        f"retreg-gui: error: {tmp_path / 'bad.json'}: point id 1: fixed point (1e+12, 20) is "
+        f"outside the fixed image ({SIZE}x{SIZE} px: x from -13.3 to 268.3, y from -13.3 to "
+        "268.3)"]
+
+
+def test_screenshot_with_fires_own_ground_truth_renders(shared_data, tmp_path):
+    fire = shared_data / "FIRE_P"
+    out = tmp_path / "p10.png"
+    code = gui_app.main([str(fire / "data" / "P10_1.jpg"), str(fire / "data" / "P10_2.jpg"),
+                         "--points", str(fire / "Ground_Truth" / "control_points_P10_1_2.txt"),
+                         "--screenshot", str(out)])
+    assert code == 0 and read_image(out).shape[:2] == (gui_app.SCREENSHOT_SIZE[1],
+                                                       gui_app.SCREENSHOT_SIZE[0])
+
+
+def test_dragging_a_point_off_its_image_is_refused_and_it_stays(qtbot, window, pair_files):
+    assert window.open_pair(pair_files[0], pair_files[1], register=False)
+    s = window.doc
+    pid = s.add_pair((200.0, 120.0), (190.0, 118.0))
+    window.pair_view.box["fixed"].setRange(xRange=(-300, 600), yRange=(-300, 600), padding=0)
+    qtbot.wait(50)
+    drag(qtbot, window, "fixed", (200.0, 120.0), (450.0, 120.0))
+    assert s.pair(pid).fixed == (200.0, 120.0) and s.undo_text == "Add point pair"
+    qtbot.waitUntil(lambda: "refused" in window.statusBar().currentMessage())
+    assert window.statusBar().currentMessage().startswith(f"Move fixed point {pid} refused:")
+    x, y = window.pair_view.scatter["fixed"].getData()
+    assert (x[0], y[0]) == (200.0, 120.0)  # the dragged preview snapped back

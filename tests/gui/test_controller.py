@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 from retreg.core import annotations as ann_io
+from retreg.core.errors import AnnotationError
 from retreg.core.types import Matches, Mode
 from retreg.core.verdict import Verdict
 from retreg.gui.controller import (AUTO_MODE, HAND_THRESHOLD_PX, NO_MODE_NOTE, Controller,
-                                   annotation_images, changed_images, choose_lines, counts_text,
-                                   legend_labels, order_pair, overlay_refusal,
-                                   registration_message, residual_class, residual_edges,
-                                   verdict_note, window_title)
+                                   annotation_images, choose_lines, counts_text,
+                                   image_mismatches, legend_labels, order_pair, overlay_refusal,
+                                   points_format, registration_message, residual_class,
+                                   residual_edges, verdict_note, window_title)
 from retreg.gui.document import Document
 from retreg.gui.recovery import RecoveryStore
 from tests.gui.test_document import model_result
@@ -200,9 +201,79 @@ def test_annotation_images_resolve_beside_the_file_and_changes_are_found(tmp_pat
     ann = ann_io.new_annotation(cf, (4, 4), fa, (4, 4), "cffa")
     ann.fixed = dataclasses.replace(ann.fixed, path="eye_cf.png")  # relative to the annotation
     assert annotation_images(ann, tmp_path / "eye.json") == (cf, fa)
-    assert changed_images(ann, cf, fa) == []
+    assert image_mismatches(ann, cf, fa, (4, 4, 3), (4, 4)) == []
     fa.write_bytes(b"edited")
-    assert changed_images(ann, cf, fa) == [str(fa)]
+    assert image_mismatches(ann, cf, fa, (4, 4), (4, 4)) == [
+        "moving image eye_fa.png differs in content from the annotation's eye_fa.png (SHA-256)"]
+
+
+def test_an_image_of_another_size_than_the_annotations_is_named_with_both_sizes(tmp_path):
+    cf, fa = files(tmp_path, "eye_cf.png", "eye_fa.png")
+    ann = ann_io.new_annotation(cf, (4, 6), fa, (4, 4), "cffa")
+    assert image_mismatches(ann, cf, fa, (8, 12, 3), (4, 4)) == [
+        "fixed image eye_cf.png is 12x8 px, the annotation's eye_cf.png was 6x4 px"]
+
+
+def test_points_files_are_told_apart_by_suffix():
+    assert [points_format(n) for n in ("a.json", "cp.TXT", "p.csv")] == ["json", "fire", "csv"]
+    with pytest.raises(AnnotationError, match="not a points file"):
+        points_format("a.xml")
+
+
+def _open(ctl, tmp_path):
+    cf, fa = files(tmp_path, "eye_cf.png", "eye_fa.png")
+    ctl.open_images(cf, fa, IMG, IMG.copy(), register=False)
+    return cf, fa
+
+
+@pytest.mark.parametrize("name, text", [
+    ("cp.txt", "10 20 30 40\n1e12 5 30 40\n"),
+    ("p.csv", "id,x_fixed,y_fixed,x_moving,y_moving,source,include\n"
+              "1,10,20,30,40,manual,true\n2,1e12,5,30,40,manual,true\n"),
+])
+def test_a_points_file_off_the_images_is_refused_naming_it_and_nothing_changes(
+        ctl, tmp_path, name, text):
+    _open(ctl, tmp_path)
+    ctl.doc.add_pair((1.0, 2.0), (3.0, 4.0))
+    (tmp_path / name).write_text(text)
+    with pytest.raises(AnnotationError) as err:
+        ctl.read_points(tmp_path / name)
+    assert str(err.value).startswith(f"{tmp_path / name}: point id 2: fixed point (1e+12, 5) "
+                                     "is outside the fixed image (256x256 px")
+    assert (tmp_path / name).read_text() == text and len(ctl.doc.pairs) == 1
+
+
+def test_an_annotation_off_the_images_is_refused_like_any_points_file(ctl, tmp_path):
+    cf, fa = _open(ctl, tmp_path)
+    ann = ann_io.new_annotation(cf, (256, 256), fa, (256, 256), "cffa",
+                                [ann_io.PointPair(4, (10.0, 20.0), (30.0, 1e12))])
+    ann_io.save_annotation(tmp_path / "a.json", ann)
+    with pytest.raises(AnnotationError, match=r"a\.json: point id 4: moving point"):
+        ctl.read_points(tmp_path / "a.json")
+
+
+def test_points_in_bounds_are_adopted_as_one_undo_step_and_define_the_transform(ctl, tmp_path):
+    _open(ctl, tmp_path)
+    (tmp_path / "cp.txt").write_text("10 20 12 18\n200 30 202 28\n40 220 42 218\n")
+    pf = ctl.read_points(tmp_path / "cp.txt")
+    assert pf.mismatches == () and pf.annotation is None
+    assert ctl.adopt_points(pf) == "Loaded 3 point pairs from cp.txt"
+    assert len(ctl.doc.pairs) == 3 and ctl.doc.undo_text == "Import cp.txt"
+    np.testing.assert_allclose(ctl.doc.matrix[:2, 2], (-2.0, 2.0), atol=1e-6)
+
+
+def test_an_annotation_made_on_other_images_lists_the_differences_for_the_user(ctl, tmp_path):
+    cf, fa = _open(ctl, tmp_path)
+    ann = ann_io.new_annotation(cf, (128, 256), fa, (256, 256), "cffa",
+                                [ann_io.PointPair(1, (10.0, 20.0), (30.0, 40.0))])
+    ann_io.save_annotation(tmp_path / "a.json", ann)
+    fa.write_bytes(b"another moving image")
+    pf = ctl.read_points(tmp_path / "a.json")
+    assert len(pf.mismatches) == 2 and "256x256 px" in pf.mismatches[0]
+    assert "SHA-256" in pf.mismatches[1]
+    assert pf.question().startswith("a.json was made on other images than the open ones")
+    assert pf.question().endswith("Load it anyway?")
+    assert not ctl.doc.pairs  # reading decides nothing: the window asks first
 
 
 # ---------------------------------------------------------------------------- recovery

@@ -8,7 +8,10 @@ import pytest
 
 from retreg.core.geometry import map_points
 from retreg.core.types import Matches, Mode, RegistrationResult
-from retreg.gui.document import CONTENT, HISTORY, IMAGES, SELECTION, FIXED, MOVING, Document
+from retreg.core.annotations import Annotation, ImageRef, PointPair
+from retreg.core.errors import AnnotationError
+from retreg.gui.document import (CONTENT, HISTORY, IMAGES, REFUSED, SELECTION, FIXED, MOVING,
+                                 Document)
 
 # moving -> fixed: scale 1.1, rotation ~5 degrees, shift
 TRUE = np.array([[1.0958, -0.0959, 12.0], [0.0959, 1.0958, -7.0], [0.0, 0.0, 1.0]])
@@ -196,3 +199,66 @@ def test_undo_back_to_the_saved_state_is_clean_and_a_new_branch_loses_it(doc, tm
     assert not doc.can_redo
     doc.undo()
     assert doc.is_dirty and not doc.pairs
+
+
+# ---------------------------------------------------------------- points stay on their images
+
+def _refusals(doc):
+    heard = []
+    doc.observe(REFUSED, lambda: heard.append(doc.refusal))
+    return heard
+
+
+@pytest.mark.parametrize("edit, says", [
+    (lambda d: d.add_pair((10.0, 20.0), (1e12, 40.0)),
+     "Add point pair refused: point id 26: moving point (1e+12, 40) is outside the moving "
+     "image (256x256 px: x from -13.3 to 268.3"),
+    (lambda d: d.move_point(3, MOVING, (-400.0, 40.0)),
+     "Move moving point 3 refused: point id 3: moving point (-400, 40) is outside"),
+    (lambda d: d.set_coordinate(3, FIXED, 1, 9000.0), "Set fixed y of point 3 refused"),
+    (lambda d: d.set_coordinate(3, FIXED, 0, float("nan")), "(nan, "),
+])
+def test_an_edit_that_puts_a_point_off_its_image_is_refused_and_changes_nothing(doc, edit,
+                                                                                 says):
+    doc.apply_result(model_result())
+    pairs, matrix, undo = doc.pairs, doc.matrix, doc.undo_text
+    heard = _refusals(doc)
+    assert edit(doc) in (None, False)
+    assert doc.pairs == pairs and doc.matrix is matrix and doc.undo_text == undo
+    assert not doc.is_dirty
+    assert len(heard) == 1 and says in heard[0]
+
+
+def test_an_edit_just_past_the_edge_is_kept(doc):
+    heard = _refusals(doc)
+    assert doc.add_pair((-3.0, 257.0), (258.0, -2.0)) == 1
+    assert doc.move_point(1, FIXED, (260.0, 0.0)) and doc.pair(1).fixed == (260.0, 0.0)
+    assert not heard
+
+
+def test_a_refused_edit_redraws_views_showing_its_preview(doc):
+    doc.add_pair((10.0, 20.0), (30.0, 40.0))
+    heard = []
+    for event in (CONTENT, REFUSED):
+        doc.observe(event, lambda e=event: heard.append(e))
+    doc.move_point(1, FIXED, (5000.0, 0.0))
+    assert heard == [REFUSED, CONTENT]
+
+
+def test_importing_points_off_the_images_raises_naming_the_file_and_changes_nothing(doc):
+    doc.add_pair((10.0, 20.0), (30.0, 40.0))
+    pairs = doc.pairs
+    bad = [PointPair(1, (10.0, 10.0), (20.0, 20.0)), PointPair(2, (1e12, 5.0), (20.0, 20.0))]
+    with pytest.raises(AnnotationError, match=r"^cp\.txt: point id 2: fixed point"):
+        doc.replace_pairs(bad, "Import cp.txt", source="cp.txt")
+    ann = Annotation(ImageRef("f.png", None, (256, 256)), ImageRef("m.png", None, (256, 256)),
+                     "cffa", bad)
+    with pytest.raises(AnnotationError, match=r"^a\.json: point id 2"):
+        doc.load_points(ann, source="a.json")
+    assert doc.pairs == pairs and doc.undo_text == "Add point pair"
+
+
+def test_selecting_an_id_that_is_not_a_pair_selects_nothing(doc):
+    doc.add_pair((10.0, 20.0), (30.0, 40.0))
+    doc.select([None, 1, 99])
+    assert doc.selected_ids == (1,)
