@@ -12,6 +12,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from retreg.core.warp import placement_problem
 from retreg.gui.controller import (LINE_CAP, LineChoice, choose_lines, legend_labels,
                                    residual_class, residual_edges)
 from retreg.gui.document import FIXED, MOVING
@@ -262,7 +263,9 @@ class PairView(QtWidgets.QWidget):
         r = src.viewRect()
         c = np.array([r.center().x(), r.center().y()])
         probe = np.array([c, c + (r.width() / 2, 0), c + (0, r.height() / 2)])
-        mapped = self.doc.map_points(side, probe)
+        drawable = self.doc.matrix is not None and placement_problem(
+            self.doc.matrix, self.doc.moving_img.shape, self.doc.fixed_img.shape) is None
+        mapped = self.doc.map_points(side, probe) if drawable else None
         if mapped is None or not np.all(np.isfinite(mapped)):
             ratio = dst.image_shape()[1] / src.image_shape()[1]
             mapped = probe * ratio
@@ -327,6 +330,8 @@ class PairView(QtWidgets.QWidget):
         fixed, moving = (first_xy, second_xy) if first_side == FIXED else (second_xy, first_xy)
         self.cancel_pending()
         pid = self.doc.add_pair(fixed, moving)
+        if pid is None:  # refused: the document has said why
+            return
         self.doc.select([pid])
         self.status_message.emit(f"Added pair {pid}")
 
