@@ -9,7 +9,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from retreg.core.geometry import residuals
 from retreg.core.types import TRANSFORM_TYPES, Estimate
 
 MIN_POINTS = {"similarity": 3, "affine": 3, "homography": 4}

@@ -8,7 +8,7 @@ import pytest
 
 from retreg.core.cases import file_role, scan_cases
 from retreg.core.errors import DatasetError
-from retreg.core.io import write_image
+from tests.helpers import write_case
 
 SIZE = 64
 
@@ -16,14 +16,6 @@ SIZE = 64
 def _image(seed: int, size: int = SIZE, rgb: bool = False) -> np.ndarray:
     img = np.random.default_rng(seed).integers(0, 256, (size, size, 3) if rgb else (size, size))
     return img.astype(np.uint8)
-
-
-def _write_case(root: Path, name: str, files: dict[str, np.ndarray]) -> Path:
-    folder = root / name
-    folder.mkdir(parents=True)
-    for fname, img in files.items():
-        write_image(folder / fname, img)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +27,7 @@ def good_root(tmp_path_factory) -> Path:
                  f"{i}_octa_gen.png": _image(i + 30)}
         if i == 0:  # only case 0 has a generator side file
             files[f"{i}_vessels.png"] = _image(i + 40) > 128
-        _write_case(root, f"case{i}", files)
+        write_case(root, f"case{i}", files)
     return root
 
 
@@ -66,14 +58,14 @@ def test_scan_finds_every_good_case_for_every_mode(good_root):
 
 def test_scan_reports_each_malformed_case_with_its_reason(tmp_path):
     cf, fa, oct_, octa = _image(0, rgb=True), _image(1), _image(2), _image(3)
-    _write_case(tmp_path, "good_with_notes", {"1_cf_512.png": cf, "1_fa_gen_v2.png": fa})
-    _write_case(tmp_path, "no_fa", {"2_cf_512.png": cf, "2_oct.png": oct_})
-    _write_case(tmp_path, "clip_only", {"3_cf_clip_512.png": cf, "3_fa.png": fa})
-    _write_case(tmp_path, "two_fa", {"4_cf_512.png": cf, "4_fa.png": fa, "4_fa_gen.png": fa})
-    _write_case(tmp_path, "mismatch", {"5_cf_512.png": cf, "5_fa.png": _image(1, size=48)})
-    broken = _write_case(tmp_path, "broken", {"6_cf_512.png": cf})
+    write_case(tmp_path, "good_with_notes", {"1_cf_512.png": cf, "1_fa_gen_v2.png": fa})
+    write_case(tmp_path, "no_fa", {"2_cf_512.png": cf, "2_oct.png": oct_})
+    write_case(tmp_path, "clip_only", {"3_cf_clip_512.png": cf, "3_fa.png": fa})
+    write_case(tmp_path, "two_fa", {"4_cf_512.png": cf, "4_fa.png": fa, "4_fa_gen.png": fa})
+    write_case(tmp_path, "mismatch", {"5_cf_512.png": cf, "5_fa.png": _image(1, size=48)})
+    broken = write_case(tmp_path, "broken", {"6_cf_512.png": cf})
     (broken / "6_fa.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
-    _write_case(tmp_path, "octa_not_oct", {"8_cf_512.png": cf, "8_octa_gen.png": octa})
+    write_case(tmp_path, "octa_not_oct", {"8_cf_512.png": cf, "8_octa_gen.png": octa})
 
     cases, skipped = scan_cases(tmp_path, "cffa")
     assert [x.name for x in cases] == ["good_with_notes"]
@@ -94,7 +86,7 @@ def test_scan_reports_each_malformed_case_with_its_reason(tmp_path):
 def test_scan_raises_when_root_is_missing_nothing_is_usable_or_the_mode_is_unknown(tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
         scan_cases(tmp_path / "nope", "cffa")
-    _write_case(tmp_path, "only_cf", {"1_cf_512.png": _image(0, rgb=True)})
+    write_case(tmp_path, "only_cf", {"1_cf_512.png": _image(0, rgb=True)})
     with pytest.raises(DatasetError, match="no usable case.*only_cf: missing fa"):
         scan_cases(tmp_path, "cffa")
     with pytest.raises(DatasetError, match="unknown mode"):
@@ -103,9 +95,9 @@ def test_scan_raises_when_root_is_missing_nothing_is_usable_or_the_mode_is_unkno
 
 def test_scan_reads_the_mode_s_keypoints_and_reports_a_malformed_side_file(tmp_path):
     cf, fa = _image(0, rgb=True), _image(1)
-    bad = _write_case(tmp_path, "a", {"1_cf_512.png": cf, "1_fa.png": fa})
+    bad = write_case(tmp_path, "a", {"1_cf_512.png": cf, "1_fa.png": fa})
     (bad / "1_keypoints.json").write_text('{"clip": []}')
-    good = _write_case(tmp_path, "b", {"2_cf_512.png": cf, "2_fa.png": fa})
+    good = write_case(tmp_path, "b", {"2_cf_512.png": cf, "2_fa.png": fa})
     (good / "2_keypoints.json").write_text('{"full": [[3, 4, 1], [5.5, 6, 0]], "clip": []}')
     cases, skipped = scan_cases(tmp_path, "cffa")
     assert [x.name for x in cases] == ["b"]

@@ -2,7 +2,6 @@
 fit that scores them, the vote, and the search order and stopping rule, for any matcher."""
 from dataclasses import replace
 
-import cv2
 import numpy as np
 import pytest
 
@@ -14,20 +13,10 @@ from retreg.core.modality import prepare
 from retreg.core.pipeline import RegistrationConfig, register
 from retreg.core.representation import model_input
 from retreg.core.types import Hypothesis, Matches
+from tests.helpers import fundus_like
 
 POLICY = SearchPolicy()
 SIDE = 400
-
-
-def _fundus_like(size: int, seed: int = 0) -> np.ndarray:
-    """A gray disc with dark random vessel-like curves (uint8)."""
-    rng = np.random.default_rng(seed)
-    img = np.zeros((size, size), np.uint8)
-    cv2.circle(img, (size // 2, size // 2), int(size * 0.45), 170, -1)
-    for _ in range(15):
-        pts = rng.integers(size // 8, size * 7 // 8, size=(4, 2)).astype(np.int32)
-        cv2.polylines(img, [pts], False, 60, 2)
-    return img
 
 
 def _shift(dx: float, dy: float) -> np.ndarray:
@@ -36,7 +25,7 @@ def _shift(dx: float, dy: float) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def pair():
-    img = _fundus_like(SIDE)
+    img = fundus_like(SIDE)
     fixed, moving = prepare(img, "cf", SIDE), prepare(img, "fa", SIDE)
     assert moving.scale == pytest.approx(fixed.scale)  # no pitch variant: 4 turns + 16 shifts
     return fixed, moving
@@ -52,7 +41,7 @@ def _marked(image, x: int, y: int):
 @pytest.mark.parametrize("deg", [0, 90, 180, 270])
 @pytest.mark.parametrize("shift", [(0, 0), (10, -7), (-20, 5)])
 def test_a_pixel_of_a_turned_or_moved_variant_maps_back_to_where_it_was(deg, shift):
-    moving = _marked(prepare(_fundus_like(200)[40:160, 30:190], "fa", 96), x=37, y=21)
+    moving = _marked(prepare(fundus_like(200)[40:160, 30:190], "fa", 96), x=37, y=21)
     v = turned(moved(as_given(moving), *shift), deg)
     for plane in (v.image.work, v.image.vessels, v.image.fov):
         (y, x), = np.argwhere(plane > 0)
@@ -65,8 +54,8 @@ def test_a_pixel_of_a_turned_or_moved_variant_maps_back_to_where_it_was(deg, shi
 
 @pytest.mark.parametrize("deg", [0, 90, 180, 270])
 def test_points_of_the_variant_at_the_fixed_pitch_map_back_to_the_moving_image(deg):
-    fixed = prepare(_fundus_like(200), "cf", 96)
-    moving = prepare(_fundus_like(200)[50:150, 40:160], "oct", 96)  # smaller field, same pitch
+    fixed = prepare(fundus_like(200), "cf", 96)
+    moving = prepare(fundus_like(200)[50:150, 40:160], "oct", 96)  # smaller field, same pitch
     v = turned(at_fixed_pitch(moving, fixed), deg)
     assert v.pitch_variant == 1 and v.image.scale == pytest.approx(
         fixed.scale if deg % 180 == 0 else fixed.scale[::-1], rel=0.03)
@@ -84,7 +73,7 @@ def test_points_of_the_variant_at_the_fixed_pitch_map_back_to_the_moving_image(d
 
 @pytest.mark.parametrize("deg", [90, 180, 270])
 def test_a_turned_variant_gives_the_network_the_turned_vessel_input(deg):
-    moving = prepare(_fundus_like(200)[40:160, 30:190], "fa", 96)
+    moving = prepare(fundus_like(200)[40:160, 30:190], "fa", 96)
     np.testing.assert_array_equal(
         model_input(turned(as_given(moving), deg).image, channels=("vessels",)),
         np.rot90(model_input(moving, channels=("vessels",)), deg // 90, axes=(1, 2)))
@@ -154,8 +143,8 @@ def test_unconvincing_pairs_try_every_rotation_then_shifts_by_a_third_then_two_t
 
 
 def test_unconvincing_pairs_of_different_pitch_also_try_each_rotation_at_the_fixed_pitch():
-    fixed = prepare(_fundus_like(200), "cf", 96)
-    moving = prepare(_fundus_like(200)[50:150, 50:150], "oct", 96)  # smaller field, same pitch
+    fixed = prepare(fundus_like(200), "cf", 96)
+    moving = prepare(fundus_like(200)[50:150, 50:150], "oct", 96)  # smaller field, same pitch
     matcher = Scripted(lambda i, f, img: _noise(f, img, 40, i))
     search(matcher, fixed, moving, POLICY)
     pitched = at_fixed_pitch(moving, fixed)
@@ -167,7 +156,7 @@ def test_unconvincing_pairs_of_different_pitch_also_try_each_rotation_at_the_fix
 
 @pytest.mark.parametrize("moving_modality", ["oct", "octa"])
 def test_no_shifts_are_tried_when_one_field_lies_inside_the_other(moving_modality):
-    img = _fundus_like(200)
+    img = fundus_like(200)
     fixed, moving = prepare(img, "cf", 96), prepare(img, moving_modality, 96)
     matcher = Scripted(lambda i, f, m: _noise(f, m, 40, i))
     _, hyp = search(matcher, fixed, moving, POLICY)
@@ -196,7 +185,7 @@ def test_the_search_reports_the_variant_whose_transform_others_confirm(pair):
 
 
 def test_the_classical_matcher_goes_through_the_same_search():
-    img = _fundus_like(300)
+    img = fundus_like(300)
     policy = SearchPolicy(rotations=(0, 90), pitch_tolerance=float("inf"), shift_fractions=())
     blank = register(img, np.zeros_like(img), "cffa", matcher=get_matcher("classical"),
                      config=RegistrationConfig(search=policy))

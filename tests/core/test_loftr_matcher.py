@@ -11,20 +11,10 @@ from retreg.core.matchers.loftr.weights import save_weights
 from retreg.core.metrics import mean_corner_error
 from retreg.core.modality import prepare
 from retreg.core.types import Matches
+from tests.helpers import fundus_like
 
 TINY = LoftrConfig(channels=("vessels",), working_side=96, initial_dim=8, block_dims=(8, 16, 32),
                    nhead=2, n_layers=1, match_threshold=0.0)  # random weights: keep every mutual NN
-
-
-def _fundus_like(size: int, seed: int = 0) -> np.ndarray:
-    """A gray disc with dark random vessels-like curves (uint8)."""
-    rng = np.random.default_rng(seed)
-    img = np.zeros((size, size), np.uint8)
-    cv2.circle(img, (size // 2, size // 2), int(size * 0.45), 170, -1)
-    for _ in range(15):
-        pts = rng.integers(size // 8, size * 7 // 8, size=(4, 2)).astype(np.int32)
-        cv2.polylines(img, [pts], False, 60, 2)
-    return img
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +25,8 @@ def weights(tmp_path_factory):
 def test_match_returns_full_resolution_matches_with_confidences(weights):
     matcher = LoftrMatcher.from_weights(weights)
     assert matcher.name == "loftr" and matcher.working_side == 96
-    fixed = prepare(_fundus_like(300, 1), "cf", matcher.working_side)
-    moving = prepare(_fundus_like(240, 2), "fa", matcher.working_side)
+    fixed = prepare(fundus_like(300, 1), "cf", matcher.working_side)
+    moving = prepare(fundus_like(240, 2), "fa", matcher.working_side)
     m = matcher.match(fixed, moving)
     assert isinstance(m, Matches) and len(m) > 0
     assert np.all((m.confidence >= 0) & (m.confidence <= 1))

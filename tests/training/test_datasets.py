@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from retreg.core.cases import scan_cases
-from retreg.core.io import write_image
 from retreg.core.types import Mode
 from retreg.training.augment import AugmentConfig, photometric, random_affine, random_shift
 from retreg.core.geometry import cell_centres, map_points
 from retreg.training.datasets import MAX_KEYPOINTS, AffinePairDataset, DiskSource, SynthSource
 from retreg.training.supervision import coarse_fine_gt
 from retreg.training.synth import render_case
+from tests.helpers import write_case
 
 SIZE = 128
 
@@ -42,14 +42,6 @@ def _fake_case(seed: int, size: int = SIZE) -> dict:
     return {"cf": u8(cf), "fa": u8(bright), "oct": u8(dark), "octa": u8(bright), "vessels": ves}
 
 
-def _write_case(root: Path, name: str, files: dict[str, np.ndarray]) -> Path:
-    folder = root / name
-    folder.mkdir(parents=True)
-    for fname, img in files.items():
-        write_image(folder / fname, img)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def good_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("cases")
@@ -60,7 +52,7 @@ def good_root(tmp_path_factory) -> Path:
                  f"{i}_octa_gen.png": c["octa"]}
         if i == 0:  # only case 0 has generator side files
             files[f"{i}_vessels.png"] = c["vessels"]
-        _write_case(root, f"case{i}", files)
+        write_case(root, f"case{i}", files)
     return root
 
 
@@ -198,7 +190,7 @@ def test_keypoint_side_file_is_rescaled_to_the_training_size(tmp_path):
     c = _fake_case(4)
     ys, xs = np.nonzero(c["vessels"])
     pts = [[float(x), float(y), 1] for x, y in zip(xs[::40], ys[::40])]
-    folder = _write_case(tmp_path, "k", {"1_cf_512.png": c["cf"], "1_fa.png": c["fa"]})
+    folder = write_case(tmp_path, "k", {"1_cf_512.png": c["cf"], "1_fa.png": c["fa"]})
     (folder / "1_keypoints.json").write_text(json.dumps({"full": pts, "clip": []}))
     cases, _ = scan_cases(tmp_path, "cffa")
     aug = AugmentConfig(rotation_deg=0, scale_range=(1, 1), translate_frac=0, hflip_p=0, vflip_p=0)
@@ -211,7 +203,7 @@ def test_keypoint_side_file_is_rescaled_to_the_training_size(tmp_path):
 
 def test_non_square_cases_are_letterboxed_with_the_padding_marked_invalid(tmp_path):
     c = _fake_case(2)
-    _write_case(tmp_path, "wide", {"1_cf_512.png": c["cf"][16:112], "1_fa.png": c["fa"][16:112]})
+    write_case(tmp_path, "wide", {"1_cf_512.png": c["cf"][16:112], "1_fa.png": c["fa"][16:112]})
     cases, _ = scan_cases(tmp_path, "cffa")
     assert cases[0].shape == (96, 128)
     item = AffinePairDataset(cases, "cffa", size=64)[0]
