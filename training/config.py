@@ -74,8 +74,8 @@ class DataConfig:
 
 @dataclass
 class CurriculumConfig:
-    """Plan v2.2: teach (epochs < teach_until) -> linear weaning -> independence (>= wean_until).
-    ``lambda_start = 0`` and ``scaler_start = 1`` give plan v2.1 (no vessel priors)."""
+    """The vessel curriculum: teach (epochs < teach_until) -> linear weaning -> independence
+    (>= wean_until). ``lambda_start = 0`` and ``scaler_start = 1`` turn the vessel priors off."""
 
     lambda_start: float = 2.0
     scaler_start: float = 10.0

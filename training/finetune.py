@@ -1,5 +1,5 @@
 """``finetune(config, progress, cancel) -> FinetuneResult``: sim-to-real fine-tuning of a trained
-matcher on real annotated pairs (plan v5, phase 4), used by ``retreg finetune`` and the GUI.
+matcher on real annotated pairs, used by ``retreg finetune`` and the GUI.
 
 Batches mix real pairs (supervised through H_computed with fresh random affine augmentation,
 plus an anchor term at the annotated points) with a replay of synthetic pairs against

@@ -2,7 +2,7 @@
 format), compute H_computed per pair from its human-confirmed points, hold pairs out by shared
 image, and present each pair to ``AffinePairDataset`` at the model's working scale.
 
-A pair becomes a training case by *pre-alignment* (plan v5, phase 4.2): the moving image is
+A pair becomes a training case by *pre-alignment*: the moving image is
 resampled into the fixed image's frame through H_computed, so the dataset's random affine warp
 then acts on top of it. The raw moving image therefore reaches ``image1`` through the
 composition ``T_aug o H_computed``, and ``T_0to1 = T_aug`` maps image0 pixels to image1 pixels.

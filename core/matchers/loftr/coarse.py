@@ -1,6 +1,6 @@
 """Coarse matching at 1/8: dual-softmax scores, optional vessel prior, mutual nearest neighbours.
 
-The vessel prior (plan v2.2, "engine 1") adds ``lambda * v0_i * v1_j`` to the similarity, where
+The vessel prior adds ``lambda * v0_i * v1_j`` to the similarity, where
 ``v`` is the vessel fraction of a cell: pairs of vessel cells get a head start while the
 transformer learns, and ``lambda`` is weaned to 0 so inference needs no vessel masks.
 """
