@@ -135,7 +135,9 @@ def take_screenshot(app, args: argparse.Namespace) -> int:
                 loop.exec()
             if "ok" not in outcome:
                 print("retreg-gui: registration did not finish in time", file=sys.stderr)
-            done = f"registration {'ok' if outcome.get('ok') else 'failed'}"
+            verdict = window.doc.result.verdict if window.doc.result is not None else None
+            done = (f"verdict {verdict.level}" if verdict is not None and outcome.get("ok")
+                    else f"registration {'ok' if outcome.get('ok') else 'failed'}")
         app.processEvents()
         window.pair_view.reset_zoom()
         for _ in range(5):  # let views settle (line overlay follows range changes)
