@@ -8,12 +8,12 @@ flipped left-right (a flipped eye never matches without a mirror), CF_OCTA_dev C
 other eyes' OCTA (both slabs), synthetic pairs of different eyes in every mode, and noise, flat
 and blank images against a fundus.
 
-    python benchmarks/bench_verdict.py collect [--cases 25]   # registers everything (slow)
+    python benchmarks/bench_verdict.py collect [--cases 25] [--sets S ...]  # registers (slow)
     python benchmarks/bench_verdict.py report                 # rates for the current thresholds
 
 ``collect`` stores every pair's evidence in ``benchmarks/results/verdict_evidence.json``;
 ``report`` re-judges that evidence with ``VerdictConfig()``, so thresholds can be revisited
-without registering again. Pairs are split by their index into a calibration half (even) and a
+without registering again. Each set's pairs alternate between a calibration half (even) and a
 check half (odd); rates are printed for both.
 """
 from __future__ import annotations
@@ -67,35 +67,33 @@ def _synthetic_pair(case_f: dict, case_m: dict, mode: str, rng: np.random.Genera
     return fixed, cv2.warpAffine(moving, T[:2], (w, h), flags=cv2.INTER_LINEAR), T
 
 
-def collect(args) -> None:
-    matcher = get_matcher("loftr")
-    data = args.data
-    out: list[dict] = []
-
-    def add(rec: dict) -> None:
-        out.append(rec)
-        print(f"{len(out):4d} {rec['label']} {rec['set']:14s} {rec['pair']:28s} "
-              f"{rec['level']:15s} right={rec['right']} {rec['seconds']:.1f}s", flush=True)
-
-    fire = fire_pairs(data / "FIRE_P")[0] if (data / "FIRE_P").is_dir() else []
-    for p in fire:  # positives with ground truth
+def fire_positives(matcher, data: Path):
+    for p in fire_pairs(data / "FIRE_P")[0]:
         res = register(read_image(p.fixed), read_image(p.moving), "cfcf", matcher=matcher,
                        transform="homography")
         gt = read_fire_points(p.gt)
         errs = control_point_errors(res.matrix, np.array([q.moving for q in gt]),
                                     np.array([q.fixed for q in gt]))
-        add(_record("fire", "pos", p.pair_id, "cfcf", res,
-                    classify(errs, SAME_MODALITY) == "acceptable",
-                    None if errs.failed else errs.mean))
-    for i, p in enumerate(fire):  # a fixed image against another pair's moving image, flipped
-        other = fire[(i + 7) % len(fire)]
+        yield _record("fire", "pos", p.pair_id, "cfcf", res,
+                      classify(errs, SAME_MODALITY) == "acceptable",
+                      None if errs.failed else errs.mean)
+
+
+def fire_flipped(matcher, data: Path, offset: int, name: str):
+    """Each fixed image against the moving image ``offset`` pairs on, flipped left-right."""
+    fire = fire_pairs(data / "FIRE_P")[0]
+    for i, p in enumerate(fire):
+        other = fire[(i + offset) % len(fire)]
         moving = np.ascontiguousarray(read_image(other.moving)[:, ::-1])
         res = register(read_image(p.fixed), moving, "cfcf", matcher=matcher,
                        transform="homography")
-        add(_record("fire_flipped", "neg", f"{p.pair_id}~{other.pair_id}f", "cfcf", res,
-                    None, None))
+        yield _record(name, "neg", f"{p.pair_id}~{other.pair_id}f", "cfcf", res, None, None)
+
+
+def cfocta_other_eyes(matcher, data: Path):
+    """Each CF_OCTA_dev CF clip against the next two eyes' OCTA, both slabs."""
     eyes = sorted((data / "CF_OCTA_dev").glob("*/B_Fundus/*.jpg"))
-    for i, cf_path in enumerate(eyes):  # CF clip against other eyes' OCTA
+    for i, cf_path in enumerate(eyes):
         size = cf_path.parent.parent.name
         clip, _ = clip_around_disc(read_image(cf_path), round(1.5 * OCTA_FIELD_PX[size]), 512)
         for j in (1, 2):
@@ -103,36 +101,71 @@ def collect(args) -> None:
             for slab in ("C_optic_nerve_head", "B_RPC"):
                 octa = read_image(other.parent.parent / "A_OCTA" / slab / other.name)
                 res = register(clip, octa, "cfocta", matcher=matcher)
-                add(_record("cfocta_other", "neg", f"{size}/{cf_path.stem}~{other.stem}/{slab[:3]}",
-                            "cfocta", res, None, None))
+                yield _record("cfocta_other", "neg",
+                              f"{size}/{cf_path.stem}~{other.stem}/{slab[:3]}", "cfocta", res,
+                              None, None)
+
+
+def synthetic(matcher, cases: int):
+    """Unseen synthetic positives and pairs of two different eyes, every mode."""
     rng = np.random.default_rng(SEED_POS)
-    for k in range(args.cases):  # unseen synthetic positives and negatives, every mode
+    for k in range(cases):
         case, other = render_case(SEED_POS + k, 512), render_case(SEED_NEG + k, 512)
         for mode in SYNTH:
             fixed, warped, T = _synthetic_pair(case, case, mode, rng)
             res = register(fixed, warped, mode, matcher=matcher)
             err = mean_corner_error(res.matrix, np.linalg.inv(T), 512, 512)
-            add(_record("synthetic", "pos", f"{SEED_POS + k}/{mode}", mode, res,
-                        bool(np.isfinite(err) and err < 5.0), float(err)))
+            yield _record("synthetic", "pos", f"{SEED_POS + k}/{mode}", mode, res,
+                          bool(np.isfinite(err) and err < 5.0), float(err))
             fixed, warped, _ = _synthetic_pair(case, other, mode, rng)
             res = register(fixed, warped, mode, matcher=matcher)
-            add(_record("synthetic_other", "neg", f"{SEED_POS + k}~{SEED_NEG + k}/{mode}",
-                        mode, res, None, None))
+            yield _record("synthetic_other", "neg", f"{SEED_POS + k}~{SEED_NEG + k}/{mode}",
+                          mode, res, None, None)
+
+
+def junk(matcher):
+    """Noise, flat and blank images against a synthetic fundus, as moving and as fixed."""
     fundus = render_case(SEED_NEG + 999, 512)
-    noise_rng = np.random.default_rng(SEED_NEG)
-    junk = {"noise": noise_rng.integers(0, 256, (512, 512), dtype=np.uint8),
-            "blurred_noise": cv2.GaussianBlur(
-                noise_rng.integers(0, 256, (512, 512), dtype=np.uint8), (0, 0), 3),
-            "flat": np.full((512, 512), 110, np.uint8), "blank": np.zeros((512, 512), np.uint8)}
-    for name, img in junk.items():
+    rng = np.random.default_rng(SEED_NEG)
+    images = {"noise": rng.integers(0, 256, (512, 512), dtype=np.uint8),
+              "blurred_noise": cv2.GaussianBlur(
+                  rng.integers(0, 256, (512, 512), dtype=np.uint8), (0, 0), 3),
+              "flat": np.full((512, 512), 110, np.uint8), "blank": np.zeros((512, 512), np.uint8)}
+    for name, img in images.items():
         for mode in ("cffa", "cfoct"):
             res = register(fundus["cf"], img, mode, matcher=matcher)
-            add(_record("junk", "neg", f"cf~{name}", mode, res, None, None))
+            yield _record("junk", "neg", f"cf~{name}", mode, res, None, None)
         res = register(img, fundus["fa"], "octfa", matcher=matcher)
-        add(_record("junk", "neg", f"{name}~fa", "octfa", res, None, None))
+        yield _record("junk", "neg", f"{name}~fa", "octfa", res, None, None)
+
+
+SETS = {
+    "fire": lambda m, a: fire_positives(m, a.data),
+    "fire_flipped": lambda m, a: fire_flipped(m, a.data, 7, "fire_flipped"),
+    "fire_flipped_19": lambda m, a: fire_flipped(m, a.data, 19, "fire_flipped_19"),
+    "cfocta_other": lambda m, a: cfocta_other_eyes(m, a.data),
+    "synthetic": lambda m, a: synthetic(m, a.cases),  # also yields "synthetic_other"
+    "junk": lambda m, a: junk(m),
+}
+
+
+def collect(args) -> None:
+    """Register the chosen sets and (re)place their records in the evidence file."""
+    matcher = get_matcher("loftr")
+    chosen = args.sets or list(SETS)
+    doc = json.loads(EVIDENCE.read_text()) if EVIDENCE.is_file() else {"pairs": []}
+    out = [p for p in doc["pairs"]
+           if p["set"] not in chosen and not (p["set"] == "synthetic_other"
+                                              and "synthetic" in chosen)]
+    for name in chosen:
+        for rec in SETS[name](matcher, args):
+            out.append(rec)
+            print(f"{len(out):4d} {rec['label']} {rec['set']:15s} {rec['pair']:28s} "
+                  f"{rec['level']:15s} right={rec['right']} {rec['seconds']:.1f}s", flush=True)
     EVIDENCE.parent.mkdir(exist_ok=True)
     EVIDENCE.write_text(json.dumps({**run_record(
-        {"cases": args.cases, "data": str(data)}, SEED_POS), "pairs": out}, indent=1) + "\n")
+        {"cases": args.cases, "data": str(args.data), "sets": chosen}, SEED_POS),
+        "pairs": out}, indent=1) + "\n")
     print(f"evidence of {len(out)} pairs in {EVIDENCE}")
 
 
@@ -174,7 +207,13 @@ def report(args) -> None:
     doc = json.loads(EVIDENCE.read_text())
     pairs = doc["pairs"]
     config = VerdictConfig()
-    halves = {"calibration (even)": pairs[0::2], "check (odd)": pairs[1::2], "all": pairs}
+    index: dict[str, int] = {}
+    parity = []
+    for pr in pairs:  # alternate within each set, so both halves hold every set
+        parity.append(index.get(pr["set"], 0) % 2)
+        index[pr["set"]] = index.get(pr["set"], 0) + 1
+    halves = {"calibration (even)": [pr for pr, k in zip(pairs, parity) if k == 0],
+              "check (odd)": [pr for pr, k in zip(pairs, parity) if k == 1], "all": pairs}
     results = {}
     for name, subset in halves.items():
         r = rates(subset, config)
@@ -193,18 +232,19 @@ def report(args) -> None:
     print(f"\n{'set':34s} {'ok':>5s} {'low':>5s} {'failed':>7s}")
     for key, c in sorted(by_set.items()):
         print(f"{key:34s} {c['ok']:5d} {c['low confidence']:5d} {c['failed']:7d}")
-    print("\nROC of the structure z-score alone (threshold: right positives kept, negatives "
-          "let through)")
-    curve = roc(pairs, "structure_z")
-    for t, tpr, fpr in curve[::4]:
-        print(f"  z >= {t:6.2f}: {tpr:6.1%} {fpr:6.1%}")
+    curves = {}
+    for key in ("structure_ncc", "structure_z", "inlier_ratio"):
+        curves[key] = roc(pairs, key)
+        print(f"\nROC of {key} alone: threshold, right positives kept, negatives let through")
+        for t, tpr, fpr in curves[key][::5]:
+            print(f"  >= {t:7.2f}: {tpr:6.1%} {fpr:6.1%}")
     secs = [p["verdict_s"] for p in pairs if p["verdict_s"] is not None]
     share = [p["verdict_s"] / p["seconds"] for p in pairs if p["verdict_s"] and p["seconds"]]
     print(f"\nverdict time: median {1000 * np.median(secs):.0f} ms, median share of register() "
           f"{np.median(share):.1%}")
     save("bench_verdict", {"config": vars(config), "evidence": str(EVIDENCE),
                            "evidence_code_version": doc.get("code_version")}, SEED_POS,
-         {"rates": results, "by_set": by_set, "roc_structure_z": curve,
+         {"rates": results, "by_set": by_set, "roc": curves,
           "verdict_ms_median": 1000 * float(np.median(secs)),
           "verdict_share_median": float(np.median(share))})
 
@@ -213,6 +253,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("what", choices=("collect", "report"))
     ap.add_argument("--cases", type=int, default=25, help="synthetic cases (x 4 modes, x 2)")
+    ap.add_argument("--sets", nargs="+", choices=list(SETS),
+                    help="collect only these sets, keeping the others' records (default: all)")
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2]
                     / "shared" / "data")
     args = ap.parse_args()

@@ -29,18 +29,24 @@ NULL_SEED = 0
 
 @dataclass(frozen=True)
 class VerdictConfig:
-    """Where each piece of evidence turns a result into ``low confidence`` or ``failed``."""
+    """Where each piece of evidence turns a result into ``low confidence`` or ``failed``.
+
+    Calibrated with the pipeline's defaults (refinement on): an accepted refinement leaves
+    nearly every correspondence an inlier, so ``min_ratio_ok`` also asks that the fine stage
+    confirmed the fit."""
 
     min_inliers_fail: int = 8
     min_inliers_ok: int = 15
-    min_ratio_ok: float = 0.15
+    min_ratio_ok: float = 0.75
     min_spread_ok: float = 0.10
     max_anisotropy_fail: float = 2.0
     max_anisotropy_ok: float = 1.3
     scale_range_fail: tuple[float, float] = (0.25, 4.0)
     min_overlap_fail: float = 0.05  # overlap area / fixed field area
-    min_structure_z_fail: float = 2.0
-    min_structure_z_ok: float = 4.0
+    min_structure_z_fail: float = 3.0
+    min_structure_z_ok: float = 5.0
+    min_structure_ncc_fail: float = 0.10
+    min_structure_ncc_ok: float = 0.30
 
 
 @dataclass(frozen=True)
@@ -163,18 +169,21 @@ def judge(evidence: Evidence, config: VerdictConfig = VerdictConfig()) -> Verdic
                     f"(overlap {e.overlap:.0%})")
     if e.inliers < c.min_inliers_fail:
         fail.append(f"only {e.inliers} inliers")
-    elif e.inliers < c.min_inliers_ok or e.inlier_ratio < c.min_ratio_ok:
-        weak.append(f"few inliers ({e.inliers}, {e.inlier_ratio:.0%} of the selected matches)")
+    elif e.inliers < c.min_inliers_ok:
+        weak.append(f"few inliers ({e.inliers})")
+    if e.inlier_ratio < c.min_ratio_ok:
+        weak.append(f"only {e.inlier_ratio:.0%} of the selected matches agree with the fit")
     if not c.scale_range_fail[0] <= e.scale <= c.scale_range_fail[1]:
         fail.append(f"implausible scale {e.scale:.2f}")
     if e.anisotropy > c.max_anisotropy_fail:
         fail.append(f"the transform squashes or shears the image ({e.anisotropy:.2f}:1)")
     elif e.anisotropy > c.max_anisotropy_ok:
         weak.append(f"the transform stretches one direction ({e.anisotropy:.2f}:1)")
-    if e.structure_z < c.min_structure_z_fail:
-        fail.append(f"the vessels do not line up after warping (structure z {e.structure_z:.1f})")
-    elif e.structure_z < c.min_structure_z_ok:
-        weak.append(f"the vessels line up only weakly (structure z {e.structure_z:.1f})")
+    structure = f"(vessel-map NCC {e.structure_ncc:.2f}, z {e.structure_z:.1f})"
+    if e.structure_z < c.min_structure_z_fail or e.structure_ncc < c.min_structure_ncc_fail:
+        fail.append(f"the vessels do not line up after warping {structure}")
+    elif e.structure_z < c.min_structure_z_ok or e.structure_ncc < c.min_structure_ncc_ok:
+        weak.append(f"the vessels line up only weakly {structure}")
     if e.spread < c.min_spread_ok:
         weak.append(f"the inliers cover only {e.spread:.0%} of the overlap")
     if fail:
