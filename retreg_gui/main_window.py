@@ -112,7 +112,7 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
 
     def _build_toolbar_widgets(self) -> None:
         self.mode_combo = QtWidgets.QComboBox()
-        self.mode_combo.addItem("Mode: auto (from names)", AUTO_MODE)
+        self.mode_combo.addItem("Mode: auto (names, then content)", AUTO_MODE)
         for m in Mode:
             self.mode_combo.addItem(f"Mode: {m.value} ({m.fixed_modality.upper()} ← "
                                     f"{m.moving_modality.upper()})", m.value)
