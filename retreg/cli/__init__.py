@@ -9,6 +9,8 @@ import sys
 
 from retreg import __version__
 
+# Top-level modules of the optional parts -> the extra that installs them.
+EXTRAS = {"lightning": "train", "yaml": "train", "PySide6": "gui"}
 COMMANDS = ("register", "evaluate", "synth", "train", "finetune")
 
 
@@ -38,11 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI's single place that turns errors into lines
         from retreg.core.errors import RetRegError
 
+        if isinstance(exc, ModuleNotFoundError) and exc.name in EXTRAS:
+            print(f"retreg {args.command}: error: {exc.name} is not installed; "
+                  f"pip install 'retreg[{EXTRAS[exc.name]}]'", file=sys.stderr)
+            return 2
         if isinstance(exc, (RetRegError, UserError, FileNotFoundError, ValueError)):
             print(f"retreg {args.command}: error: {exc}", file=sys.stderr)
             return 2
         raise
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -206,3 +206,14 @@ def test_evaluate_on_real_fire_pairs(shared_data, tmp_path, capsys):
     assert next(line for line in capsys.readouterr().out.splitlines()
                 if line.startswith("P ")).split()[1] == "2"
     assert len((tmp_path / "pairs.csv").read_text().splitlines()) == 3
+
+
+def test_a_command_whose_extra_is_missing_names_the_extra(monkeypatch, capsys):
+    import retreg.cli.train as train_command
+
+    def needs_lightning(args):
+        raise ModuleNotFoundError("No module named 'lightning'", name="lightning")
+
+    monkeypatch.setattr(train_command, "run", needs_lightning)
+    assert main(["train", "--config", "x.yaml"]) == 2
+    assert "pip install 'retreg[train]'" in capsys.readouterr().err
