@@ -89,6 +89,8 @@ def run(args) -> int:
 
     if args.json:
         doc = res.to_json()
+        if res.ok and _judged_failed(res):  # the fit exists, the verdict rules it out
+            doc["status"], doc["reason"] = "failed", "; ".join(res.verdict.reasons)
         doc["mode_source"] = choice.source
         doc["inputs"] = {"fixed": str(args.fixed.resolve()), "moving": str(args.moving.resolve())}
         doc["provenance"] = run_record({"mode": mode.value, "matcher": args.matcher,

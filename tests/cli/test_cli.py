@@ -117,8 +117,9 @@ def test_a_fundus_against_noise_is_judged_failed_and_writes_no_overlay(tmp_path,
                  "--overlay", "blend", "--overlay-out", str(overlay)])
     assert code == 1 and not overlay.exists()
     assert "retreg register: failed:" in capsys.readouterr().err
-    verdict = json.loads(out.read_text())["verdict"]
-    assert verdict["level"] == "failed" and verdict["reasons"]
+    doc = json.loads(out.read_text())
+    assert doc["verdict"]["level"] == "failed" and doc["verdict"]["reasons"]
+    assert doc["status"] == "failed" and doc["reason"] == "; ".join(doc["verdict"]["reasons"])
 
 
 @pytest.mark.parametrize("argv, message", [
