@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from retreg.core.errors import ModelLoadError
+from retreg.core.matchers import get_matcher
 from retreg.core.matchers.loftr.coarse import CoarseMatching, mutual_nearest
 from retreg.core.matchers.loftr.fine import sample_windows
 from retreg.core.geometry import cell_centres
@@ -304,3 +305,26 @@ def test_loftr_loss_adds_the_unmatched_term_only_with_labels_and_a_weight():
     assert plain.unmatched.item() == 0.0 and off.total.item() == pytest.approx(plain.total.item())
     assert on.unmatched.item() == pytest.approx(expected.item())
     assert on.total.item() == pytest.approx(plain.total.item() + 2.0 * expected.item(), rel=1e-5)
+
+
+class _Payload:
+    """Unpickling this would create a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_pickle_renamed_safetensors_is_refused_and_never_executed(tmp_path):
+    import pickle
+
+    marker = tmp_path / "executed"
+    path = tmp_path / "evil.safetensors"
+    path.write_bytes(pickle.dumps({"state": _Payload(marker)}))
+    with pytest.raises(ModelLoadError, match="not a safetensors file"):
+        load_model(path)
+    with pytest.raises(ModelLoadError):
+        get_matcher("loftr", weights=path)
+    assert not marker.exists()
