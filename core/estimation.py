@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from retreg.core.geometry import linear_shape
 from retreg.core.types import TRANSFORM_TYPES, Estimate
 
 MIN_POINTS = {"similarity": 3, "affine": 3, "homography": 4}
@@ -40,16 +41,13 @@ def implausibility(matrix: np.ndarray, moving_pts: np.ndarray) -> str:
         w = corners @ m[2, :2] + 1.0
         if w.min() <= 0 or w.max() / w.min() > MAX_PERSPECTIVE_RATIO:
             return "implausible perspective (the image would fold or stretch extremely)"
-    lin = m[:2, :2]
-    det = float(np.linalg.det(lin))
-    if det <= 0:
+    if float(np.linalg.det(m[:2, :2])) <= 0:
         return "degenerate transform (mirrored or singular)"
-    s = np.linalg.svd(lin, compute_uv=False)
-    scale = float(np.sqrt(det))
+    scale, anisotropy, _ = linear_shape(m)
     if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
         return f"implausible scale {scale:.2f} (allowed {SCALE_RANGE[0]}-{SCALE_RANGE[1]})"
-    if s[0] / s[1] > MAX_ANISOTROPY:
-        return f"implausible shear/anisotropy (singular value ratio {s[0] / s[1]:.1f})"
+    if anisotropy > MAX_ANISOTROPY:
+        return f"implausible shear/anisotropy (singular value ratio {anisotropy:.1f})"
     return ""
 
 

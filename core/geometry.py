@@ -99,3 +99,16 @@ def pad_to_multiple(a: np.ndarray, multiple: int) -> np.ndarray:
     h, w = a.shape[-2:]
     pad = [(0, 0)] * (a.ndim - 2) + [(0, round_up(h, multiple) - h), (0, round_up(w, multiple) - w)]
     return np.pad(a, pad)
+
+
+def linear_shape(matrix: np.ndarray) -> tuple[float, float, float]:
+    """(scale, anisotropy, shear in degrees) of the linear part of a 3x3 matrix: the geometric
+    mean of its singular values, their ratio, and how far its images of the x and y axes are
+    from perpendicular."""
+    m = np.asarray(matrix, np.float64)
+    lin = m[:2, :2] / m[2, 2]
+    s = np.linalg.svd(lin, compute_uv=False)
+    ax, ay = lin[:, 0], lin[:, 1]
+    cos = float(ax @ ay / max(np.linalg.norm(ax) * np.linalg.norm(ay), 1e-12))
+    return float(np.sqrt(s[0] * s[1])), float(s[0] / max(s[1], 1e-12)), \
+        float(abs(90.0 - np.degrees(np.arccos(np.clip(cos, -1, 1)))))

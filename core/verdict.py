@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from retreg.core.geometry import rescale_matrix
+from retreg.core.geometry import linear_shape, rescale_matrix
 from retreg.core.types import PreparedImage, RegistrationResult
 
 LEVELS = ("ok", "low confidence", "failed")
@@ -91,19 +91,6 @@ def working_matrix(matrix: np.ndarray, fixed: PreparedImage, moving: PreparedIma
     """A full-resolution moving -> fixed matrix as one between the two working images."""
     return (np.linalg.inv(rescale_matrix(fixed.scale)) @ np.asarray(matrix, np.float64)
             @ rescale_matrix(moving.scale))
-
-
-def linear_shape(matrix: np.ndarray) -> tuple[float, float, float]:
-    """(scale, anisotropy, shear in degrees) of the linear part of a 3x3 matrix: the geometric
-    mean of its singular values, their ratio, and how far its images of the x and y axes are
-    from perpendicular."""
-    m = np.asarray(matrix, np.float64)
-    lin = m[:2, :2] / m[2, 2]
-    s = np.linalg.svd(lin, compute_uv=False)
-    ax, ay = lin[:, 0], lin[:, 1]
-    cos = float(ax @ ay / max(np.linalg.norm(ax) * np.linalg.norm(ay), 1e-12))
-    return float(np.sqrt(s[0] * s[1])), float(s[0] / max(s[1], 1e-12)), \
-        float(abs(90.0 - np.degrees(np.arccos(np.clip(cos, -1, 1)))))
 
 
 def _ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:

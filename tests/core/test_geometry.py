@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from retreg.core.geometry import (cell_centres, cell_index, corners, map_points, pad_to_multiple,
-                                  rescale_matrix, rescale_points, residuals, round_up)
+                                  linear_shape, rescale_matrix, rescale_points, residuals,
+                                  round_up)
 
 
 def test_map_points_divides_by_w_and_broadcasts_over_a_batch_of_matrices():
@@ -68,3 +69,10 @@ def test_pad_to_multiple_pads_bottom_right_with_zeros():
     assert p[:, :9, :17].all() and not p[:, 9:].any() and not p[:, :, 17:].any()
     assert pad_to_multiple(np.ones((8, 16)), 8).shape == (8, 16)
     assert [round_up(n, 8) for n in (1, 8, 9)] == [8, 8, 16]
+
+
+def test_linear_shape_measures_scale_anisotropy_and_shear():
+    scale, aniso, shear = linear_shape(np.array([[2.0, 0, 5], [0, 2.0, 7], [0, 0, 1]]))
+    assert scale == pytest.approx(2.0) and aniso == pytest.approx(1.0) and shear < 1e-6
+    scale, aniso, shear = linear_shape(np.array([[1.0, 0.5, 0], [0, 1.0, 0], [0, 0, 1]]))
+    assert aniso > 1.5 and shear == pytest.approx(np.degrees(np.arctan(0.5)), abs=0.1)

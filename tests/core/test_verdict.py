@@ -7,7 +7,7 @@ import pytest
 
 from retreg.core.modality import prepare
 from retreg.core.pipeline import register, reestimate
-from retreg.core.verdict import Evidence, VerdictConfig, gather_evidence, judge, linear_shape
+from retreg.core.verdict import Evidence, VerdictConfig, gather_evidence, judge
 from retreg.training.synth import render_case
 
 GOOD = Evidence(inliers=120, inlier_ratio=1.0, spread=0.6, overlap=0.8, scale=1.0,
@@ -41,13 +41,6 @@ def test_each_weak_or_impossible_piece_of_evidence_lowers_the_verdict_and_says_w
 def test_thresholds_come_from_the_config():
     strict = VerdictConfig(min_structure_ncc_ok=0.8)
     assert judge(GOOD, strict).level == "low confidence"
-
-
-def test_linear_shape_measures_scale_anisotropy_and_shear():
-    scale, aniso, shear = linear_shape(np.array([[2.0, 0, 5], [0, 2.0, 7], [0, 0, 1]]))
-    assert scale == pytest.approx(2.0) and aniso == pytest.approx(1.0) and shear < 1e-6
-    scale, aniso, shear = linear_shape(np.array([[1.0, 0.5, 0], [0, 1.0, 0], [0, 0, 1]]))
-    assert aniso > 1.5 and shear == pytest.approx(np.degrees(np.arctan(0.5)), abs=0.1)
 
 
 @pytest.fixture(scope="module")
