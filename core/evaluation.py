@@ -146,6 +146,24 @@ def median_seconds(results: Sequence[PairResult]) -> float:
     return statistics.median(r.seconds for r in results) if results else float("nan")
 
 
+def stage_medians(results: Sequence[PairResult]) -> dict[str, float]:
+    """Median seconds of each pipeline stage over the pairs (real, full-resolution timings)."""
+    stages: dict[str, list[float]] = {}
+    for r in results:
+        for stage, secs in r.result.timings.items():
+            stages.setdefault(stage, []).append(secs)
+    return {stage: statistics.median(v) for stage, v in stages.items()}
+
+
+def verdict_counts(results: Sequence[PairResult]) -> dict[str, int]:
+    """How many results the quality verdict called ok / low confidence / failed."""
+    counts = {"ok": 0, "low confidence": 0, "failed": 0}
+    for r in results:
+        if r.result.verdict is not None:
+            counts[r.result.verdict.level] += 1
+    return counts
+
+
 def format_table(summary: Summary, results: Sequence[PairResult], thresholds: Thresholds) -> str:
     """The protocol table as fixed-width text."""
     lines = [f"FIRE protocol: inaccurate = max > {thresholds.max_px:g} px or median > "
@@ -156,6 +174,11 @@ def format_table(summary: Summary, results: Sequence[PairResult], thresholds: Th
                      f"{100 * row.acceptable:>10.1f}{row.auc:>8.3f}")
     lines.append(f"mAUC {summary.mauc:.3f}   median {median_seconds(results):.2f} s/pair "
                  f"(registration only, {len(results)} pairs)")
+    if results:
+        lines.append("median s per stage: " + ", ".join(
+            f"{stage} {secs:.2f}" for stage, secs in stage_medians(results).items()))
+        lines.append("verdict: " + ", ".join(f"{level} {n}"
+                                             for level, n in verdict_counts(results).items()))
     return "\n".join(lines)
 
 
@@ -167,11 +190,12 @@ def pairs_csv_text(results: Sequence[PairResult]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["pair", "category", "status", "outcome", "mean_px", "median_px", "max_px",
-                "n_matches", "n_inliers", "seconds", "reason"])
+                "n_matches", "n_inliers", "seconds", "verdict", "reason"])
     for r in results:
         w.writerow([r.pair.pair_id, r.pair.category, r.result.status, r.outcome,
                     _fmt(r.errors.mean), _fmt(r.errors.median), _fmt(r.errors.max),
                     len(r.result.matches), r.result.n_inliers, f"{r.seconds:.3f}",
+                    "" if r.result.verdict is None else r.result.verdict.level,
                     r.result.reason])
     return buf.getvalue()
 

@@ -174,10 +174,12 @@ def test_evaluate_pairs_prints_the_protocol_table_and_writes_outputs(tmp_path, c
     s_row = next(line.split() for line in table.splitlines() if line.startswith("S "))
     assert s_row[1] == "2" and float(s_row[4]) == 100.0  # n = 2, all acceptable
     assert "mAUC" in table
+    assert "median s per stage: prepare" in table and "verdict: ok 3," in table
     assert "skipped line5:gone_cf: missing gone_cf.png" in captured.err
     with open(out / "pairs.csv") as fh:
         per_pair = list(csv.DictReader(fh))
     assert [r["outcome"] for r in per_pair] == ["acceptable"] * 3
+    assert [r["verdict"] for r in per_pair] == ["ok"] * 3
     assert all(float(r["mean_px"]) < 2.0 for r in per_pair)
     run = json.loads((out / "run.json").read_text())
     assert run["seed"] == 0 and run["config"]["transform"] == "homography"
