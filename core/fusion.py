@@ -1,0 +1,188 @@
+"""Detail-preserving fused view of a registration: fixed image + warped moving image -> RGB uint8.
+
+Inside the overlap of the two fields the fused image keeps each input's fine detail (vessels,
+capillaries) where that input has more of it and both inputs' average at coarse scales; outside
+the overlap it shows whichever image is there. Steps: each image's luminance is stretched to its
+1st-99th percentile inside its field (cross-modal pairs differ in brightness and polarity); a
+per-pixel weight map comes from local Laplacian energy, smoothed so the choice has no seams; the
+two Laplacian pyramids are blended level by level with that map (fine levels) or equally (coarse
+levels), and the result is put back in the fixed image's luminance scale. A colour fixed image
+keeps its colour: the fusion runs on luminance (YCrCb's Y) and the fixed image's chroma is put
+back, because fusing R, G and B separately would tint CF with a gray modality's brightness.
+The weight map is computed at quarter resolution from the half-resolution band: it is smoothed
+anyway, and full-resolution fundus photos are ~8.5 MP.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from retreg.core.io import to_float01
+from retreg.core.modality import fov_mask
+
+DETAIL_LEVELS = 3   # pyramid levels (finest first) blended by the detail weight map
+MIN_BASE_SIDE = 16  # the coarsest pyramid level is at least this many px on its shorter side
+ENERGY_SIGMA = 2.0  # px at quarter resolution: local window of the Laplacian energy
+WEIGHT_SIGMA = 3.0  # px at quarter resolution: smoothing of the weight map
+FADE = 0.02         # share of the shorter side over which a field's weight fades in
+SHARPNESS = 2.0     # exponent on the energies: higher picks the more detailed input more firmly
+_PROBE_SIDE = 512   # the fields are found on a copy this small
+MAX_LEVELS = 8
+_PERCENTILE_SAMPLES = 250_000
+
+
+def _split(img: np.ndarray) -> tuple[np.ndarray, list[np.ndarray] | None]:
+    """(luminance HxW: uint8, or float32 in [0, 1] for other depths; [Cr, Cb] uint8 or None)."""
+    img = np.asarray(img)
+    if img.ndim == 3 and img.shape[2] < 3:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        return (img if img.dtype == np.uint8 else to_float01(img)), None
+    img = np.ascontiguousarray(img[:, :, :3])
+    if img.dtype != np.uint8:
+        ycc = cv2.split(cv2.cvtColor(to_float01(img), cv2.COLOR_RGB2YCrCb))
+        return ycc[0], [np.round(c * 255.0).astype(np.uint8) for c in ycc[1:]]
+    ycc = cv2.split(cv2.cvtColor(img, cv2.COLOR_RGB2YCrCb))
+    return ycc[0], ycc[1:]
+
+
+def field(gray: np.ndarray) -> np.ndarray:
+    """Where an image (HxW, uint8 or float in [0, 1]) has data (bool HxW): its field of view
+    without the exactly-black canvas a warp leaves, so a small warped field is not taken for
+    the whole frame."""
+    h, w = gray.shape
+    f = min(1.0, _PROBE_SIDE / max(h, w))
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA) if f < 1 else gray
+    mask = (fov_mask(small) & (small > 0)).astype(np.uint8)
+    if f < 1:
+        mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
+    return mask > 0
+
+
+def _stretch(y: np.ndarray, inside: np.ndarray) -> tuple[float, float]:
+    """(1st percentile, 99th - 1st) of ``y`` inside ``inside``, in [0, 1] units, from a strided
+    subsample."""
+    step = max(1, int(np.sqrt(y.size / _PERCENTILE_SAMPLES)))
+    vals = y[::step, ::step][inside[::step, ::step]]
+    if vals.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(vals, (1, 99)) / (255.0 if y.dtype == np.uint8 else 1.0)
+    return float(lo), float(max(hi - lo, 1e-3))
+
+
+def _normalised(y: np.ndarray, lo: float, span: float) -> np.ndarray:
+    if y.dtype == np.uint8:
+        return cv2.LUT(y, ((np.arange(256) / 255.0 - lo) / span).astype(np.float32))
+    return (y - np.float32(lo)) * np.float32(1.0 / span)
+
+
+def _levels(shape: tuple[int, int]) -> int:
+    n = 1
+    while min(shape) >> n >= MIN_BASE_SIDE and n < MAX_LEVELS:
+        n += 1
+    return n
+
+
+def _up(img: np.ndarray, like: np.ndarray) -> np.ndarray:
+    return cv2.pyrUp(img, dstsize=(like.shape[1], like.shape[0]))
+
+
+def _resized(img: np.ndarray, like: np.ndarray, interp: int = cv2.INTER_LINEAR) -> np.ndarray:
+    return cv2.resize(img, (like.shape[1], like.shape[0]), interpolation=interp)
+
+
+def _presence(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """A field (uint8 0/255) at ``like``'s size in [0, 1], faded in inside its edge so weights
+    change without a seam there."""
+    small = _resized(mask, like, cv2.INTER_AREA)
+    fade = max(1.0, FADE * min(like.shape))
+    k = 2 * round(fade) + 1
+    small = cv2.erode(small, np.ones((k, k), np.uint8)).astype(np.float32) / 255.0
+    return cv2.GaussianBlur(small, (0, 0), fade / 2)
+
+
+def _energy(band: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """Local energy of a Laplacian pyramid band, at ``like``'s size."""
+    return cv2.GaussianBlur(_resized(cv2.multiply(band, band), like, cv2.INTER_AREA), (0, 0),
+                            ENERGY_SIGMA)
+
+
+def fused(fixed: np.ndarray, moving: np.ndarray, fixed_field: np.ndarray | None = None,
+          moving_field: np.ndarray | None = None) -> np.ndarray:
+    """Fixed image and warped moving image (same height and width; gray or RGB, uint8 / uint16 /
+    float in [0, 1]) fused into one RGB uint8 image in the fixed image's brightness scale.
+
+    ``fixed_field`` / ``moving_field`` (bool HxW) say where each image has data; by default
+    ``field`` finds them. Where the moving image has no data the output is the fixed image
+    unchanged; where only the moving one has, it is the moving image with its luminance mapped
+    onto the fixed image's 1st-99th percentile range.
+    """
+    if fixed.shape[:2] != moving.shape[:2]:
+        raise ValueError(f"fused view needs images of the same size, got {fixed.shape[:2]} and "
+                         f"{moving.shape[:2]} (warp the moving image onto the fixed one first)")
+    yf, cf = _split(fixed)
+    ym, cm = _split(moving)
+    ff = field(yf) if fixed_field is None else np.asarray(fixed_field, bool)
+    fm = field(ym) if moving_field is None else np.asarray(moving_field, bool)
+    lo_f, span_f = _stretch(yf, ff)
+    nf = _normalised(yf, lo_f, span_f)
+    nm = _normalised(ym, *_stretch(ym, fm))
+    ff8, fm8 = ff.view(np.uint8) * np.uint8(255), fm.view(np.uint8) * np.uint8(255)
+    only_m8 = cv2.bitwise_and(fm8, cv2.bitwise_not(ff8))
+    # Each image filled with the other outside its own field: the pyramids then agree where
+    # only one image has data, so blurred weights near a field's edge blend nothing foreign.
+    cv2.copyTo(nm, only_m8, nf)
+    cv2.copyTo(nf, cv2.bitwise_not(fm8), nm)
+
+    n = _levels(yf.shape)
+    gf, gm = [nf], [nm]
+    for _ in range(n - 1):
+        gf.append(cv2.pyrDown(gf[-1]))
+        gm.append(cv2.pyrDown(gm[-1]))
+    lf = [cv2.subtract(gf[i], _up(gf[i + 1], gf[i])) for i in range(n - 1)] + [gf[-1]]
+    lm = [cv2.subtract(gm[i], _up(gm[i + 1], gm[i])) for i in range(n - 1)] + [gm[-1]]
+
+    # Moving image's share, computed at the resolution of level ``q``: by local detail where
+    # both images have data, all of it where only the moving image has, none where it has none.
+    q, s = min(2, n - 1), min(1, n - 1)
+    ef, em = _energy(lf[s], gf[q]), _energy(lm[s], gf[q])
+    ef, em = cv2.pow(ef, SHARPNESS / 2), cv2.pow(em, SHARPNESS / 2)  # energy is squared
+    wd = cv2.GaussianBlur(em / (ef + em + np.float32(1e-12)), (0, 0), WEIGHT_SIGMA)
+    pf, pm = _presence(ff8, gf[q]), _presence(fm8, gf[q])
+    alone = pm * (1 - pf)
+    weights = {"detail": alone + pf * pm * wd, "even": alone + pf * pm * np.float32(0.5)}
+    pyr = {}
+    for key, w in weights.items():
+        levels = [w]
+        for _ in range(q, n - 1):
+            levels.append(cv2.pyrDown(levels[-1]))
+        pyr[key] = [_resized(w, gf[i]) for i in range(q)] + levels
+
+    out = None
+    for lev in range(n - 1, -1, -1):
+        w = pyr["detail" if lev < DETAIL_LEVELS else "even"][lev]
+        band = cv2.add(lf[lev], cv2.multiply(w, cv2.subtract(lm[lev], lf[lev])))
+        out = band if out is None else cv2.add(_up(out, band), band)
+    y8 = cv2.addWeighted(out, 255.0 * span_f, out, 0.0, 255.0 * lo_f, dtype=cv2.CV_8U)
+
+    if cf is None and cm is None:
+        rgb = cv2.cvtColor(y8, cv2.COLOR_GRAY2RGB)
+    else:
+        neutral = np.full(y8.shape, 128, np.uint8)
+        chroma = [c.copy() for c in cf] if cf is not None else [neutral, neutral.copy()]
+        for dst, src_c in zip(chroma, cm if cm is not None else [neutral, neutral]):
+            cv2.copyTo(src_c, only_m8, dst)
+        rgb = cv2.cvtColor(cv2.merge([y8, *chroma]), cv2.COLOR_YCrCb2RGB)
+    cv2.copyTo(_rgb_u8(fixed), cv2.bitwise_not(fm8), rgb)
+    return rgb
+
+
+def _rgb_u8(img: np.ndarray) -> np.ndarray:
+    img = np.asarray(img)
+    if img.ndim == 3 and img.shape[2] < 3:
+        img = img[:, :, 0]
+    if img.dtype != np.uint8:
+        img = np.round(to_float01(img) * 255.0).astype(np.uint8)
+    return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB) if img.ndim == 2 else np.ascontiguousarray(
+        img[:, :, :3])
