@@ -20,7 +20,9 @@ import numpy as np
 from retreg.core.io import to_float01
 from retreg.core.modality import fov_mask
 
+FINE_LEVELS = 3     # finest pyramid levels blended by a per-pixel choice of the stronger band
 DETAIL_LEVELS = 3   # pyramid levels (finest first) blended by the detail weight map
+SELECT_SIGMA = 0.3  # px at each fine level: window of the per-pixel choice
 MIN_BASE_SIDE = 16  # the coarsest pyramid level is at least this many px on its shorter side
 ENERGY_SIGMA = 2.0  # px at quarter resolution: local window of the Laplacian energy
 WEIGHT_SIGMA = 3.0  # px at quarter resolution: smoothing of the weight map
@@ -108,6 +110,21 @@ def _energy(band: np.ndarray, like: np.ndarray) -> np.ndarray:
                             ENERGY_SIGMA)
 
 
+def _share(pf: np.ndarray, pm: np.ndarray, wanted) -> np.ndarray:
+    """Moving image's share: ``wanted`` where both fields are present, all where only the
+    moving one is, none where it is absent, fading between them with the presences."""
+    wm = cv2.multiply(pm, wanted) if isinstance(wanted, np.ndarray) else pm * wanted
+    return wm / (wm + pf * (1 - wanted) + np.float32(1e-6))
+
+
+def _select(band_a: np.ndarray, band_b: np.ndarray) -> np.ndarray:
+    """Share of ``band_b``: 1 where its local energy beats ``band_a``'s, softened so the choice
+    does not flicker between neighbouring pixels."""
+    ea = cv2.GaussianBlur(cv2.multiply(band_a, band_a), (0, 0), SELECT_SIGMA)
+    eb = cv2.GaussianBlur(cv2.multiply(band_b, band_b), (0, 0), SELECT_SIGMA)
+    return cv2.GaussianBlur((eb > ea).astype(np.float32), (0, 0), SELECT_SIGMA)
+
+
 def fused(fixed: np.ndarray, moving: np.ndarray, fixed_field: np.ndarray | None = None,
           moving_field: np.ndarray | None = None) -> np.ndarray:
     """Fixed image and warped moving image (same height and width; gray or RGB, uint8 / uint16 /
@@ -150,18 +167,19 @@ def fused(fixed: np.ndarray, moving: np.ndarray, fixed_field: np.ndarray | None 
     ef, em = cv2.pow(ef, SHARPNESS / 2), cv2.pow(em, SHARPNESS / 2)  # energy is squared
     wd = cv2.GaussianBlur(em / (ef + em + np.float32(1e-12)), (0, 0), WEIGHT_SIGMA)
     pf, pm = _presence(ff8, gf[q]), _presence(fm8, gf[q])
-    alone = pm * (1 - pf)
-    weights = {"detail": alone + pf * pm * wd, "even": alone + pf * pm * np.float32(0.5)}
-    pyr = {}
-    for key, w in weights.items():
-        levels = [w]
-        for _ in range(q, n - 1):
-            levels.append(cv2.pyrDown(levels[-1]))
-        pyr[key] = [_resized(w, gf[i]) for i in range(q)] + levels
+    detail, even = [_share(pf, pm, wd)], [_share(pf, pm, np.float32(0.5))]
+    for _ in range(q, n - 1):
+        detail.append(cv2.pyrDown(detail[-1]))
+        even.append(cv2.pyrDown(even[-1]))
 
     out = None
     for lev in range(n - 1, -1, -1):
-        w = pyr["detail" if lev < DETAIL_LEVELS else "even"][lev]
+        if lev < FINE_LEVELS:  # finest bands: the locally stronger coefficient
+            w = _share(_resized(pf, lf[lev]), _resized(pm, lf[lev]), _select(lf[lev], lm[lev]))
+        elif lev < q:
+            w = _resized(detail[0] if lev < DETAIL_LEVELS else even[0], lf[lev])
+        else:
+            w = (detail if lev < DETAIL_LEVELS else even)[lev - q]
         band = cv2.add(lf[lev], cv2.multiply(w, cv2.subtract(lm[lev], lf[lev])))
         out = band if out is None else cv2.add(_up(out, band), band)
     y8 = cv2.addWeighted(out, 255.0 * span_f, out, 0.0, 255.0 * lo_f, dtype=cv2.CV_8U)
