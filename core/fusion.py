@@ -23,6 +23,7 @@ from retreg.core.modality import fov_mask
 FINE_LEVELS = 3     # finest pyramid levels blended by a per-pixel choice of the stronger band
 DETAIL_LEVELS = 3   # pyramid levels (finest first) blended by the detail weight map
 SELECT_SIGMA = 0.3  # px at each fine level: window of the per-pixel choice
+SMOOTH_SIGMA = 0.3
 MIN_BASE_SIDE = 16  # the coarsest pyramid level is at least this many px on its shorter side
 ENERGY_SIGMA = 2.0  # px at quarter resolution: local window of the Laplacian energy
 WEIGHT_SIGMA = 3.0  # px at quarter resolution: smoothing of the weight map
@@ -49,14 +50,19 @@ def _split(img: np.ndarray) -> tuple[np.ndarray, list[np.ndarray] | None]:
 
 
 def field(gray: np.ndarray) -> np.ndarray:
-    """Where an image (HxW, uint8 or float in [0, 1]) has data (bool HxW): its field of view
-    without the exactly-black canvas a warp leaves, so a small warped field is not taken for
-    the whole frame."""
+    """Where an image (HxW, uint8 or float in [0, 1]) surely has data (bool HxW): its field of
+    view without the exactly-black canvas a warp leaves (so a small warped field is not taken
+    for the whole frame), less a thin rim, since the field is found on a small copy."""
     h, w = gray.shape
     f = min(1.0, _PROBE_SIDE / max(h, w))
     size = (max(1, round(w * f)), max(1, round(h * f)))
     small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA) if f < 1 else gray
-    mask = (fov_mask(small) & (small > 0)).astype(np.uint8)
+    canvas = np.zeros(small.shape, np.uint8)  # the hull of the non-black pixels: a warp's
+    data = cv2.findNonZero((small > 0).astype(np.uint8))  # canvas is convex, data can be black
+    if data is not None:
+        cv2.fillConvexPoly(canvas, cv2.convexHull(data), 1)
+    mask = (fov_mask(small) & (canvas > 0)).astype(np.uint8)
+    mask = cv2.erode(mask, np.ones((3, 3), np.uint8))  # the probe's edge cells hold canvas too
     if f < 1:
         mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
     return mask > 0
@@ -111,10 +117,13 @@ def _energy(band: np.ndarray, like: np.ndarray) -> np.ndarray:
 
 
 def _share(pf: np.ndarray, pm: np.ndarray, wanted) -> np.ndarray:
-    """Moving image's share: ``wanted`` where both fields are present, all where only the
-    moving one is, none where it is absent, fading between them with the presences."""
-    wm = cv2.multiply(pm, wanted) if isinstance(wanted, np.ndarray) else pm * wanted
-    return wm / (wm + pf * (1 - wanted) + np.float32(1e-6))
+    """Moving image's share from the two presences: ``wanted`` where both fields are present,
+    all where only the moving one is, none where it is absent, blending smoothly between."""
+    both = cv2.multiply(pf, pm)
+    alone_m = cv2.subtract(pm, both)
+    wm = cv2.add(cv2.multiply(both, wanted) if isinstance(wanted, np.ndarray)
+                 else both * np.float32(wanted), alone_m)
+    return wm / (cv2.add(pf, alone_m) + np.float32(1e-6))
 
 
 def _select(band_a: np.ndarray, band_b: np.ndarray) -> np.ndarray:
@@ -122,7 +131,7 @@ def _select(band_a: np.ndarray, band_b: np.ndarray) -> np.ndarray:
     does not flicker between neighbouring pixels."""
     ea = cv2.GaussianBlur(cv2.multiply(band_a, band_a), (0, 0), SELECT_SIGMA)
     eb = cv2.GaussianBlur(cv2.multiply(band_b, band_b), (0, 0), SELECT_SIGMA)
-    return cv2.GaussianBlur((eb > ea).astype(np.float32), (0, 0), SELECT_SIGMA)
+    return cv2.GaussianBlur((eb > ea).astype(np.float32), (0, 0), SMOOTH_SIGMA)
 
 
 def fused(fixed: np.ndarray, moving: np.ndarray, fixed_field: np.ndarray | None = None,
@@ -166,7 +175,10 @@ def fused(fixed: np.ndarray, moving: np.ndarray, fixed_field: np.ndarray | None 
     ef, em = _energy(lf[s], gf[q]), _energy(lm[s], gf[q])
     ef, em = cv2.pow(ef, SHARPNESS / 2), cv2.pow(em, SHARPNESS / 2)  # energy is squared
     wd = cv2.GaussianBlur(em / (ef + em + np.float32(1e-12)), (0, 0), WEIGHT_SIGMA)
-    pf, pm = _presence(ff8, gf[q]), _presence(fm8, gf[q])
+    # A field fades only where it ends inside the other one: at an edge both share (a fundus
+    # aperture) there is nothing to fade into.
+    pf = _presence(cv2.bitwise_or(ff8, cv2.bitwise_not(fm8)), gf[q])
+    pm = _presence(cv2.bitwise_or(fm8, cv2.bitwise_not(ff8)), gf[q])
     detail, even = [_share(pf, pm, wd)], [_share(pf, pm, np.float32(0.5))]
     for _ in range(q, n - 1):
         detail.append(cv2.pyrDown(detail[-1]))
