@@ -1,16 +1,17 @@
 """Detail-preserving fused view of a registration: fixed image + warped moving image -> RGB uint8.
 
-Inside the overlap of the two fields the fused image keeps each input's fine detail (vessels,
-capillaries) where that input has more of it and both inputs' average at coarse scales; outside
-the overlap it shows whichever image is there. Steps: each image's luminance is stretched to its
-1st-99th percentile inside its field (cross-modal pairs differ in brightness and polarity); a
-per-pixel weight map comes from local Laplacian energy, smoothed so the choice has no seams; the
-two Laplacian pyramids are blended level by level with that map (fine levels) or equally (coarse
-levels), and the result is put back in the fixed image's luminance scale. A colour fixed image
-keeps its colour: the fusion runs on luminance (YCrCb's Y) and the fixed image's chroma is put
-back, because fusing R, G and B separately would tint CF with a gray modality's brightness.
-The weight map is computed at quarter resolution from the half-resolution band: it is smoothed
-anyway, and full-resolution fundus photos are ~8.5 MP.
+Inside the overlap of the two fields the fused image keeps, at fine scales, whichever input has
+the stronger detail at each pixel (vessels, capillaries) and, at coarse scales, both inputs'
+average; outside the overlap it shows whichever image is there. Steps: each image's luminance is
+stretched to its 1st-99th percentile inside its field (cross-modal pairs differ in brightness and
+polarity); both are split into Laplacian pyramids; at the finest levels a per-pixel weight map
+picks the band with the larger local energy (softened a little), coarser levels are averaged,
+and the weights fade in smoothly where one field ends inside the other, so there are no seams;
+the result is put back in the fixed image's luminance scale. A colour fixed image keeps its
+colour: the fusion runs on luminance (YCrCb's Y) and the fixed image's chroma is put back,
+because fusing R, G and B separately would tint CF with a gray modality's brightness. Fields are
+found on a small copy and field presences at quarter resolution: full-resolution fundus photos
+are ~8.5 MP, and the view must stay interactive.
 """
 from __future__ import annotations
 
@@ -20,17 +21,12 @@ import numpy as np
 from retreg.core.io import to_float01
 from retreg.core.modality import fov_mask
 
-FINE_LEVELS = 3     # finest pyramid levels blended by a per-pixel choice of the stronger band
-DETAIL_LEVELS = 3   # pyramid levels (finest first) blended by the detail weight map
-SELECT_SIGMA = 0.3  # px at each fine level: window of the per-pixel choice
-SMOOTH_SIGMA = 0.3
+FINE_LEVELS = 3     # finest pyramid levels blended by the per-pixel choice; coarser: half each
+SELECT_SIGMA = 0.3  # px at each fine level: window and softening of the per-pixel choice
 MIN_BASE_SIDE = 16  # the coarsest pyramid level is at least this many px on its shorter side
-ENERGY_SIGMA = 2.0  # px at quarter resolution: local window of the Laplacian energy
-WEIGHT_SIGMA = 3.0  # px at quarter resolution: smoothing of the weight map
-FADE = 0.02         # share of the shorter side over which a field's weight fades in
-SHARPNESS = 2.0     # exponent on the energies: higher picks the more detailed input more firmly
-_PROBE_SIDE = 512   # the fields are found on a copy this small
 MAX_LEVELS = 8
+FADE = 0.02         # share of the shorter side over which a field fades in inside the other
+_PROBE_SIDE = 512   # the fields are found on a copy this small
 _PERCENTILE_SAMPLES = 250_000
 
 
@@ -110,19 +106,12 @@ def _presence(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(small, (0, 0), fade / 2)
 
 
-def _energy(band: np.ndarray, like: np.ndarray) -> np.ndarray:
-    """Local energy of a Laplacian pyramid band, at ``like``'s size."""
-    return cv2.GaussianBlur(_resized(cv2.multiply(band, band), like, cv2.INTER_AREA), (0, 0),
-                            ENERGY_SIGMA)
-
-
-def _share(pf: np.ndarray, pm: np.ndarray, wanted) -> np.ndarray:
+def _share(pf: np.ndarray, pm: np.ndarray, wanted: np.ndarray | float) -> np.ndarray:
     """Moving image's share from the two presences: ``wanted`` where both fields are present,
     all where only the moving one is, none where it is absent, blending smoothly between."""
     both = cv2.multiply(pf, pm)
     alone_m = cv2.subtract(pm, both)
-    wm = cv2.add(cv2.multiply(both, wanted) if isinstance(wanted, np.ndarray)
-                 else both * np.float32(wanted), alone_m)
+    wm = cv2.add(np.multiply(both, wanted, dtype=np.float32), alone_m)
     return wm / (cv2.add(pf, alone_m) + np.float32(1e-6))
 
 
@@ -131,7 +120,7 @@ def _select(band_a: np.ndarray, band_b: np.ndarray) -> np.ndarray:
     does not flicker between neighbouring pixels."""
     ea = cv2.GaussianBlur(cv2.multiply(band_a, band_a), (0, 0), SELECT_SIGMA)
     eb = cv2.GaussianBlur(cv2.multiply(band_b, band_b), (0, 0), SELECT_SIGMA)
-    return cv2.GaussianBlur((eb > ea).astype(np.float32), (0, 0), SMOOTH_SIGMA)
+    return cv2.GaussianBlur((eb > ea).astype(np.float32), (0, 0), SELECT_SIGMA)
 
 
 def fused(fixed: np.ndarray, moving: np.ndarray, fixed_field: np.ndarray | None = None,
@@ -169,29 +158,24 @@ def fused(fixed: np.ndarray, moving: np.ndarray, fixed_field: np.ndarray | None 
     lf = [cv2.subtract(gf[i], _up(gf[i + 1], gf[i])) for i in range(n - 1)] + [gf[-1]]
     lm = [cv2.subtract(gm[i], _up(gm[i + 1], gm[i])) for i in range(n - 1)] + [gm[-1]]
 
-    # Moving image's share, computed at the resolution of level ``q``: by local detail where
-    # both images have data, all of it where only the moving image has, none where it has none.
-    q, s = min(2, n - 1), min(1, n - 1)
-    ef, em = _energy(lf[s], gf[q]), _energy(lm[s], gf[q])
-    ef, em = cv2.pow(ef, SHARPNESS / 2), cv2.pow(em, SHARPNESS / 2)  # energy is squared
-    wd = cv2.GaussianBlur(em / (ef + em + np.float32(1e-12)), (0, 0), WEIGHT_SIGMA)
+    # Moving image's share per level: at the finest levels the locally stronger band where
+    # both images have data, at the coarser ones half; all where only the moving image has
+    # data, none where it has none. The fields' presences are found at quarter resolution.
     # A field fades only where it ends inside the other one: at an edge both share (a fundus
     # aperture) there is nothing to fade into.
+    q = min(2, n - 1)
     pf = _presence(cv2.bitwise_or(ff8, cv2.bitwise_not(fm8)), gf[q])
     pm = _presence(cv2.bitwise_or(fm8, cv2.bitwise_not(ff8)), gf[q])
-    detail, even = [_share(pf, pm, wd)], [_share(pf, pm, np.float32(0.5))]
+    even = [_share(pf, pm, 0.5)]
     for _ in range(q, n - 1):
-        detail.append(cv2.pyrDown(detail[-1]))
         even.append(cv2.pyrDown(even[-1]))
 
     out = None
     for lev in range(n - 1, -1, -1):
-        if lev < FINE_LEVELS:  # finest bands: the locally stronger coefficient
+        if lev < FINE_LEVELS:
             w = _share(_resized(pf, lf[lev]), _resized(pm, lf[lev]), _select(lf[lev], lm[lev]))
-        elif lev < q:
-            w = _resized(detail[0] if lev < DETAIL_LEVELS else even[0], lf[lev])
         else:
-            w = (detail if lev < DETAIL_LEVELS else even)[lev - q]
+            w = even[lev - q] if lev >= q else _resized(even[0], lf[lev])
         band = cv2.add(lf[lev], cv2.multiply(w, cv2.subtract(lm[lev], lf[lev])))
         out = band if out is None else cv2.add(_up(out, band), band)
     y8 = cv2.addWeighted(out, 255.0 * span_f, out, 0.0, 255.0 * lo_f, dtype=cv2.CV_8U)
