@@ -53,14 +53,19 @@ def field(gray: np.ndarray) -> np.ndarray:
     f = min(1.0, _PROBE_SIDE / max(h, w))
     size = (max(1, round(w * f)), max(1, round(h * f)))
     small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA) if f < 1 else gray
-    canvas = np.zeros(small.shape, np.uint8)  # the hull of the non-black pixels: a warp's
-    data = cv2.findNonZero((small > 0).astype(np.uint8))  # canvas is convex, data can be black
+    # The hull of the non-black pixels (of their outline, which is quicker): a warp's canvas
+    # is convex, and the data inside it can be black.
+    canvas = (small > 0).astype(np.uint8)
+    inner = cv2.erode(canvas, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT,
+                      borderValue=0)
+    data = cv2.findNonZero(canvas - inner)
+    canvas[:] = 0
     if data is not None:
         cv2.fillConvexPoly(canvas, cv2.convexHull(data), 1)
     mask = (fov_mask(small) & (canvas > 0)).astype(np.uint8)
     mask = cv2.erode(mask, np.ones((3, 3), np.uint8))  # the probe's edge cells hold canvas too
-    if f < 1:
-        mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
+    if f < 1:  # bilinear, not nearest: a staircase edge would show where one image ends
+        return cv2.resize(mask * np.uint8(255), (w, h), interpolation=cv2.INTER_LINEAR) > 127
     return mask > 0
 
 
@@ -113,6 +118,16 @@ def _share(pf: np.ndarray, pm: np.ndarray, wanted: np.ndarray | float) -> np.nda
     alone_m = cv2.subtract(pm, both)
     wm = cv2.add(np.multiply(both, wanted, dtype=np.float32), alone_m)
     return wm / (cv2.add(pf, alone_m) + np.float32(1e-6))
+
+
+def _saturation(chroma: list[np.ndarray] | None, y: np.ndarray) -> list[np.ndarray] | None:
+    """[Cr, Cb] - 128 per unit luminance, both in 8-bit units (dark pixels count as luminance
+    16); None for a gray image."""
+    if chroma is None:
+        return None
+    y255 = y.astype(np.float32) if y.dtype == np.uint8 else cv2.multiply(y, 255.0)
+    inv = cv2.divide(1.0, cv2.max(y255, 16.0))
+    return [cv2.multiply(cv2.subtract(c, 128.0, dtype=cv2.CV_32F), inv) for c in chroma]
 
 
 def _select(band_a: np.ndarray, band_b: np.ndarray) -> np.ndarray:
@@ -183,10 +198,21 @@ def fused(fixed: np.ndarray, moving: np.ndarray, fixed_field: np.ndarray | None 
     if cf is None and cm is None:
         rgb = cv2.cvtColor(y8, cv2.COLOR_GRAY2RGB)
     else:
-        neutral = np.full(y8.shape, 128, np.uint8)
-        chroma = [c.copy() for c in cf] if cf is not None else [neutral, neutral.copy()]
-        for dst, src_c in zip(chroma, cm if cm is not None else [neutral, neutral]):
-            cv2.copyTo(src_c, only_m8, dst)
+        # Chroma per unit luminance (saturation), so a pixel made brighter or darker by the
+        # fusion keeps its hue and saturation; the fixed image's, fading to the moving image's
+        # where the fixed field ends.
+        pf_full = _resized(pf, y8)
+        sat_f = _saturation(cf, yf)
+        sat_m = _saturation(cm, ym)
+        if sat_f is None:
+            sat = [cv2.multiply(c, cv2.subtract(1.0, pf_full)) for c in sat_m]
+        elif sat_m is None:
+            sat = [cv2.multiply(c, pf_full) for c in sat_f]
+        else:
+            sat = [cv2.add(m, cv2.multiply(cv2.subtract(f, m), pf_full))
+                   for f, m in zip(sat_f, sat_m)]
+        chroma = [cv2.addWeighted(cv2.multiply(c, y8, dtype=cv2.CV_32F), 1.0, c, 0.0, 128.0,
+                                  dtype=cv2.CV_8U) for c in sat]
         rgb = cv2.cvtColor(cv2.merge([y8, *chroma]), cv2.COLOR_YCrCb2RGB)
     cv2.copyTo(_rgb_u8(fixed), cv2.bitwise_not(fm8), rgb)
     return rgb

@@ -106,7 +106,8 @@ def test_colour_and_gray_8_and_16_bit_inputs_give_the_same_view(fixed_kind, movi
     assert out.shape == (N, N, 3) and out.dtype == np.uint8
     ref = fused(as_kind(fixed8, fixed_kind.replace("16", "8").replace("float", "gray8")),
                 as_kind(moving8, moving_kind.replace("16", "8").replace("float", "gray8")))
-    assert np.abs(out.astype(int) - ref.astype(int)).max() <= 4  # 8-bit vs float colour rounding
+    diff = np.abs(out.astype(int) - ref.astype(int))
+    assert diff.mean() < 1 and diff.max() <= 6  # 8-bit vs float colour conversion rounding
     if not fixed_kind.startswith("rgb"):
         np.testing.assert_array_equal(out[..., 0], out[..., 2])  # gray in, gray out
 
