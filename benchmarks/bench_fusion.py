@@ -197,7 +197,8 @@ def main() -> None:
     seconds = full_res_seconds()
     results["fused_2912px_seconds"] = seconds
     if seconds is not None:
-        print(f"fused, 2912 x 2912 FIRE pair, {args.threads} threads: {seconds:.3f} s (median of 5)")
+        print(f"fused, 2912 x 2912 FIRE pair, {args.threads} threads: {seconds:.3f} s "
+              "(median of 5)")
     save("bench_fusion", vars(args), SYNTH_SEED, results)
 
 

@@ -4,8 +4,8 @@ Real CF + OCTA eyes have no registration ground truth, so the check is visual: p
 disc-centred CF clip, the OCTA, the two-colour (CF magenta, OCTA green) and checkerboard overlays
 after registration, and the OCTA's vessel centre lines drawn on the CF's contrast-enhanced green
 channel. The last is the one to judge by: CF vessels are dark and OCTA vessels bright, so the
-two-colour view is dominated by the disc, while a centre line either lies in a dark CF vessel or beside
-it. Labels give the fitted rotation and the OCTA field's width in photo pixels, because a radial
+two-colour view is dominated by the disc, while a centre line either lies in a dark CF vessel or
+beside it. Labels give the fitted rotation and the OCTA field's width in photo pixels, because a radial
 vessel pattern around the disc can look aligned under a wrong rotation.
 
 The clip side follows the data's README (the OCTA field spans about 440 px of a 3x3 eye's
