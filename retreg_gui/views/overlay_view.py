@@ -3,9 +3,9 @@
 The warped image and the fused view are cached per transform; changing the overlay kind, tile
 size or alpha only recombines. Large images are combined at display resolution (longest side
 ``DISPLAY_SIDE``): full-resolution overlays of a 2912-px fundus pair take about a second each,
-too slow to follow live edits. The item is stretched back over full-resolution coordinates, so the view stays
-linked to the fixed image's view. A transform that throws the moving image off the fixed frame
-(``core.warp.placement_problem``) is not drawn: the view says why instead.
+too slow to follow live edits. The item is stretched back over full-resolution coordinates, so
+the view stays linked to the fixed image's view. A transform that throws the moving image off
+the fixed frame (``core.warp.placement_problem``) is not drawn: the view says why instead.
 """
 from __future__ import annotations
 
