@@ -24,7 +24,7 @@ from retreg.core.modality import fov_mask
 FINE_LEVELS = 3     # finest pyramid levels blended by the per-pixel choice; coarser: half each
 SELECT_SIGMA = 0.3  # px at each fine level: window and softening of the per-pixel choice
 MIN_BASE_SIDE = 16  # the coarsest pyramid level is at least this many px on its shorter side
-MAX_LEVELS = 8       # deeper levels would only blend ever-coarser halves
+MAX_LEVELS = 8      # deeper levels would only blend ever-coarser halves
 FADE = 0.02         # share of the shorter side over which a field fades in inside the other
 _PROBE_SIDE = 512   # the fields are found on a copy this small
 _PERCENTILE_SAMPLES = 250_000
