@@ -2,7 +2,7 @@
 
 All functions take two images of the same height and width (gray or RGB, uint8 / uint16 /
 float in [0, 1]). Cross-modal pairs differ in brightness, so the gray-based views (difference,
-fusion) stretch each image to its own 1st-99th percentile first. Full-resolution fundus
+two-colour) stretch each image to its own 1st-99th percentile first. Full-resolution fundus
 photos are ~8.5 MP, so the arithmetic stays in uint8 / float32, percentiles come from a
 strided subsample, and 8-bit images are stretched through a lookup table.
 """
@@ -97,7 +97,7 @@ def difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.repeat(d[:, :, None], 3, axis=2)
 
 
-def fusion(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def two_colour(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Fixed in magenta (R + B), moving in green: aligned structures turn white/gray."""
     _check_pair(a, b)
     ga, gb = _gray_stretched_u8(a), _gray_stretched_u8(b)

@@ -1,11 +1,11 @@
 """Register every eye of ``CF_OCTA_dev`` in the ``cfocta`` mode and draw a contact sheet.
 
 Real CF + OCTA eyes have no registration ground truth, so the check is visual: per eye the
-disc-centred CF clip, the OCTA, the fusion (CF magenta, OCTA green) and checkerboard overlays
+disc-centred CF clip, the OCTA, the two-colour (CF magenta, OCTA green) and checkerboard overlays
 after registration, and the OCTA's vessel centre lines drawn on the CF's contrast-enhanced green
 channel. The last is the one to judge by: CF vessels are dark and OCTA vessels bright, so the
-fusion is dominated by the disc, while a centre line either lies in a dark CF vessel or beside
-it. Labels give the fitted rotation and the OCTA field's width in photo pixels, because a radial
+two-colour view is dominated by the disc, while a centre line either lies in a dark CF vessel or
+beside it. Labels give the fitted rotation and the OCTA field's width in photo pixels, because a radial
 vessel pattern around the disc can look aligned under a wrong rotation.
 
 The clip side follows the data's README (the OCTA field spans about 440 px of a 3x3 eye's
@@ -26,7 +26,7 @@ from skimage.morphology import skeletonize
 from retreg.core.disc import clip_around_disc
 from retreg.core.io import read_image, write_image
 from retreg.core.matchers import get_matcher
-from retreg.core.overlays import checkerboard, fusion
+from retreg.core.overlays import checkerboard, two_colour
 from retreg.core.pipeline import register
 from retreg.core.provenance import run_record
 from retreg.core.warp import warp_moving
@@ -88,7 +88,7 @@ def register_eye(root: Path, field: str, eye: str, matcher, margin: float, trans
         rotation, scale = _similarity_params(to_photo)
         field_px = scale * octa.shape[1]
         warped = warp_moving(octa, res.matrix, clip.shape)
-        tiles += [_label(_tile(fusion(clip, warped)), f"fusion, {res.n_inliers} inliers"),
+        tiles += [_label(_tile(two_colour(clip, warped)), f"two-colour, {res.n_inliers} inliers"),
                   _label(_tile(checkerboard(clip, warped, tile=64)), "checkerboard"),
                   _label(_tile(_centre_lines_on_cf(clip, warped)),
                          f"rot {round(rotation)} deg, field {round(field_px)} px")]

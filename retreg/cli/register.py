@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from retreg.core import overlays
+from retreg.core.fusion import fused
 from retreg.core.atomic import atomic_write_bytes
 from retreg.core.io import read_image, write_image
 from retreg.core.matchers import available_matchers, get_matcher
@@ -24,7 +25,8 @@ from retreg.core.types import TRANSFORM_TYPES, Mode
 from retreg.core.warp import warp_moving
 
 OVERLAYS = {"checkerboard": overlays.checkerboard, "blend": overlays.blend,
-            "diff": overlays.difference, "fusion": overlays.fusion}
+            "diff": overlays.difference, "two-colour": overlays.two_colour, "fused": fused}
+OVERLAY_ALIASES = {"fusion": "two-colour"}  # the two-colour view's former name
 
 
 def add_parser(sub) -> None:
@@ -42,7 +44,9 @@ def add_parser(sub) -> None:
     p.add_argument("--json", type=Path, metavar="OUT", help="write the result as JSON")
     p.add_argument("--warped", type=Path, metavar="OUT.png",
                    help="write the moving image warped into the fixed frame")
-    p.add_argument("--overlay", choices=sorted(OVERLAYS), help="overlay kind for --overlay-out")
+    p.add_argument("--overlay", choices=sorted(OVERLAYS) + sorted(OVERLAY_ALIASES),
+                   help="overlay kind for --overlay-out (fused: detail of both images in one; "
+                        "two-colour: fixed magenta, moving green; fusion: old name of two-colour)")
     p.add_argument("--overlay-out", type=Path, metavar="OUT.png",
                    help="write fixed + warped moving as the chosen overlay")
     p.add_argument("--tile", type=int, metavar="PX",
@@ -51,6 +55,7 @@ def add_parser(sub) -> None:
 
 
 def _overlay(kind: str, fixed: np.ndarray, warped: np.ndarray, tile: int | None) -> np.ndarray:
+    kind = OVERLAY_ALIASES.get(kind, kind)
     if kind == "checkerboard":
         return overlays.checkerboard(fixed, warped, tile or overlays.default_tile(fixed.shape))
     return OVERLAYS[kind](fixed, warped)

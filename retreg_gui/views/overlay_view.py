@@ -1,11 +1,11 @@
 """The registration result: fixed image and warped moving image combined by a core overlay.
 
-The warped image is cached per transform; changing the overlay kind, tile size or alpha only
-recombines. Large images are combined at display resolution (longest side ``DISPLAY_SIDE``):
-full-resolution overlays of a 2912-px fundus pair take about a second each, too slow to follow
-live edits. The item is stretched back over full-resolution coordinates, so the view stays
-linked to the fixed image's view. A transform that throws the moving image off the fixed frame
-(``core.warp.placement_problem``) is not drawn: the view says why instead.
+The warped image and the fused view are cached per transform; changing the overlay kind, tile
+size or alpha only recombines. Large images are combined at display resolution (longest side
+``DISPLAY_SIDE``): full-resolution overlays of a 2912-px fundus pair take about a second each,
+too slow to follow live edits. The item is stretched back over full-resolution coordinates, so
+the view stays linked to the fixed image's view. A transform that throws the moving image off
+the fixed frame (``core.warp.placement_problem``) is not drawn: the view says why instead.
 """
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from retreg.core import overlays
+from retreg.core.fusion import fused
 from retreg.core.warp import placement_problem, warp_moving
 from retreg.gui.controller import overlay_refusal
 from retreg.gui.session import Session
 from retreg.gui.views.image_box import display_image
 
-OVERLAY_KINDS = ("checkerboard", "blend", "difference", "fusion", "flicker")
+OVERLAY_KINDS = ("checkerboard", "blend", "difference", "two-colour", "fused", "flicker")
+KIND_ALIASES = {"fusion": "two-colour"}  # the two-colour view's former name, in saved settings
 FLICKER_MS = 500
 DISPLAY_SIDE = 1280
 
@@ -45,6 +47,8 @@ class OverlayView(QtWidgets.QWidget):
         self._warped_for: bytes | None = None
         self.not_drawn = ""  # why the current transform is not drawn, when it is not
         self._fixed_display: np.ndarray | None = None
+        self._fused: np.ndarray | None = None
+        self._fused_of: np.ndarray | None = None  # the warped image ``_fused`` was made with
         self._render_queued = False
         self._flicker_on_moving = False
 
@@ -100,6 +104,7 @@ class OverlayView(QtWidgets.QWidget):
         return OVERLAY_KINDS[self.kind.currentIndex()]
 
     def set_kind(self, kind: str) -> None:
+        kind = KIND_ALIASES.get(kind, kind)
         if kind in OVERLAY_KINDS:
             self.kind.setCurrentIndex(OVERLAY_KINDS.index(kind))
 
@@ -166,8 +171,12 @@ class OverlayView(QtWidgets.QWidget):
             return overlays.blend(fixed, moving, self.alpha.value() / 100.0)
         if kind == "difference":
             return overlays.difference(fixed, moving)
-        if kind == "fusion":
-            return overlays.fusion(fixed, moving)
+        if kind == "two-colour":
+            return overlays.two_colour(fixed, moving)
+        if kind == "fused":  # the slowest view: made once per warped image
+            if self._fused_of is not moving:
+                self._fused, self._fused_of = fused(fixed, moving), moving
+            return self._fused
         return moving if self._flicker_on_moving else fixed
 
     def render(self) -> None:

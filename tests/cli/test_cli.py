@@ -8,6 +8,7 @@ import pytest
 
 from retreg.core.annotations import PointPair, write_fire_points
 from retreg.core import overlays
+from retreg.core.fusion import fused
 from retreg.core.io import read_image, write_image
 from retreg.core.geometry import map_points
 from retreg.core.metrics import mean_corner_error
@@ -93,6 +94,18 @@ def test_register_checkerboard_tile_can_be_chosen(tmp_path):
     fixed_img, warped = read_image(fixed), read_image(tmp_path / "w.png")
     np.testing.assert_array_equal(read_image(tmp_path / "o.png"),
                                   overlays.checkerboard(fixed_img, warped, 10))
+
+
+@pytest.mark.parametrize("kind, expected", [("fused", fused), ("two-colour", overlays.two_colour),
+                                             ("fusion", overlays.two_colour)])
+def test_register_writes_the_fused_and_two_colour_views(tmp_path, kind, expected):
+    fixed, moving, _, _ = _write_pair(tmp_path, "a", seed=1, deg=8.0, shift=(12, -9))
+    code = main(["register", str(fixed), str(moving), "--mode", "cfcf", "--matcher", "sift",
+                 "--warped", str(tmp_path / "w.png"), "--overlay", kind,
+                 "--overlay-out", str(tmp_path / "o.png")])
+    assert code == 0
+    fixed_img, warped = read_image(fixed), read_image(tmp_path / "w.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "o.png"), expected(fixed_img, warped))
 
 
 def test_register_failure_exits_1_and_still_writes_the_reason(tmp_path):

@@ -1,8 +1,8 @@
-"""Warping and overlays: shapes, dtypes, tile alternation and fusion colours."""
+"""Warping and overlays: shapes, dtypes, tile alternation and two-colour colours."""
 import numpy as np
 import pytest
 
-from retreg.core.overlays import blend, checkerboard, default_tile, difference, fusion
+from retreg.core.overlays import blend, checkerboard, default_tile, difference, two_colour
 from retreg.core.warp import warp_moving
 
 H, W = 60, 90
@@ -15,7 +15,7 @@ def _pair():
     return a, b
 
 
-@pytest.mark.parametrize("fn", [checkerboard, blend, difference, fusion])
+@pytest.mark.parametrize("fn", [checkerboard, blend, difference, two_colour])
 def test_overlays_return_rgb_uint8_of_the_fixed_size(fn):
     a, b = _pair()
     out = fn(a, b)
@@ -38,12 +38,12 @@ def test_blend_weights_the_two_images():
         blend(a, b, 1.5)
 
 
-def test_fusion_puts_fixed_in_magenta_and_moving_in_green():
+def test_two_colour_puts_fixed_in_magenta_and_moving_in_green():
     rng = np.random.default_rng(0)
     a = rng.integers(0, 255, (H, W), dtype=np.uint8)
     b = np.zeros((H, W), np.uint8)
     b[:, W // 2:] = 255
-    out = fusion(a, b)
+    out = two_colour(a, b)
     np.testing.assert_array_equal(out[..., 0], out[..., 2])  # magenta = red + blue, equal
     assert out[:, : W // 2, 1].max() == 0 and out[:, W // 2 + 1:, 1].min() == 255
     assert np.corrcoef(out[..., 0].ravel(), a.ravel())[0, 1] > 0.95
@@ -57,7 +57,7 @@ def test_difference_is_zero_for_identical_images():
 
 def test_overlay_of_different_sizes_is_a_value_error():
     with pytest.raises(ValueError, match="same size"):
-        fusion(np.zeros((10, 10)), np.zeros((10, 11)))
+        two_colour(np.zeros((10, 10)), np.zeros((10, 11)))
 
 
 def test_warp_moves_content_by_the_matrix_and_keeps_dtype():
@@ -80,7 +80,7 @@ def _reference_stretch(img):
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
-def test_fast_fusion_and_difference_match_the_plain_float_stretch(dtype):
+def test_fast_two_colour_and_difference_match_the_plain_float_stretch(dtype):
     rng = np.random.default_rng(2)
     top = np.iinfo(dtype).max
     yy, xx = np.mgrid[0:1100, 0:1000] / 1000.0  # > 250k px: percentiles from a subsample
@@ -88,9 +88,9 @@ def test_fast_fusion_and_difference_match_the_plain_float_stretch(dtype):
     b = np.clip((yy + rng.normal(0, 0.1, yy.shape)) * top * 0.8, 0, top)
     a, b = a.astype(dtype), b.astype(dtype)
     ra, rb = _reference_stretch(a), _reference_stretch(b)
-    fused = fusion(a, b).astype(int)
-    assert np.abs(fused[..., 0] - np.round(ra * 255)).max() <= 1
-    assert np.abs(fused[..., 1] - np.round(rb * 255)).max() <= 1
+    two = two_colour(a, b).astype(int)
+    assert np.abs(two[..., 0] - np.round(ra * 255)).max() <= 1
+    assert np.abs(two[..., 1] - np.round(rb * 255)).max() <= 1
     diff = difference(a, b)[..., 0].astype(int)
     assert np.abs(diff - np.round(np.abs(ra - rb) * 255)).max() <= 2
 

@@ -264,8 +264,27 @@ def test_every_overlay_kind_renders_and_controls_change_it(qtbot, window, pair_f
     ov.set_kind("flicker")
     first = ov.composed()
     qtbot.waitUntil(lambda: not np.array_equal(ov.composed(), first), timeout=3000)
-    ov.set_kind("fusion")
+    ov.set_kind("two-colour")
     assert not ov.flicker_timer.isActive()
+
+
+def test_the_fused_view_is_offered_and_made_once_per_transform(qtbot, window, pair_files):
+    from retreg.core.fusion import fused
+
+    open_and_register(qtbot, window, pair_files)
+    ov = window.overlay_view
+    labels = [ov.kind.itemText(i) for i in range(ov.kind.count())]
+    assert "Fused" in labels and "Two-colour" in labels and "Fusion" not in labels
+    ov.set_kind("fused")
+    first = ov.composed()
+    np.testing.assert_array_equal(first, fused(ov._fixed_display, ov.warped()))
+    ov.set_kind("blend")
+    ov.set_kind("fused")
+    assert ov.composed() is first  # switching back does not fuse again
+    window.set_transform("homography")
+    assert ov.composed() is not first
+    ov.set_kind("fusion")  # the former name, as saved settings may hold it
+    assert ov.current_kind() == "two-colour"
 
 
 def test_transform_switch_reestimates_instantly_and_undoes(qtbot, window, pair_files):
@@ -578,7 +597,7 @@ def test_closing_with_unsaved_changes_asks_and_can_cancel(qtbot, window, pair_fi
 
 
 def test_settings_are_remembered_between_runs(qtbot, window, tmp_path):
-    window.overlay_view.set_kind("fusion")
+    window.overlay_view.set_kind("fused")
     window.overlay_view.squares.setValue(5)
     window.select_data(window.mode_combo, "octfa")
     window.set_transform("homography")
@@ -587,7 +606,7 @@ def test_settings_are_remembered_between_runs(qtbot, window, tmp_path):
     window.save_settings()
     again = MainWindow(Settings(tmp_path / "settings.ini"), recovery_dir=tmp_path / "rec2")
     try:
-        assert again.overlay_view.current_kind() == "fusion"
+        assert again.overlay_view.current_kind() == "fused"
         assert again.overlay_view.squares.value() == 5
         assert again.mode_combo.currentData() == "octfa"
         assert again.doc.transform_type == "homography"

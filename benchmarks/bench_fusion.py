@@ -1,0 +1,206 @@
+"""Fused views of registered pairs compared: average, max, two-colour (its luminance) and the
+classical detail-preserving fused view (``core.fusion.fused``).
+
+Pairs: FIRE category P with the moving image warped by a homography fitted to the ground-truth
+control points (so registration errors do not enter the fusion metrics), at half resolution;
+CF_OCTA_dev eyes with the OCTA registered onto a disc-centred CF clip by the pipeline (as
+tools/cfocta_dev_sheet.py does; eyes whose registration fails or is judged failed are left out);
+and synthetic pixel-aligned CF + FA, CF + OCT and CF clip + OCTA. All metrics are taken on
+luminance inside the overlap of the two fields (eroded by 2 % of the side), each image stretched
+to its own 1st-99th percentile there:
+
+- detail: mean gradient magnitude of the candidate / that of the pixel-wise max of both inputs'
+  gradient magnitudes (the issue's bar: fused >= 0.95, above either input and the average);
+- lowfreq: correlation of the candidate with the inputs' average after a Gaussian, sigma 8 px
+  (bar: >= 0.95);
+- sf: spatial frequency sqrt(RF^2 + CF^2) of the candidate;
+- ssim_f / ssim_m: mean SSIM of the candidate to the fixed / moving input.
+
+The full-resolution time of ``fused`` on one 2912 px FIRE pair (median of 5) is printed too.
+
+    OMP_NUM_THREADS=2 python benchmarks/bench_fusion.py --fire 10 --synthetic 6
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from skimage.metrics import structural_similarity
+
+from record import save  # benchmarks/record.py (scripts run with benchmarks/ on sys.path)
+from retreg.core.disc import clip_around_disc
+from retreg.core.fusion import field, fused
+from retreg.core.io import read_image
+from retreg.core.matchers import get_matcher
+from retreg.core.overlays import two_colour
+from retreg.core.pipeline import register
+from retreg.core.warp import warp_moving
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+FIRE = DATA / "FIRE_P"
+CFOCTA = DATA / "CF_OCTA_dev"
+CFOCTA_FIELD_PX = {"3x3": 440, "6x6": 760}
+CFOCTA_MARGIN = 1.3
+SYNTH_SEED = 10_600_000
+LOWFREQ_SIGMA = 8.0
+CANDIDATES = ("fixed", "moving", "average", "max", "two-colour", "fused")
+METRICS = ("detail", "lowfreq", "sf", "ssim_f", "ssim_m")
+
+
+def _luma(img: np.ndarray) -> np.ndarray:
+    """Luminance as float32 in [0, 1] (YCrCb's Y, as ``fused`` uses)."""
+    img = np.asarray(img)
+    if img.ndim == 3:
+        img = cv2.cvtColor(np.ascontiguousarray(img[:, :, :3]), cv2.COLOR_RGB2YCrCb)[:, :, 0]
+    scale = 65535.0 if img.dtype == np.uint16 else 255.0
+    return img.astype(np.float32) / np.float32(scale)
+
+
+def _stretched(g: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    lo, hi = np.percentile(g[inside], (1, 99))
+    return np.clip((g - lo) / max(hi - lo, 1e-6), 0.0, 1.0).astype(np.float32)
+
+
+def _grad(g: np.ndarray) -> np.ndarray:
+    return cv2.magnitude(cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3),
+                         cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)) / 8.0
+
+
+def _spatial_frequency(g: np.ndarray, inside: np.ndarray) -> float:
+    rows = (np.diff(g, axis=1) ** 2)[inside[:, 1:] & inside[:, :-1]]
+    cols = (np.diff(g, axis=0) ** 2)[inside[1:, :] & inside[:-1, :]]
+    return float(np.sqrt(rows.mean() + cols.mean()))
+
+
+def _ssim(a: np.ndarray, b: np.ndarray, inside: np.ndarray) -> float:
+    _, smap = structural_similarity(a, b, data_range=1.0, full=True)
+    return float(smap[inside].mean())
+
+
+def pair_metrics(fixed: np.ndarray, warped: np.ndarray) -> dict[str, dict[str, float]]:
+    """Metrics of every candidate for one aligned pair (same height and width)."""
+    yf, ym = _luma(fixed), _luma(warped)
+    overlap = field(yf) & field(ym)
+    k = 2 * max(1, round(0.02 * min(yf.shape))) + 1
+    overlap = cv2.erode(overlap.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
+    a, b = _stretched(yf, overlap), _stretched(ym, overlap)
+    candidates = {"fixed": a, "moving": b, "average": 0.5 * (a + b), "max": np.maximum(a, b),
+                  "two-colour": _luma(two_colour(fixed, warped)),
+                  "fused": _luma(fused(fixed, warped))}
+    grad_max = np.maximum(_grad(a), _grad(b))[overlap].mean()
+    low_avg = cv2.GaussianBlur(0.5 * (a + b), (0, 0), LOWFREQ_SIGMA)[overlap]
+    out = {}
+    for name, img in candidates.items():
+        g = _stretched(img, overlap)
+        low = cv2.GaussianBlur(g, (0, 0), LOWFREQ_SIGMA)[overlap]
+        out[name] = {"detail": float(_grad(g)[overlap].mean() / grad_max),
+                     "lowfreq": float(np.corrcoef(low, low_avg)[0, 1]),
+                     "sf": _spatial_frequency(g, overlap),
+                     "ssim_f": _ssim(g, a, overlap), "ssim_m": _ssim(g, b, overlap)}
+    return out
+
+
+def fire_pairs(n: int):
+    """(name, fixed, warped moving) at half resolution, moving warped by the ground truth."""
+    ids = [k for k in range(10, 50) if k != 37][:n]  # P37's ground truth is wrong (README)
+    half = np.diag([0.5, 0.5, 1.0])
+    for k in ids:
+        pts = np.loadtxt(FIRE / "Ground_Truth" / f"control_points_P{k}_1_2.txt")
+        hom, _ = cv2.findHomography(pts[:, 2:], pts[:, :2])
+        fixed, moving = (read_image(FIRE / "data" / f"P{k}_{i}.jpg") for i in (1, 2))
+        fixed, moving = (cv2.resize(im, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+                         for im in (fixed, moving))
+        yield f"P{k}", fixed, warp_moving(moving, half @ hom @ np.linalg.inv(half), fixed.shape)
+
+
+def cfocta_pairs(matcher_name: str):
+    """(name, CF clip, registered OCTA) for each CF_OCTA_dev eye that registers."""
+    matcher = get_matcher(matcher_name)
+    for size, side in CFOCTA_FIELD_PX.items():
+        for cf_path in sorted((CFOCTA / size / "B_Fundus").glob("*.jpg")):
+            octa_path = CFOCTA / size / "A_OCTA" / "C_optic_nerve_head" / cf_path.name
+            if not octa_path.is_file():
+                continue
+            clip, _ = clip_around_disc(read_image(cf_path), int(side * CFOCTA_MARGIN))
+            octa = read_image(octa_path)
+            res = register(clip, octa, "cfocta", matcher=matcher, transform="similarity")
+            if not res.ok or (res.verdict is not None and res.verdict.level == "failed"):
+                print(f"  {size}/{cf_path.stem}: not registered, left out")
+                continue
+            yield f"{size}/{cf_path.stem}", clip, warp_moving(octa, res.matrix, clip.shape)
+
+
+def synthetic_pairs(n: int):
+    """(name, fixed, moving) pixel-aligned synthetic CF + FA / OCT and CF clip + OCTA."""
+    from retreg.training.synth import render_case
+    for seed in range(SYNTH_SEED, SYNTH_SEED + n):
+        case = render_case(seed, 512)
+        for fixed, moving in (("cf", "fa"), ("cf", "oct"), ("cf_clip", "octa")):
+            yield f"{seed}/{moving}", case[fixed], case[moving]
+
+
+def full_res_seconds(repeats: int = 5) -> float | None:
+    if not (FIRE / "data" / "P10_1.jpg").is_file():
+        return None
+    pts = np.loadtxt(FIRE / "Ground_Truth" / "control_points_P10_1_2.txt")
+    hom, _ = cv2.findHomography(pts[:, 2:], pts[:, :2])
+    fixed, moving = (read_image(FIRE / "data" / f"P10_{i}.jpg") for i in (1, 2))
+    warped = warp_moving(moving, hom, fixed.shape)
+    fused(fixed, warped)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fused(fixed, warped)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fire", type=int, default=10, help="FIRE-P pairs (0: none)")
+    ap.add_argument("--cfocta", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--synthetic", type=int, default=6, help="synthetic eyes (0: none)")
+    ap.add_argument("--matcher", default="default", help="matcher for the CF_OCTA_dev eyes")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    cv2.setNumThreads(args.threads)
+
+    groups = {}
+    if args.fire and FIRE.is_dir():
+        groups["FIRE-P (half res)"] = fire_pairs(args.fire)
+    if args.cfocta and CFOCTA.is_dir():
+        groups["CF_OCTA_dev"] = cfocta_pairs(args.matcher)
+    if args.synthetic:
+        groups["synthetic"] = synthetic_pairs(args.synthetic)
+
+    results = {"per_pair": {}, "mean": {}}
+    for group, pairs in groups.items():
+        rows = {}
+        for name, fixed, moving in pairs:
+            rows[name] = pair_metrics(fixed, moving)
+            print(f"  {group} {name}: fused detail {rows[name]['fused']['detail']:.3f}, "
+                  f"lowfreq {rows[name]['fused']['lowfreq']:.3f}")
+        if not rows:
+            continue
+        results["per_pair"][group] = rows
+        mean = {c: {m: float(np.mean([r[c][m] for r in rows.values()])) for m in METRICS}
+                for c in CANDIDATES}
+        results["mean"][group] = mean | {"pairs": len(rows)}
+        print(f"\n{group}: {len(rows)} pairs, means")
+        print(f"{'candidate':12s}" + "".join(f"{m:>9s}" for m in METRICS))
+        for c in CANDIDATES:
+            print(f"{c:12s}" + "".join(f"{mean[c][m]:9.3f}" for m in METRICS))
+        print()
+    seconds = full_res_seconds()
+    results["fused_2912px_seconds"] = seconds
+    if seconds is not None:
+        print(f"fused, 2912 x 2912 FIRE pair, {args.threads} threads: {seconds:.3f} s "
+              "(median of 5)")
+    save("bench_fusion", vars(args), SYNTH_SEED, results)
+
+
+if __name__ == "__main__":
+    main()
