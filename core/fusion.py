@@ -20,6 +20,7 @@ import numpy as np
 
 from retreg.core.io import to_float01
 from retreg.core.modality import fov_mask
+from retreg.core.overlays import percentile_range, rgb_u8
 
 FINE_LEVELS = 3     # finest pyramid levels blended by the per-pixel choice; coarser: half each
 SELECT_SIGMA = 0.3  # px at each fine level: window and softening of the per-pixel choice
@@ -27,7 +28,6 @@ MIN_BASE_SIDE = 16  # the coarsest pyramid level is at least this many px on its
 MAX_LEVELS = 8      # deeper levels would only blend ever-coarser halves
 FADE = 0.02         # share of the shorter side over which a field fades in inside the other
 _PROBE_SIDE = 512   # the fields are found on a copy this small
-_PERCENTILE_SAMPLES = 250_000
 
 
 def _split(img: np.ndarray) -> tuple[np.ndarray, list[np.ndarray] | None]:
@@ -70,14 +70,12 @@ def field(gray: np.ndarray) -> np.ndarray:
 
 
 def _stretch(y: np.ndarray, inside: np.ndarray) -> tuple[float, float]:
-    """(1st percentile, 99th - 1st) of ``y`` inside ``inside``, in [0, 1] units, from a strided
-    subsample."""
-    step = max(1, int(np.sqrt(y.size / _PERCENTILE_SAMPLES)))
-    vals = y[::step, ::step][inside[::step, ::step]]
-    if vals.size == 0:
+    """(1st percentile, 99th - 1st) of ``y`` inside ``inside``, in [0, 1] units."""
+    if not inside.any():
         return 0.0, 1.0
-    lo, hi = np.percentile(vals, (1, 99)) / (255.0 if y.dtype == np.uint8 else 1.0)
-    return float(lo), float(max(hi - lo, 1e-3))
+    lo, span = percentile_range(y, inside, min_span=0.0)
+    scale = 255.0 if y.dtype == np.uint8 else 1.0
+    return lo / scale, max(span / scale, 1e-3)
 
 
 def _normalised(y: np.ndarray, lo: float, span: float) -> np.ndarray:
@@ -214,15 +212,5 @@ def fused(fixed: np.ndarray, moving: np.ndarray, fixed_field: np.ndarray | None 
         chroma = [cv2.addWeighted(cv2.multiply(c, y8, dtype=cv2.CV_32F), 1.0, c, 0.0, 128.0,
                                   dtype=cv2.CV_8U) for c in sat]
         rgb = cv2.cvtColor(cv2.merge([y8, *chroma]), cv2.COLOR_YCrCb2RGB)
-    cv2.copyTo(_rgb_u8(fixed), cv2.bitwise_not(fm8), rgb)
+    cv2.copyTo(rgb_u8(fixed), cv2.bitwise_not(fm8), rgb)
     return rgb
-
-
-def _rgb_u8(img: np.ndarray) -> np.ndarray:
-    img = np.asarray(img)
-    if img.ndim == 3 and img.shape[2] < 3:
-        img = img[:, :, 0]
-    if img.dtype != np.uint8:
-        img = np.round(to_float01(img) * 255.0).astype(np.uint8)
-    return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB) if img.ndim == 2 else np.ascontiguousarray(
-        img[:, :, :3])
