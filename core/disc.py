@@ -15,6 +15,7 @@ import numpy as np
 
 from retreg.core.io import to_float01
 from retreg.core.modality import prepare
+from retreg.core.warp import square_clip
 
 WORKING_SIDE = 512  # the FOV is normalised to this side; the disc is ~1/8 of it across
 DISC_RADIUS_PX = WORKING_SIDE / 16  # working px; sets every blur scale below
@@ -68,9 +69,4 @@ def clip_around_disc(cf_rgb: np.ndarray, side_px: int, out_side: int = 512
     cx, cy = locate_disc(cf_rgb)
     x0 = int(np.clip(round(cx - side / 2), 0, w - side))
     y0 = int(np.clip(round(cy - side / 2), 0, h - side))
-    crop = cf_rgb[y0:y0 + side, x0:x0 + side]
-    interp = cv2.INTER_AREA if side > out_side else cv2.INTER_LINEAR
-    clip = cv2.resize(crop, (out_side, out_side), interpolation=interp)
-    s = side / out_side  # pixel centres: full = (c + 0.5) * s - 0.5 + x0
-    matrix = np.array([[s, 0.0, x0 + 0.5 * s - 0.5], [0.0, s, y0 + 0.5 * s - 0.5], [0, 0, 1.0]])
-    return clip, matrix
+    return square_clip(cf_rgb, x0, y0, side, out_side)

@@ -26,9 +26,11 @@ from retreg.core.io import read_image
 from retreg.core.metrics import (SAME_MODALITY, PairErrors, Summary, Thresholds, classify,
                                  control_point_errors)
 from retreg.core.types import RegistrationResult
+from retreg.core.warp import square_clip
 
 FIRE_EXCLUDED = ("P37",)  # ground truth known to be wrong
 PAIRS_CSV_COLUMNS = ("fixed", "moving", "gt", "category")
+CLIP_COLUMN = "fixed_clip"  # optional: "x0 y0 side out_side", register onto that square of fixed
 _FIRE_NAME = re.compile(r"([A-Za-z])(\d+)_1\.jpg")
 
 
@@ -39,6 +41,7 @@ class EvalPair:
     fixed: Path
     moving: Path
     gt: Path
+    fixed_clip: tuple[int, int, int, int] | None = None  # x0, y0, side, out_side (fixed px)
 
 
 @dataclass
@@ -85,7 +88,9 @@ def fire_pairs(root: str | Path, include_p37: bool = False
 
 
 def csv_pairs(path: str | Path) -> tuple[list[EvalPair], list[tuple[str, str]]]:
-    """Pairs listed in a CSV with columns ``fixed,moving,gt,category`` (paths relative to it)."""
+    """Pairs listed in a CSV with columns ``fixed,moving,gt,category`` (paths relative to it)
+    and optionally ``fixed_clip`` (``x0 y0 side out_side``: the pair is registered onto that
+    square of the fixed image, resampled to ``out_side``; errors stay in fixed-image px)."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: pairs CSV does not exist")
@@ -106,7 +111,8 @@ def csv_pairs(path: str | Path) -> tuple[list[EvalPair], list[tuple[str, str]]]:
             raise DatasetError(f"{path}: line {lineno}: fixed, moving and gt are required")
         pair = EvalPair(f"line{lineno}:{Path(values['fixed']).stem}", values["category"] or "-",
                         path.parent / values["fixed"], path.parent / values["moving"],
-                        path.parent / values["gt"])
+                        path.parent / values["gt"],
+                        _clip((row.get(CLIP_COLUMN) or "").strip(), f"{path}: line {lineno}"))
         why = _missing(pair)
         if why:
             skipped.append((pair.pair_id, why))
@@ -115,6 +121,19 @@ def csv_pairs(path: str | Path) -> tuple[list[EvalPair], list[tuple[str, str]]]:
     if not pairs:
         raise DatasetError(f"{path}: no usable pairs")
     return pairs, skipped
+
+
+def _clip(text: str, where: str) -> tuple[int, int, int, int] | None:
+    if not text:
+        return None
+    try:
+        values = tuple(int(v) for v in text.split())
+    except ValueError:
+        values = ()
+    if len(values) != 4 or min(values[2:]) < 8 or min(values[:2]) < 0:
+        raise DatasetError(f"{where}: {CLIP_COLUMN} must be 'x0 y0 side out_side' "
+                           f"(integers, sides >= 8), got {text!r}")
+    return values  # type: ignore[return-value]
 
 
 def evaluate(pairs: Sequence[EvalPair],
@@ -133,10 +152,17 @@ def evaluate(pairs: Sequence[EvalPair],
         except (AnnotationError, ImageReadError) as exc:
             skipped.append((pair.pair_id, str(exc)))
             continue
+        to_fixed = np.eye(3)
+        if pair.fixed_clip is not None:
+            try:
+                fixed, to_fixed = square_clip(fixed, *pair.fixed_clip)
+            except ValueError as exc:
+                skipped.append((pair.pair_id, str(exc)))
+                continue
         t0 = time.perf_counter()
         res = register_fn(pair, fixed, moving)
         seconds = time.perf_counter() - t0
-        errs = control_point_errors(res.matrix if res.ok else None,
+        errs = control_point_errors(to_fixed @ res.matrix if res.ok else None,
                                     [p.moving for p in gt], [p.fixed for p in gt])
         results.append(PairResult(pair, res, errs, classify(errs, thresholds), seconds))
     return results, skipped

@@ -32,7 +32,10 @@ class SearchPolicy:
 
     ``rotations`` (degrees counter-clockwise, multiples of 90) are tried first, each as prepared
     and, when the moving pitch differs from the fixed one by more than ``pitch_tolerance``
-    (relative), at the fixed pitch. If none is convincing and both modalities are in
+    (relative), at the fixed pitch. When the moving modality is in ``zoom_modalities`` it is
+    tried at each of ``zooms`` instead (its working image shrunk or enlarged by that factor: an
+    OCTA field covers 0.5-1x of a CF clip, beyond the matcher's trained scale range, and its
+    pixels have nothing to do with the photo's); all zooms of a rotation vote together. If none is convincing and both modalities are in
     ``shift_modalities``, the best one's pitch is tried unturned, moved by each of
     ``shift_fractions`` of its side in each of ``shift_directions``. Convincing = an affine
     consensus of at least ``accept_inliers`` binned matches and ``accept_ratio`` of them, within
@@ -40,6 +43,8 @@ class SearchPolicy:
     """
 
     rotations: tuple[int, ...] = (0, 180, 90, 270)
+    zooms: tuple[float, ...] = (1.0, 0.8, 0.64, 0.5)
+    zoom_modalities: frozenset[str] = frozenset({"octa"})
     pitch_tolerance: float = 0.08
     shift_fractions: tuple[float, ...] = (1 / 3, 2 / 3)
     shift_directions: tuple[tuple[int, int], ...] = COMPASS
@@ -51,9 +56,12 @@ class SearchPolicy:
     def __post_init__(self) -> None:
         if not self.rotations or any(r % 90 for r in self.rotations):
             raise ValueError(f"rotations must be non-empty multiples of 90, got {self.rotations}")
+        if not self.zooms or min(self.zooms) <= 0:
+            raise ValueError(f"zooms must be non-empty positive factors, got {self.zooms}")
 
 
-NO_SEARCH = SearchPolicy(rotations=(0,), pitch_tolerance=float("inf"), shift_fractions=())
+NO_SEARCH = SearchPolicy(rotations=(0,), zooms=(1.0,), pitch_tolerance=float("inf"),
+                         shift_fractions=())
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class Variant:
     rotation_deg: int = 0
     pitch_variant: int = 0
     shift_px: tuple[int, int] = (0, 0)
+    zoom: float = 1.0
 
 
 def as_given(moving: PreparedImage) -> Variant:
@@ -88,6 +97,16 @@ def at_fixed_pitch(moving: PreparedImage, fixed: PreparedImage) -> Variant:
     """The moving image at the fixed image's pitch (same full-resolution frame, other grid)."""
     image = at_pitch(moving, fixed.scale)
     return Variant(image, lambda pts: moving.to_work(image.to_full(pts)), pitch_variant=1)
+
+
+def zoomed(v: Variant, factor: float) -> Variant:
+    """``v`` with its working image resampled ``factor`` times as large (content and frame)."""
+    if factor == 1.0:
+        return v
+    img = v.image
+    image = at_pitch(img, (img.scale[0] / factor, img.scale[1] / factor))
+    return replace(v, image=image, to_moving=lambda pts: v.to_moving(img.to_work(image.to_full(pts))),
+                   zoom=v.zoom * factor)
 
 
 def _rot90_back(pts: np.ndarray, k: int, w: int, h: int) -> np.ndarray:
@@ -228,7 +247,8 @@ def search(matcher: Matcher, fixed: PreparedImage, moving: PreparedImage,
     finds best, and which variant that was. An easy pair costs one ``matcher.match``."""
     bases = [as_given(moving)]
     ratio = np.asarray(moving.scale) / np.asarray(fixed.scale)
-    if np.any(np.abs(ratio - 1.0) > policy.pitch_tolerance):
+    zooms = policy.zooms if moving.modality in policy.zoom_modalities else (1.0,)
+    if len(zooms) == 1 and np.any(np.abs(ratio - 1.0) > policy.pitch_tolerance):
         bases.append(at_fixed_pitch(moving, fixed))
     tried: list[tuple[Variant, CoarseFit]] = []
     best: CoarseFit | None = None
@@ -245,7 +265,8 @@ def search(matcher: Matcher, fixed: PreparedImage, moving: PreparedImage,
 
     for deg in policy.rotations:
         for base in bases:
-            attempt(turned(base, deg))
+            for z in zooms:
+                attempt(turned(zoomed(base, z), deg))
         if convincing():
             break
     if {fixed.modality, moving.modality} <= policy.shift_modalities and not convincing():
@@ -263,4 +284,4 @@ def search(matcher: Matcher, fixed: PreparedImage, moving: PreparedImage,
                                      policy.score_threshold_px * float(np.mean(fixed.scale)))
     v, fit = tried[win]
     return matches, Hypothesis(v.rotation_deg, v.pitch_variant, v.shift_px, fit.inliers,
-                               support, len(tried))
+                               support, len(tried), v.zoom)

@@ -15,7 +15,9 @@ import numpy as np
 
 from retreg.core.estimation import (MIN_POINTS, estimate, estimate_with_affine_fallback,
                                     fit_least_squares, implausibility)
-from retreg.core.geometry import residuals
+from retreg.core.field import (FieldClip, FieldPrior, field_clips, field_width,
+                               implausible_field, is_whole_photo)
+from retreg.core.geometry import map_points, residuals
 from retreg.core.hypotheses import SearchPolicy, search
 from retreg.core.io import read_image
 from retreg.core.matchers import Matcher, get_matcher
@@ -41,6 +43,10 @@ class RegistrationConfig:
 
     ``refine`` configures the fine stage (``core.refine``: NCC on vessel maps around the coarse
     solution, then a tighter refit); None turns it off.
+
+    ``field`` is the physical scale prior of cfocta pairs whose CF is a whole photo
+    (``core.field``): the OCTA is registered onto disc-centred clips of the expected field and
+    the result returned in photo pixels. None registers onto the whole photo as given.
     """
 
     ransac_threshold_px: float = 8.0
@@ -53,6 +59,7 @@ class RegistrationConfig:
     search: SearchPolicy = SearchPolicy()
     refine: RefineConfig | None = RefineConfig()
     verdict: VerdictConfig = VerdictConfig()
+    field: FieldPrior | None = FieldPrior()
 
 
 def _as_image(img: np.ndarray | str | os.PathLike) -> np.ndarray:
@@ -94,10 +101,20 @@ def register(fixed_img: np.ndarray | str | os.PathLike, moving_img: np.ndarray |
     mode = Mode(mode)
     _check_transform(transform)
     matcher = matcher if matcher is not None else get_matcher("default")
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
     fixed_arr, moving_arr = _as_image(fixed_img), _as_image(moving_img)
     fixed = prepare(fixed_arr, mode.fixed_modality, matcher.working_side)
+    if mode is Mode.CFOCTA and config.field is not None and is_whole_photo(fixed):
+        return _register_in_photo(fixed_arr, moving_arr, fixed, mode, matcher, transform, config,
+                                  t0)
+    return _register_prepared(fixed_arr, moving_arr, fixed, mode, matcher, transform, config, t0)
+
+
+def _register_prepared(fixed_arr: np.ndarray, moving_arr: np.ndarray, fixed: PreparedImage,
+                       mode: Mode, matcher: Matcher, transform: str, config: RegistrationConfig,
+                       t0: float) -> RegistrationResult:
+    """``register`` once the fixed image is prepared (``t0``: when the call began)."""
+    timings: dict[str, float] = {}
     moving = prepare(moving_arr, mode.moving_modality, matcher.working_side)
     timings["prepare"] = time.perf_counter() - t0
 
@@ -137,6 +154,59 @@ def register(fixed_img: np.ndarray | str | os.PathLike, moving_img: np.ndarray |
     timings["verdict"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     return result
+
+
+_LEVEL_RANK = {"ok": 0, "low confidence": 1, "failed": 2}
+
+
+def _register_in_photo(photo: np.ndarray, moving_arr: np.ndarray, fixed: PreparedImage,
+                       mode: Mode, matcher: Matcher, transform: str, config: RegistrationConfig,
+                       t0: float) -> RegistrationResult:
+    """cfocta onto a whole photo: register onto the candidate field clips in turn until one is
+    judged ok, return the best (verdict first, then inliers) in photo pixels, failed when its
+    field's size contradicts the prior. Stage timings add up over the candidates tried."""
+    t = time.perf_counter()
+    clips = field_clips(photo, fixed, config.field)
+    located = time.perf_counter() - t
+    best, timings = None, {"prepare": time.perf_counter() - t0 - located, "locate": located}
+    for fc in clips:
+        t = time.perf_counter()
+        prepared = prepare(fc.clip, mode.fixed_modality, matcher.working_side)
+        res = in_photo(_register_prepared(fc.clip, moving_arr, prepared, mode, matcher, transform,
+                                          config, t), fc, photo.shape)
+        for stage, secs in res.timings.items():
+            if stage != "total":
+                timings[stage] = timings.get(stage, 0.0) + secs
+        rank = (_LEVEL_RANK[res.verdict.level], -res.n_inliers)
+        if best is None or rank < best[0]:
+            best = (rank, res)
+        if res.verdict.ok:
+            break
+    result = best[1]
+    result.timings = {**timings, "total": time.perf_counter() - t0}
+    return result
+
+
+def in_photo(result: RegistrationResult, fc: FieldClip, photo_shape: tuple[int, ...]
+             ) -> RegistrationResult:
+    """A result on field clip ``fc`` expressed in photo pixels; its verdict fails when the
+    fitted field's width contradicts the clip's prior. Not re-judgeable (``judged_on`` None):
+    the verdict's evidence belongs to the clip."""
+    to_photo = fc.to_photo
+    s = float(np.sqrt(abs(np.linalg.det(to_photo[:2, :2]))))
+    matrix = None if result.matrix is None else to_photo @ result.matrix
+    verdict = result.verdict
+    if matrix is not None and verdict is not None:
+        why = implausible_field(field_width(matrix, result.moving_shape), fc.field_px)
+        if why:
+            verdict = replace(verdict, level="failed", reasons=verdict.reasons + (why,))
+    m = result.matches
+    return replace(result, matrix=matrix,
+                   matches=Matches(map_points(to_photo, m.kpts_fixed), m.kpts_moving, m.confidence),
+                   residuals=result.residuals * s, threshold_px=result.threshold_px * s,
+                   fixed_shape=tuple(photo_shape[:2]), verdict=verdict, judged_on=None,
+                   located={"field_mm": fc.field_mm, "field_px": fc.field_px,
+                            "clip_to_photo": np.asarray(to_photo).tolist()})
 
 
 def _refine(fixed_arr: np.ndarray, moving_arr: np.ndarray, mode: Mode, matrix: np.ndarray,

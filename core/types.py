@@ -131,6 +131,7 @@ class Hypothesis:
     inliers: int = 0  # its own affine consensus
     support: int = 0  # inliers of its transform among the matches of its rotation's variants
     tried: int = 1  # how many variants were tried
+    zoom: float = 1.0  # its working image resampled this many times as large
 
 
 @dataclass
@@ -156,6 +157,9 @@ class RegistrationResult:
     # re-estimate can be judged again; None for results that were never judged.
     verdict: "Verdict | None" = None
     judged_on: "tuple[PreparedImage, PreparedImage] | None" = field(default=None, repr=False)
+    # cfocta onto a whole photo: the scan size assumed, its field width (photo px) and the
+    # clip the OCTA was registered onto (clip px -> photo px); None otherwise
+    located: dict | None = None
 
     @property
     def ok(self) -> bool:
@@ -174,8 +178,16 @@ class RegistrationResult:
         how = [f"turned {h.rotation_deg} deg"] if h.rotation_deg else []
         how += ["at the fixed image's pixel pitch"] if h.pitch_variant else []
         how += [f"shifted by {tuple(h.shift_px)} working px"] if any(h.shift_px) else []
+        how += [f"zoomed x{h.zoom:.2f}"] if h.zoom != 1.0 else []
         return (f"hard pair: {h.tried} input variants tried; chosen: moving image "
                 f"{', '.join(how) or 'as given'}, {h.support} matches agree")
+
+    def located_note(self) -> str:
+        """One line on where a cfocta OCTA was found inside a whole photo, else ""."""
+        if not self.located:
+            return ""
+        return (f"OCTA located inside the whole photo: a {self.located['field_mm']:g} mm scan, "
+                f"~{self.located['field_px']:.0f} px wide by the physical prior")
 
     def to_json(self) -> dict:
         return {
@@ -201,4 +213,5 @@ class RegistrationResult:
                 k: list(v) if isinstance(v, tuple) else v
                 for k, v in asdict(self.hypothesis).items()},
             "verdict": None if self.verdict is None else self.verdict.to_json(),
+            "located": self.located,
         }

@@ -67,3 +67,21 @@ def placement_problem(matrix: np.ndarray, moving_shape: tuple[int, ...],
     if inside < MIN_INSIDE:
         return f"only {inside:.0%} of the moving image lands within the fixed frame"
     return None
+
+
+def square_clip(img: np.ndarray, x0: int, y0: int, side: int, out_side: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``side``-px square of ``img`` at (x0, y0), resampled to ``out_side``, and the 3x3
+    matrix mapping clip pixels -> ``img`` pixels (pixel centres), so a moving -> clip transform
+    becomes moving -> image as ``matrix @ H``."""
+    h, w = img.shape[:2]
+    if side < 8 or out_side < 8:
+        raise ValueError(f"clip sides must be >= 8 px, got side={side}, out_side={out_side}")
+    if not (0 <= x0 <= w - side and 0 <= y0 <= h - side):
+        raise ValueError(f"clip {side} px at ({x0}, {y0}) leaves the {w}x{h} image")
+    crop = img[y0:y0 + side, x0:x0 + side]
+    interp = cv2.INTER_AREA if side > out_side else cv2.INTER_LINEAR
+    clip = cv2.resize(crop, (out_side, out_side), interpolation=interp)
+    s = side / out_side  # pixel centres: full = (c + 0.5) * s - 0.5 + x0
+    matrix = np.array([[s, 0.0, x0 + 0.5 * s - 0.5], [0.0, s, y0 + 0.5 * s - 0.5], [0, 0, 1.0]])
+    return clip, matrix

@@ -13,7 +13,9 @@ import numpy as np
 
 from retreg.core import annotations as ann_io
 from retreg.core.errors import AnnotationError, ModeError
+from retreg.core.field import FieldPrior
 from retreg.core.modality import guess_mode, resolve_mode
+from retreg.core.pipeline import RegistrationConfig
 from retreg.core.selection import even_subset
 from retreg.core.types import Mode, RegistrationResult
 from retreg.gui.document import FIXED, MOVING, Document
@@ -41,6 +43,10 @@ class RegisterJob:
     matcher: str = "default"
     weights: Path | None = None
     transform_type: str = "affine"
+    octa_field_mm: float | None = None  # cfocta onto a whole photo: the scan size, if known
+
+    def config(self) -> RegistrationConfig:
+        return RegistrationConfig(field=FieldPrior(self.octa_field_mm))
 
 
 @dataclass(frozen=True)
@@ -374,9 +380,10 @@ class Controller:
         return f"Loaded {len(points.points)} point pairs from {points.path.name}"
 
     # ------------------------------------------------------------------ registration
-    def register_job(self, matcher: str) -> tuple[RegisterJob | None, str]:
+    def register_job(self, matcher: str, octa_field_mm: float | None = None
+                     ) -> tuple[RegisterJob | None, str]:
         """The job for the open pair with ``matcher`` (model weights only for matchers that
-        take them), or (None, why not)."""
+        take them) and the cfocta scan size, or (None, why not)."""
         d = self.doc
         if not d.has_images:
             return None, "Open a fixed and a moving image first"
@@ -384,7 +391,7 @@ class Controller:
             return None, "Choose the mode in the toolbar first: the file names do not tell it"
         weights = self.weights if matcher in WEIGHTED_MATCHERS else None
         return RegisterJob(d.fixed_img, d.moving_img, d.mode.value, matcher, weights,
-                           d.transform_type), ""
+                           d.transform_type, octa_field_mm), ""
 
     def registered(self, job: RegisterJob, result: RegistrationResult) -> Registered | None:
         """Apply a finished registration; None when other images were opened meanwhile."""

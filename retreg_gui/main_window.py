@@ -13,6 +13,7 @@ import qtawesome as qta
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from retreg.core.errors import RetRegError
+from retreg.core.field import OCTA_FIELDS_MM
 from retreg.core.io import read_image
 from retreg.core.matchers import available_matchers
 from retreg.core.types import TRANSFORM_TYPES, Mode, RegistrationResult
@@ -122,6 +123,13 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
             self.matcher_combo.addItem(f"Matcher: {name}", name)
         self.matcher_combo.setToolTip("Which matcher registers the pair (default: the bundled "
                                       "model when present, else classical)")
+        self.field_combo = QtWidgets.QComboBox()
+        self.field_combo.addItem("OCTA field: auto", "")
+        for mm in OCTA_FIELDS_MM:
+            self.field_combo.addItem(f"OCTA field: {mm:g} mm", f"{mm:g}")
+        self.field_combo.setToolTip("CF-OCTA with a whole fundus photo: the OCTA scan's size, "
+                                    "so its field is looked for at the right scale (auto tries "
+                                    "3 and 6 mm)")
         self.transform_combo = QtWidgets.QComboBox()
         for t in TRANSFORM_TYPES:
             self.transform_combo.addItem(t.capitalize(), t)
@@ -247,6 +255,7 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         tb.addSeparator()
         tb.addWidget(self.mode_combo)
         tb.addWidget(self.matcher_combo)
+        tb.addWidget(self.field_combo)
         tb.addAction(self.act_register)
         tb.addWidget(self.transform_combo)
         tb.addSeparator()
@@ -309,6 +318,7 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
             self.restoreState(state)
         self.select_data(self.mode_combo, st.mode())
         self.select_data(self.matcher_combo, st.matcher())
+        self.select_data(self.field_combo, st.octa_field())
         self.select_data(self.transform_combo, st.transform())
         self.select_data(self.lines_combo, st.line_filter())
         self.pair_view.cap.setValue(st.line_cap(LINE_CAP))
@@ -332,6 +342,7 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         st.save_window(self.saveGeometry(), self.saveState())
         st.set_mode(self.mode_combo.currentData())
         st.set_matcher(self.matcher_combo.currentData())
+        st.set_octa_field(self.field_combo.currentData())
         st.set_transform(self.doc.transform_type)
         st.set_line_filter(self.lines_combo.currentData())
         st.set_line_cap(self.pair_view.cap.value())
@@ -545,7 +556,9 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
 
     # ================================================================== registration
     def register(self) -> None:
-        job, why_not = self.controller.register_job(self.matcher_combo.currentData())
+        mm = self.field_combo.currentData()
+        job, why_not = self.controller.register_job(self.matcher_combo.currentData(),
+                                                    float(mm) if mm else None)
         if job is None:
             self.statusBar().showMessage(why_not, 8000)
             return

@@ -101,6 +101,13 @@ class Settings:
     def matcher(self) -> str:
         return self._get("model/matcher", "default")
 
+    def octa_field(self) -> str:
+        """The cfocta scan size in mm as text, "" for unknown (try the usual sizes)."""
+        return self._get("model/octa_field_mm", "")
+
+    def set_octa_field(self, mm: str) -> None:
+        self._set("model/octa_field_mm", mm)
+
     def set_matcher(self, name: str) -> None:
         self._set("model/matcher", name)
 

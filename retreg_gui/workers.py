@@ -47,7 +47,7 @@ class RegisterWorker(QtCore.QObject):
         try:
             result = register(job.fixed_img, job.moving_img, job.mode,
                               matcher=self.matcher(job.matcher, job.weights),
-                              transform=job.transform_type)
+                              transform=job.transform_type, config=job.config())
         except Exception as exc:  # reported in a dialog, never a crash of the app
             self.failed.emit(job, user_message(exc), traceback.format_exc())
             return

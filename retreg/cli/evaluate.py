@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cv2
 
+from retreg.cli.field_args import add_field_args, registration_config
 from retreg.core.matchers import available_matchers, get_matcher
 from retreg.core.metrics import Thresholds, summarise
 from retreg.core.errors import ModeError
@@ -28,6 +29,7 @@ def add_parser(sub) -> None:
                      help="CSV with columns fixed,moving,gt,category (paths relative to it)")
     p.add_argument("--matcher", choices=available_matchers(), default="default")
     p.add_argument("--weights", type=Path, help="safetensors weights for the loftr matcher")
+    add_field_args(p)
     p.add_argument("--transform", choices=TRANSFORM_TYPES, default="homography")
     p.add_argument("--mode", choices=[m.value for m in Mode],
                    help="registration mode (FIRE: cfcf; --pairs: guessed from each pair's "
@@ -70,9 +72,11 @@ def run(args) -> int:
     matcher = get_matcher(args.matcher, weights=args.weights)
     cv2.setRNGSeed(args.seed)
 
+    config = registration_config(args)
+
     def register_fn(pair, fixed, moving):
         return register(fixed, moving, modes[pair.pair_id], matcher=matcher,
-                        transform=args.transform)
+                        transform=args.transform, config=config)
 
     results, unreadable = evaluate(pairs, register_fn, thresholds)
     skipped = skipped + unreadable
@@ -88,7 +92,8 @@ def run(args) -> int:
         config = {"source": str(args.fire or args.pairs), "matcher": args.matcher,
                   "matcher_resolved": matcher.name,
                   "weights": str(args.weights) if args.weights else None,
-                  "transform": args.transform, "modes": sorted({m.value for m in modes.values()}),
+                  "transform": args.transform, "octa_field_mm": args.octa_field_mm,
+                  "cf_fov_deg": args.cf_fov_deg, "modes": sorted({m.value for m in modes.values()}),
                   "thresholds": [max_px, med_px], "include_p37": args.include_p37,
                   "limit": args.limit, "n_pairs": len(results),
                   "mauc": summary.mauc, "median_seconds": median_seconds(results)}

@@ -23,6 +23,7 @@ from retreg.core.pipeline import register
 from retreg.core.provenance import run_record
 from retreg.core.types import TRANSFORM_TYPES, Mode
 from retreg.core.warp import warp_moving
+from retreg.cli.field_args import add_field_args, registration_config
 
 OVERLAYS = {"checkerboard": overlays.checkerboard, "blend": overlays.blend,
             "diff": overlays.difference, "two-colour": overlays.two_colour, "fused": fused}
@@ -41,6 +42,7 @@ def add_parser(sub) -> None:
     p.add_argument("--transform", choices=TRANSFORM_TYPES, default="affine")
     p.add_argument("--matcher", choices=available_matchers(), default="default")
     p.add_argument("--weights", type=Path, help="safetensors weights for the loftr matcher")
+    add_field_args(p)
     p.add_argument("--json", type=Path, metavar="OUT", help="write the result as JSON")
     p.add_argument("--warped", type=Path, metavar="OUT.png",
                    help="write the moving image warped into the fixed frame")
@@ -67,7 +69,7 @@ def _summary(res, fixed: Path, moving: Path) -> str:
     if not res.ok:
         return f"{head}\nFAILED: {res.reason} ({counts})"
     med = res.to_json()["median_residual_px"]
-    note = res.hypothesis_note()
+    note = "\n".join(n for n in (res.hypothesis_note(), res.located_note()) if n)
     verdict = res.verdict
     level = "ok" if verdict is None or verdict.ok else verdict.level.upper()
     why = "" if verdict is None or verdict.ok else f" ({'; '.join(verdict.reasons)})"
@@ -89,7 +91,8 @@ def run(args) -> int:
     if choice.source == "content":
         print(choice.describe(), file=sys.stderr)
     matcher = get_matcher(args.matcher, weights=args.weights)
-    res = register(fixed, moving, mode, matcher=matcher, transform=args.transform)
+    res = register(fixed, moving, mode, matcher=matcher, transform=args.transform,
+                   config=registration_config(args))
     print(_summary(res, args.fixed, args.moving))
 
     if args.json:

@@ -13,7 +13,8 @@ from retreg.core.io import read_image, write_image
 from retreg.core.geometry import map_points
 from retreg.core.metrics import mean_corner_error
 from retreg.cli import main
-from retreg.core.evaluation import fire_pairs
+from retreg.core.errors import DatasetError
+from retreg.core.evaluation import csv_pairs, fire_pairs
 
 SIZE = 384
 
@@ -197,6 +198,32 @@ def test_evaluate_pairs_prints_the_protocol_table_and_writes_outputs(tmp_path, c
     run = json.loads((out / "run.json").read_text())
     assert run["seed"] == 0 and run["config"]["transform"] == "homography"
     assert (out / "table.txt").read_text().startswith("FIRE protocol")
+
+
+def test_evaluate_registers_onto_a_clip_of_the_fixed_image_and_scores_in_its_pixels(tmp_path,
+                                                                                   capsys):
+    f, m, gt, _ = _write_pair(tmp_path, "c", seed=21, deg=4.0, shift=(6, -5))
+    half = SIZE // 2  # the clip: the whole fixed image at half resolution
+    with open(tmp_path / "pairs.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([["fixed", "moving", "gt", "category", "fixed_clip"],
+                                  [f.name, m.name, gt.name, "whole", ""],
+                                  [f.name, m.name, gt.name, "clip", f"0 0 {SIZE} {half}"]])
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--pairs", str(tmp_path / "pairs.csv"), "--matcher", "sift",
+                 "--mode", "cfcf", "--out", str(out)]) == 0
+    with open(out / "pairs.csv") as fh:
+        rows = {r["category"]: r for r in csv.DictReader(fh)}
+    assert float(rows["whole"]["mean_px"]) < 2.0 and float(rows["clip"]["mean_px"]) < 3.0
+
+
+@pytest.mark.parametrize("clip", ["0 0 100", "a b c d", "0 0 4 4", "-1 0 50 50"])
+def test_a_malformed_clip_column_names_its_line(tmp_path, clip):
+    f, m, gt, _ = _write_pair(tmp_path, "c", seed=21, deg=4.0, shift=(6, -5))
+    with open(tmp_path / "pairs.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([["fixed", "moving", "gt", "category", "fixed_clip"],
+                                  [f.name, m.name, gt.name, "x", clip]])
+    with pytest.raises(DatasetError, match="line 2: fixed_clip"):
+        csv_pairs(tmp_path / "pairs.csv")
 
 
 def test_fire_layout_excludes_p37_and_reports_incomplete_pairs(tmp_path):

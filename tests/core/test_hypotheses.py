@@ -7,7 +7,7 @@ import pytest
 
 from retreg.core.geometry import map_points
 from retreg.core.hypotheses import (CoarseFit, SearchPolicy, as_given, at_fixed_pitch,
-                                    coarse_fit, moved, search, turned, vote)
+                                    coarse_fit, moved, search, turned, vote, zoomed)
 from retreg.core.matchers import get_matcher
 from retreg.core.modality import prepare
 from retreg.core.pipeline import RegistrationConfig, register
@@ -160,7 +160,46 @@ def test_no_shifts_are_tried_when_one_field_lies_inside_the_other(moving_modalit
     fixed, moving = prepare(img, "cf", 96), prepare(img, moving_modality, 96)
     matcher = Scripted(lambda i, f, m: _noise(f, m, 40, i))
     _, hyp = search(matcher, fixed, moving, POLICY)
-    assert hyp.tried == len(matcher.seen) <= 8 and hyp.shift_px == (0, 0)
+    assert hyp.tried == len(matcher.seen) <= 4 * len(POLICY.zooms) and hyp.shift_px == (0, 0)
+
+
+@pytest.mark.parametrize("factor", [0.5, 0.64, 1.25])
+def test_points_of_a_zoomed_variant_map_back_to_the_moving_image(factor):
+    moving = prepare(fundus_like(200)[40:160, 30:190], "octa", 96)
+    v = turned(zoomed(as_given(moving), factor), 90)
+    h, w = moving.work.shape
+    assert v.zoom == factor and v.image.work.shape[::-1] == (round(h * factor), round(w * factor))
+    unturned = zoomed(as_given(moving), factor)
+    pts = np.array([[3.0, 4.0], [50.5, 20.25], [70.0, 60.0]])
+    in_zoomed = unturned.image.to_work(moving.to_full(pts))
+    hz = unturned.image.work.shape[1]
+    turned_pts = np.stack([in_zoomed[:, 1], hz - 1 - in_zoomed[:, 0]], 1)
+    np.testing.assert_allclose(v.to_moving(turned_pts), pts, atol=1e-9)
+
+
+def test_an_octa_field_is_tried_at_every_zoom_and_the_agreeing_zoom_wins():
+    img = fundus_like(SIDE)
+    fixed, moving = prepare(img, "cf", SIDE), prepare(img, "octa", SIDE)
+    target = zoomed(as_given(moving), 0.64)
+
+    def respond(i, f, image):
+        if image.work.shape == target.image.work.shape:
+            return _agreeing(f, target, _shift(20, 15), 80, 0, i)
+        return _noise(f, image, 40, i)
+
+    matcher = Scripted(respond)
+    _, hyp = search(matcher, fixed, moving, POLICY)
+    assert [s.work.shape for s in matcher.seen[:4]] == [
+        zoomed(as_given(moving), z).image.work.shape for z in POLICY.zooms]
+    assert hyp.zoom == 0.64 and hyp.rotation_deg == 0 and hyp.tried == len(POLICY.zooms)
+
+
+def test_other_moving_modalities_are_not_zoomed(pair):
+    fixed, moving = pair
+    matcher = Scripted(lambda i, f, img: _noise(f, img, 40, i))
+    search(matcher, fixed, moving, POLICY)
+    assert all(s.work.shape == moving.work.shape or s.work.shape == moving.work.shape[::-1]
+               for s in matcher.seen)
 
 
 def test_the_search_reports_the_variant_whose_transform_others_confirm(pair):

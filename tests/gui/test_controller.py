@@ -129,6 +129,13 @@ def test_job_uses_the_weights_only_for_matchers_that_take_them(tmp_path):
     assert ctl.register_job("classical")[0].weights is None
 
 
+def test_the_chosen_octa_scan_size_reaches_the_registration_as_its_physical_prior(ctl, tmp_path):
+    open_(ctl, *files(tmp_path, "eye_cf.png", "eye_octa.png"))
+    job, _ = ctl.register_job("classical", 6.0)
+    assert job.mode == "cfocta" and job.config().field.sizes_mm == (6.0,)
+    assert ctl.register_job("classical")[0].config().field.sizes_mm == (3.0, 6.0)  # auto
+
+
 def test_a_result_for_images_no_longer_open_is_dropped(ctl, tmp_path):
     cf, fa = files(tmp_path, "eye_cf.png", "eye_fa.png")
     open_(ctl, cf, fa)
