@@ -20,6 +20,7 @@ import argparse
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -206,7 +207,10 @@ def propose(root: Path, out: Path) -> None:
         overlay = centreline_overlay(cf, av, fit.matrix if fit.matrix is not None else start,
                                      doc.pairs)
         cv2.imwrite(str(out / f"{name}_overlay.png"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
-        save_annotation(out / f"{name}.retreg.json", doc.to_annotation())
+        ann = doc.to_annotation()
+        for ref in (ann.fixed, ann.moving):  # relative to the file, as the app resolves them
+            ref.path = os.path.relpath(Path(ref.path).resolve(), out.resolve())
+        save_annotation(out / f"{name}.retreg.json", ann)
         scale = float(np.sqrt(abs(np.linalg.det(start[:2, :2]))))
         sheet = check_sheet(cf, octa, av, doc.pairs, scale)
         cv2.imwrite(str(out / f"{name}_check.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))

@@ -10,7 +10,9 @@ from retreg.core.errors import ModelLoadError
 from retreg.core.geometry import map_points
 from retreg.core.matchers import Matcher, available_matchers, get_matcher
 from retreg.core.hypotheses import NO_SEARCH
-from retreg.core.pipeline import RegistrationConfig, estimate_from_points, reestimate, register
+from retreg.core.field import FieldClip, field_width
+from retreg.core.pipeline import (RegistrationConfig, estimate_from_points, in_photo, reestimate,
+                                  register)
 from retreg.core.types import Hypothesis
 from tests.helpers import vessel_lines
 
@@ -148,7 +150,7 @@ def test_the_result_carries_the_searchs_hypothesis_and_says_when_the_pair_was_ha
                                                 tried=20))
     assert hard.to_json()["hypothesis"] == {"rotation_deg": 90, "pitch_variant": 1,
                                             "shift_px": [110, -110], "inliers": 32,
-                                            "support": 132, "tried": 20}
+                                            "support": 132, "tried": 20, "zoom": 1.0}
     note = hard.hypothesis_note()
     assert note.startswith("hard pair: 20 input variants tried")
     assert "turned 90 deg" in note and "pixel pitch" in note and "(110, -110)" in note
@@ -165,3 +167,45 @@ def test_no_search_gives_the_matcher_the_moving_image_as_prepared_only():
     result = register(cf, np.zeros_like(fa), "cffa", matcher=get_matcher("classical"),
                       config=RegistrationConfig(search=NO_SEARCH))
     assert result.hypothesis.tried == 1
+
+
+def _clip_to_photo(s: float, x0: float, y0: float) -> np.ndarray:
+    return np.array([[s, 0, x0], [0, s, y0], [0, 0, 1.0]])
+
+
+def test_a_result_on_a_field_clip_is_expressed_in_photo_pixels(synthetic_result):
+    result, truth = synthetic_result
+    to_photo = _clip_to_photo(2.0, 300.0, 250.0)
+    expected = field_width(to_photo @ result.matrix, result.moving_shape)
+    photo = in_photo(result, FieldClip(np.zeros((8, 8)), to_photo, 3.0, expected),
+                     (2000, 2400, 3))
+    np.testing.assert_allclose(photo.matrix, to_photo @ result.matrix)
+    np.testing.assert_allclose(photo.matches.kpts_fixed,
+                               map_points(to_photo, result.matches.kpts_fixed))
+    np.testing.assert_allclose(photo.residuals, 2.0 * result.residuals)
+    assert photo.fixed_shape == (2000, 2400) and photo.verdict.level == result.verdict.level
+    assert photo.located["field_mm"] == 3.0 and photo.to_json()["located"]["field_mm"] == 3.0
+    assert "OCTA located inside the whole photo: a 3 mm scan" in photo.located_note()
+
+
+def test_a_field_far_larger_than_the_physical_prior_fails_the_verdict(synthetic_result):
+    result, _ = synthetic_result
+    to_photo = _clip_to_photo(2.0, 0.0, 0.0)
+    width = field_width(to_photo @ result.matrix, result.moving_shape)
+    photo = in_photo(result, FieldClip(np.zeros((8, 8)), to_photo, 6.0, width / 1.6), (900, 900))
+    assert photo.verdict.level == "failed"
+    assert any("physical prior" in r for r in photo.verdict.reasons)
+
+
+def test_only_cfocta_onto_a_whole_photo_is_located():
+    cf, fa = _fundus_pair(seed=4)
+    clip = np.ascontiguousarray(cf[SIZE // 4:3 * SIZE // 4, SIZE // 4:3 * SIZE // 4])
+    octa = np.ascontiguousarray(fa[SIZE // 3:2 * SIZE // 3, SIZE // 3:2 * SIZE // 3])
+    classical = get_matcher("classical")
+    assert register(clip, octa, "cfocta", matcher=classical).located is None
+    assert register(cf, fa, "cffa", matcher=classical).located is None
+    whole = register(cf, octa, "cfocta", matcher=classical)
+    assert whole.located is not None and whole.fixed_shape == cf.shape[:2]
+    assert "locate" in whole.timings
+    off = register(cf, octa, "cfocta", matcher=classical, config=RegistrationConfig(field=None))
+    assert off.located is None
