@@ -136,6 +136,13 @@ def test_the_chosen_octa_scan_size_reaches_the_registration_as_its_physical_prio
     assert ctl.register_job("classical")[0].config().field.sizes_mm == (3.0, 6.0)  # auto
 
 
+def test_the_status_line_says_where_an_octa_was_found_in_a_whole_photo():
+    from dataclasses import replace
+    res = replace(model_result(), located={"field_mm": 6.0, "field_px": 760.0,
+                                           "clip_to_photo": np.eye(3).tolist()})
+    assert "OCTA located inside the whole photo: a 6 mm scan" in registration_message(res)
+
+
 def test_a_result_for_images_no_longer_open_is_dropped(ctl, tmp_path):
     cf, fa = files(tmp_path, "eye_cf.png", "eye_fa.png")
     open_(ctl, cf, fa)
