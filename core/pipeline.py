@@ -26,7 +26,7 @@ from retreg.core.refine import RefineConfig, Refinement, refine
 from retreg.core.selection import spatial_binning
 from retreg.core.types import (TRANSFORM_TYPES, Estimate, Matches, Mode, PreparedImage,
                                RegistrationResult)
-from retreg.core.verdict import VerdictConfig, assess
+from retreg.core.verdict import Verdict, VerdictConfig, assess
 
 
 @dataclass(frozen=True)
@@ -187,26 +187,51 @@ def _register_in_photo(photo: np.ndarray, moving_arr: np.ndarray, fixed: Prepare
     return result
 
 
+def _in_frame(result: RegistrationResult, to_frame: np.ndarray, shape: tuple[int, ...]
+              ) -> RegistrationResult:
+    """``result`` with its fixed side moved into another frame by the similarity ``to_frame``
+    (old fixed px -> new), whose image has ``shape``."""
+    s = float(np.sqrt(abs(np.linalg.det(to_frame[:2, :2]))))
+    m = result.matches
+    return replace(result, matrix=None if result.matrix is None else to_frame @ result.matrix,
+                   matches=Matches(map_points(to_frame, m.kpts_fixed), m.kpts_moving, m.confidence),
+                   residuals=result.residuals * s, threshold_px=result.threshold_px * s,
+                   fixed_shape=tuple(shape[:2]))
+
+
+def _judge(result: RegistrationResult, config: VerdictConfig) -> Verdict | None:
+    """The verdict on ``result`` from the prepared pair it was registered on (a located
+    result is judged in its clip, then against its field's prior); None when never judged."""
+    if result.judged_on is None:
+        return None
+    if not result.located:
+        return assess(result, *result.judged_on, config)
+    clip, _ = result.judged_on
+    to_photo = np.asarray(result.located["clip_to_photo"], np.float64)
+    verdict = assess(_in_frame(result, np.linalg.inv(to_photo), clip.original.shape),
+                     *result.judged_on, config)
+    return _against_prior(verdict, result)
+
+
+def _against_prior(verdict: Verdict, result: RegistrationResult) -> Verdict:
+    """``verdict`` failed when the located field's width contradicts the prior."""
+    if result.matrix is None:
+        return verdict
+    why = implausible_field(field_width(result.matrix, result.moving_shape),
+                            result.located["field_px"])
+    return replace(verdict, level="failed", reasons=verdict.reasons + (why,)) if why else verdict
+
+
 def in_photo(result: RegistrationResult, fc: FieldClip, photo_shape: tuple[int, ...]
              ) -> RegistrationResult:
-    """A result on field clip ``fc`` expressed in photo pixels; its verdict fails when the
-    fitted field's width contradicts the clip's prior. Not re-judgeable (``judged_on`` None):
-    the verdict's evidence belongs to the clip."""
-    to_photo = fc.to_photo
-    s = float(np.sqrt(abs(np.linalg.det(to_photo[:2, :2]))))
-    matrix = None if result.matrix is None else to_photo @ result.matrix
-    verdict = result.verdict
-    if matrix is not None and verdict is not None:
-        why = implausible_field(field_width(matrix, result.moving_shape), fc.field_px)
-        if why:
-            verdict = replace(verdict, level="failed", reasons=verdict.reasons + (why,))
-    m = result.matches
-    return replace(result, matrix=matrix,
-                   matches=Matches(map_points(to_photo, m.kpts_fixed), m.kpts_moving, m.confidence),
-                   residuals=result.residuals * s, threshold_px=result.threshold_px * s,
-                   fixed_shape=tuple(photo_shape[:2]), verdict=verdict, judged_on=None,
-                   located={"field_mm": fc.field_mm, "field_px": fc.field_px,
-                            "clip_to_photo": np.asarray(to_photo).tolist()})
+    """A result on field clip ``fc`` expressed in photo pixels (``located`` says how); its
+    verdict fails when the fitted field's width contradicts the clip's prior."""
+    out = replace(_in_frame(result, fc.to_photo, photo_shape),
+                  located={"field_mm": fc.field_mm, "field_px": fc.field_px,
+                           "clip_to_photo": np.asarray(fc.to_photo).tolist()})
+    if out.verdict is not None:
+        out.verdict = _against_prior(out.verdict, out)
+    return out
 
 
 def _refine(fixed_arr: np.ndarray, moving_arr: np.ndarray, mode: Mode, matrix: np.ndarray,
@@ -231,8 +256,7 @@ def reestimate(result: RegistrationResult, transform_type: str,
                   reason=est.reason, inliers=est.inliers,
                   residuals=_residuals_or_nan(est, result.matches, result.selected),
                   timings=timings, verdict=None)
-    if result.judged_on is not None:
-        out.verdict = assess(out, *result.judged_on, config.verdict)
+    out.verdict = _judge(out, config.verdict)
     return out
 
 

@@ -158,7 +158,8 @@ class RegistrationResult:
     verdict: "Verdict | None" = None
     judged_on: "tuple[PreparedImage, PreparedImage] | None" = field(default=None, repr=False)
     # cfocta onto a whole photo: the scan size assumed, its field width (photo px) and the
-    # clip the OCTA was registered onto (clip px -> photo px); None otherwise
+    # clip the OCTA was registered onto (clip px -> photo px; ``judged_on`` is that clip's
+    # pair); None otherwise
     located: dict | None = None
 
     @property

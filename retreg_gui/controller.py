@@ -6,6 +6,7 @@ rules are tested without Qt.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,10 +15,11 @@ import numpy as np
 from retreg.core import annotations as ann_io
 from retreg.core.errors import AnnotationError, ModeError
 from retreg.core.field import FieldPrior
-from retreg.core.modality import guess_mode, resolve_mode
+from retreg.core.modality import guess_mode, prepare, resolve_mode
 from retreg.core.pipeline import RegistrationConfig
+from retreg.core.point_snap import snap_partner
 from retreg.core.selection import even_subset
-from retreg.core.types import Mode, RegistrationResult
+from retreg.core.types import Mode, PreparedImage, RegistrationResult
 from retreg.gui.document import FIXED, MOVING, Document
 
 AUTO_MODE = "auto"  # the toolbar's "from the file names" choice
@@ -287,12 +289,16 @@ def _summary(n: int, median: float | None) -> str:
                                                    else "– (no transform)")
 
 
+SNAP_WORKING_SIDE = 1024  # vessel maps for snapping: fine enough for ~1-px partners
+
+
 class Controller:
     """Application logic around one ``Document``."""
 
     def __init__(self, doc: Document, weights: Path | None = None) -> None:
         self.doc = doc
         self.weights = weights
+        self._snap_images: tuple[object, object, tuple[PreparedImage, PreparedImage]] | None = None
         self.half_pair: dict[str, Path] = {}  # one image chosen, waiting for the other
         # (matcher name, (pairs used, median residual)) before re-registering with new weights
         self.compare_before: tuple[str, tuple[int, float | None]] | None = None
@@ -380,6 +386,43 @@ class Controller:
         return f"Loaded {len(points.points)} point pairs from {points.path.name}"
 
     # ------------------------------------------------------------------ registration
+    # ------------------------------------------------------------------ snapping
+    def _prepared_for_snap(self) -> tuple[PreparedImage, PreparedImage]:
+        """Both open images prepared for snapping, computed once per opened pair."""
+        d = self.doc
+        cached = self._snap_images
+        if cached is None or cached[0] is not d.fixed_img or cached[1] is not d.moving_img:
+            fixed = prepare(d.fixed_img, d.mode.fixed_modality, SNAP_WORKING_SIDE)
+            moving = prepare(d.moving_img, d.mode.moving_modality, SNAP_WORKING_SIDE)
+            self._snap_images = (d.fixed_img, d.moving_img, (fixed, moving))
+        return self._snap_images[2]
+
+    def snap_selected(self) -> str:
+        """Move the fixed point of each selected pair onto the vessel structure matching its
+        moving point (``core.point_snap``; one undo step); returns the status line."""
+        d = self.doc
+        ids = [i for i in d.selected_ids if d.pair(i) is not None]
+        if not ids:
+            return "Select the point pairs to snap first"
+        if d.mode is None:
+            return "Choose the mode first: snapping compares the two images' vessels"
+        if d.matrix is None:
+            return "Snapping needs a transform: register, or place at least 3 pairs"
+        fixed, moving = self._prepared_for_snap()
+        moved, refused = {}, []
+        for pid in ids:
+            snap = snap_partner(fixed, moving, d.pair(pid).moving, d.matrix)
+            if snap.ok:
+                moved[pid] = snap.fixed_xy
+            else:
+                refused.append(f"#{pid}: {snap.reason}")
+        if moved:
+            d.replace_pairs([dataclasses.replace(p, fixed=moved[p.id], source="manual")
+                             if p.id in moved else p for p in d.pairs],
+                            f"Snap {len(moved)} partner(s)")
+        done = f"Snapped {len(moved)} of {len(ids)} pair(s)"
+        return done + (f"; not moved: {'; '.join(refused)}" if refused else "")
+
     def register_job(self, matcher: str, octa_field_mm: float | None = None
                      ) -> tuple[RegisterJob | None, str]:
         """The job for the open pair with ``matcher`` (model weights only for matchers that

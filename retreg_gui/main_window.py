@@ -201,6 +201,10 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
                             ["Del", "Backspace"], "fa5s.trash")
         self.act_toggle = A("&Include / exclude selected", self.toggle_selected, "I",
                             "fa5s.check-square")
+        self.act_snap = A("S&nap selected partners onto the vessels", self.snap_selected, "S",
+                          "fa5s.magnet",
+                          tip="Move each selected pair's fixed point onto the vessel structure "
+                              "that matches its moving point")
         self.act_transforms = [A(f"Transform: {t}", lambda _=False, t=t: self.set_transform(t),
                                  str(k + 1)) for k, t in enumerate(TRANSFORM_TYPES)]
         self.act_overlay = A("Next &overlay kind", self.overlay_view.cycle_kind, "O",
@@ -235,7 +239,8 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         m = mb.addMenu("&Edit")
         m.addActions([self.act_undo, self.act_redo])
         m.addSeparator()
-        m.addActions([self.act_add, self.act_accept, self.act_cancel, self.act_delete,
+        m.addActions([self.act_add, self.act_accept, self.act_cancel, self.act_snap,
+                      self.act_delete,
                       self.act_toggle])
         m = mb.addMenu("&Registration")
         m.addActions([self.act_register, self.act_weights])
@@ -623,6 +628,14 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
 
     def toggle_selected(self) -> None:
         self.doc.toggle_included(self.doc.selected_ids)
+
+    def snap_selected(self) -> None:
+        QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
+        try:
+            message = self.controller.snap_selected()
+        finally:
+            QtWidgets.QApplication.restoreOverrideCursor()
+        self.statusBar().showMessage(message, 10000)
 
     def cycle_lines(self) -> None:
         self.lines_combo.setCurrentIndex((self.lines_combo.currentIndex() + 1)

@@ -197,6 +197,22 @@ def test_a_field_far_larger_than_the_physical_prior_fails_the_verdict(synthetic_
     assert any("physical prior" in r for r in photo.verdict.reasons)
 
 
+def test_a_located_result_is_judged_again_in_its_clip_when_its_transform_type_changes(
+        synthetic_result):
+    result, _ = synthetic_result
+    to_photo = _clip_to_photo(2.0, 100.0, 50.0)
+    width = field_width(to_photo @ result.matrix, result.moving_shape)
+    located = in_photo(result, FieldClip(np.zeros((8, 8)), to_photo, 3.0, width), (900, 900))
+    again = reestimate(located, "similarity")
+    in_clip = reestimate(result, "similarity")
+    assert again.verdict.level == in_clip.verdict.level != "failed"
+    centre = np.array([[SIZE / 2, SIZE / 2]])
+    np.testing.assert_allclose(map_points(again.matrix, centre),
+                               map_points(to_photo @ in_clip.matrix, centre), atol=2.0)
+    wrong = in_photo(result, FieldClip(np.zeros((8, 8)), to_photo, 6.0, width / 1.6), (900, 900))
+    assert reestimate(wrong, "similarity").verdict.level == "failed"
+
+
 def test_only_cfocta_onto_a_whole_photo_is_located():
     cf, fa = _fundus_pair(seed=4)
     clip = np.ascontiguousarray(cf[SIZE // 4:3 * SIZE // 4, SIZE // 4:3 * SIZE // 4])

@@ -408,3 +408,39 @@ def test_residual_classes_scale_with_the_inlier_threshold(ctl, tmp_path):
     assert legend_labels(edges) == ["≤ 0.8 px", "0.8–1.5 px", "1.5–3.0 px", "3.0–6.0 px",
                                     "> 6.0 px"]
     assert residual_edges(Document())[2] == HAND_THRESHOLD_PX
+
+
+# ---------------------------------------------------------------------------- snapping
+
+def _vessel_pair(shift=(14.0, -9.0)):
+    """A CF-like image (dark vessels) and an FA-like one (bright), the FA moved by ``shift``."""
+    from tests.helpers import vessel_lines
+    mask = vessel_lines(360, seed=5, n_lines=14, steps=12, step_px=16, spread=(0.1, 0.9),
+                        turn_sd=0.35).astype(np.float32)
+    cf = (200 - 140 * mask).astype(np.uint8)
+    fa = np.roll((40 + 180 * mask).astype(np.uint8), (int(shift[1]), int(shift[0])), (0, 1))
+    return cf, fa, np.array(shift)
+
+
+def test_snapping_moves_misplaced_partners_onto_the_vessels_in_one_undo_step(tmp_path):
+    cf_img, fa_img, shift = _vessel_pair()
+    ctl = Controller(Document())
+    cf, fa = files(tmp_path, "eye_cf.png", "eye_fa.png")
+    ctl.open_images(cf, fa, cf_img, fa_img)
+    moving = [(120.0, 110.0), (200.0, 170.0), (150.0, 240.0), (230.0, 120.0), (100.0, 200.0)]
+    ids = [ctl.doc.add_pair(tuple(np.array(m) - shift + (4.0, -3.0)), m) for m in moving]
+    ctl.doc.select(ids)
+    message = ctl.snap_selected()
+    assert message.startswith("Snapped ")
+    moved = [p for p in ctl.doc.pairs if np.hypot(*(np.array(p.fixed) - (np.array(p.moving) - shift))) < 1.5]
+    assert len(moved) >= 3
+    ctl.doc.undo()
+    assert all(np.allclose(p.fixed, np.array(p.moving) - shift + (4.0, -3.0)) for p in ctl.doc.pairs)
+
+
+def test_snapping_says_what_it_needs(ctl, tmp_path):
+    open_(ctl, *files(tmp_path, "eye_cf.png", "eye_fa.png"))
+    assert ctl.snap_selected() == "Select the point pairs to snap first"
+    pid = ctl.doc.add_pair((10.0, 10.0), (12.0, 11.0))
+    ctl.doc.select([pid])
+    assert "needs a transform" in ctl.snap_selected()
