@@ -1,6 +1,7 @@
 """Register every eye of ``CF_OCTA_dev`` in the ``cfocta`` mode and draw a contact sheet.
 
-Real CF + OCTA eyes have no registration ground truth, so the check is visual: per eye the
+A picture to look at, not a measurement: the control points for these eyes are in
+``benchmarks/data/cfocta_dev/`` (``retreg evaluate --pairs``). Per eye the
 disc-centred CF clip, the OCTA, the two-colour (CF magenta, OCTA green) and checkerboard overlays
 after registration, and the OCTA's vessel centre lines drawn on the CF's contrast-enhanced green
 channel. The last is the one to judge by: CF vessels are dark and OCTA vessels bright, so the
