@@ -35,7 +35,8 @@ class SearchPolicy:
     (relative), at the fixed pitch. When the moving modality is in ``zoom_modalities`` it is
     tried at each of ``zooms`` instead (its working image shrunk or enlarged by that factor: an
     OCTA field covers 0.5-1x of a CF clip, beyond the matcher's trained scale range, and its
-    pixels have nothing to do with the photo's); all zooms of a rotation vote together. Other
+    pixels have nothing to do with the photo's); only the variants of the zoom with the cleanest
+    consensus go on to the vote (``at_cleanest_zoom``). Other
     modalities are tried at ``rescue_zooms`` only when no rotation convinced (two cameras'
     fields can differ 0.6-1.6x in scale), at the best variant's rotation. If none is convincing and both modalities are in
     ``shift_modalities``, the best one's pitch is tried unturned, moved by each of
@@ -236,6 +237,17 @@ def vote(tried: Sequence[CoarseFit], groups: Sequence[int], threshold_px: float
                         np.concatenate([m.confidence for m in joined])), scores[win]
 
 
+def at_cleanest_zoom(tried: list[tuple[Variant, CoarseFit]], min_inliers: int
+                     ) -> list[tuple[Variant, CoarseFit]]:
+    """The tried variants of the zoom whose own consensus is the cleanest (highest inlier share
+    among those with ``min_inliers``). Zooms do not vote together: a wrong zoom's matches agree
+    roughly with a wrong scale, and joined they pull the fit towards it."""
+    able = [f for _, f in tried if f.inliers >= min_inliers] or [f for _, f in tried]
+    best = max(able, key=lambda f: f.ratio)
+    zoom = next(v.zoom for v, f in tried if f is best)
+    return [(v, f) for v, f in tried if v.zoom == zoom]
+
+
 def _score(matcher: Matcher, fixed: PreparedImage, moving: PreparedImage, v: Variant,
            threshold_px: float) -> CoarseFit:
     """The matcher's matches on variant ``v`` of ``moving``, fitted in full resolution."""
@@ -288,6 +300,9 @@ def search(matcher: Matcher, fixed: PreparedImage, moving: PreparedImage,
             attempt(moved(base, round(ux * frac * w), round(uy * frac * h)))
             if convincing():
                 break
+    n_tried = len(tried)
+    if len(zooms) > 1:
+        tried = at_cleanest_zoom(tried, policy.accept_inliers // 2)
     if len(tried) == 1:
         win, matches, support = 0, tried[0][1].matches, tried[0][1].inliers
     else:
@@ -295,4 +310,4 @@ def search(matcher: Matcher, fixed: PreparedImage, moving: PreparedImage,
                                      policy.score_threshold_px * float(np.mean(fixed.scale)))
     v, fit = tried[win]
     return matches, Hypothesis(v.rotation_deg, v.pitch_variant, v.shift_px, fit.inliers,
-                               support, len(tried), v.zoom)
+                               support, n_tried, v.zoom)

@@ -194,6 +194,22 @@ def test_an_octa_field_is_tried_at_every_zoom_and_the_agreeing_zoom_wins():
     assert hyp.zoom == 0.64 and hyp.rotation_deg == 0 and hyp.tried == len(POLICY.zooms)
 
 
+def test_the_zoom_with_the_cleanest_consensus_wins_over_one_with_more_inliers():
+    img = fundus_like(SIDE)
+    fixed, moving = prepare(img, "cf", SIDE), prepare(img, "octa", SIDE)
+    clean, crowded = zoomed(as_given(moving), 0.5), zoomed(as_given(moving), 0.64)
+
+    def respond(i, f, image):
+        if image.work.shape == clean.image.work.shape:
+            return _agreeing(f, clean, _shift(20, 15), 40, 20, i)  # 40 of 60 agree
+        if image.work.shape == crowded.image.work.shape:
+            return _agreeing(f, crowded, _shift(26, 19), 60, 140, i)  # 60 of 200
+        return _noise(f, image, 40, i)
+
+    _, hyp = search(Scripted(respond), fixed, moving, POLICY)
+    assert hyp.zoom == 0.5
+
+
 def test_other_moving_modalities_are_zoomed_only_when_no_rotation_convinces(pair):
     fixed, moving = pair
     policy = SearchPolicy(shift_fractions=())
