@@ -309,6 +309,9 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         self.lines_combo.currentIndexChanged.connect(
             lambda i: self.pair_view.set_line_filter(self.lines_combo.itemData(i)))
         self.mode_combo.activated.connect(self._on_mode_chosen)
+        self.mode_combo.currentIndexChanged.connect(  # the scan size only matters for cfocta
+            lambda _i: self.field_combo.setEnabled(
+                self.mode_combo.currentData() in (AUTO_MODE, Mode.CFOCTA.value)))
         self.cases.case_chosen.connect(self.open_case)
         self.training.weights_ready.connect(self.offer_new_weights)
 

@@ -373,6 +373,20 @@ def test_delete_and_exclude_selected_pairs_with_undo(qtbot, window, pair_files):
     assert [s.pair(i).include for i in ids] == toggled
 
 
+def test_snapping_selected_partners_is_one_undoable_step_with_a_status_line(qtbot, window,
+                                                                             pair_files):
+    open_and_register(qtbot, window, pair_files)
+    s = window.doc
+    ids = [p.id for p in s.pairs[:4]]
+    s.select(ids)
+    before = [s.pair(i).fixed for i in ids]
+    window.act_snap.trigger()
+    assert window.statusBar().currentMessage().startswith("Snapped ")
+    if any(s.pair(i).fixed != b for i, b in zip(ids, before)):
+        window.act_undo.trigger()
+    assert [s.pair(i).fixed for i in ids] == before
+
+
 def test_table_check_box_includes_and_excludes(qtbot, window, pair_files):
     open_and_register(qtbot, window, pair_files)
     model = window.table.model
@@ -599,6 +613,7 @@ def test_closing_with_unsaved_changes_asks_and_can_cancel(qtbot, window, pair_fi
 def test_settings_are_remembered_between_runs(qtbot, window, tmp_path):
     window.overlay_view.set_kind("fused")
     window.overlay_view.squares.setValue(5)
+    window.select_data(window.field_combo, "6")
     window.select_data(window.mode_combo, "octfa")
     window.set_transform("homography")
     window.select_data(window.lines_combo, "all")
@@ -609,6 +624,7 @@ def test_settings_are_remembered_between_runs(qtbot, window, tmp_path):
         assert again.overlay_view.current_kind() == "fused"
         assert again.overlay_view.squares.value() == 5
         assert again.mode_combo.currentData() == "octfa"
+        assert again.field_combo.currentData() == "6" and not again.field_combo.isEnabled()
         assert again.doc.transform_type == "homography"
         assert again.matcher_combo.currentData() == "classical"
         assert again.lines_combo.currentData() == "all" and again.pair_view.line_filter == "all"
