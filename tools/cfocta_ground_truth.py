@@ -5,14 +5,16 @@
 drawn in OCTA space, against the photo's vessel map; independent of every matcher of the
 pipeline). Vessel junctions of the annotation's skeleton, spread over the field, are the
 candidate points; each partner is snapped onto the photo with ``core.point_snap`` (the app's
-snap). The points go into the app's document and are saved as its annotation file, with a check
-sheet per eye: every point's zoomed photo and OCTA patches with crosshairs, to be judged by eye
-(the annotator's "checked zoomed in").
+snap), and points more than ``INLIER_PX`` off the eye's affine fit are excluded. The points go
+into the app's document and are saved as its annotation file, with two pictures per eye to judge
+by eye: the annotation's centre lines warped onto the photo (``_overlay.png``) and every point's
+zoomed photo and OCTA patches with crosshairs (``_check.png``).
 
 ``export``: the reviewed annotations (points excluded in review are dropped) become FIRE-format
 control-point files and a ``pairs.csv`` for ``retreg evaluate --pairs``: each eye's two OCTA
-slabs against the whole photo and against a clip of it (the square 1.5x the OCTA field centred
-on it, resampled to 512 px, as the clinic's ``_cf_clip_512``). Errors stay in photo pixels.
+slabs against the whole photo and against clips of it (``CLIPS``: the clinic's square 1.5x the
+OCTA field centred on it, resampled to 512 px like ``_cf_clip_512``, and a wider off-centre one).
+Errors stay in photo pixels.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import numpy as np
 from skimage.morphology import skeletonize
 
 from retreg.core.annotations import load_annotation, save_annotation, write_fire_points
+from retreg.core.disc import locate_disc
 from retreg.core.geometry import map_points
 from retreg.core.io import read_image
 from retreg.core.modality import prepare
@@ -43,8 +46,8 @@ SLABS = ("C_optic_nerve_head", "B_RPC")
 CLIPS = {"clip": (1.5, (0.0, 0.0)), "clip2x": (2.0, (0.12, -0.08))}
 CLIP_SIDE = 512
 DATA_FROM_CSV = "../../../../shared/data/CF_OCTA_dev"  # benchmarks/data/cfocta_dev -> ../shared
-SEARCH_PX = 2.0
-INLIER_PX = 4.0  # a snapped point further than this from the eye's affine fit is excluded  # photo px per pixel of the coarse search
+SEARCH_PX = 2.0  # photo px per pixel of the coarse search
+INLIER_PX = 4.0  # a snapped point further than this from the eye's affine fit is excluded
 
 
 def eyes(root: Path) -> list[tuple[str, str]]:
@@ -59,7 +62,6 @@ def _vessel_mask(av_rgb: np.ndarray) -> np.ndarray:
 def coarse_placement(cf: np.ndarray, av: np.ndarray, field_px: float) -> np.ndarray:
     """3x3 similarity OCTA px -> photo px that best correlates the annotation with the photo's
     vessel map around its optic disc (the OCTA scans are disc-centred)."""
-    from retreg.core.disc import locate_disc
     cx, cy = locate_disc(cf)
     h, w = cf.shape[:2]
     prep = prepare(cf, "cf", round(max(h, w) / SEARCH_PX))
