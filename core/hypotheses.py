@@ -36,9 +36,7 @@ class SearchPolicy:
     tried at each of ``zooms`` instead (its working image shrunk or enlarged by that factor: an
     OCTA field covers 0.5-1x of a CF clip, beyond the matcher's trained scale range, and its
     pixels have nothing to do with the photo's); only the variants of the zoom with the cleanest
-    consensus go on to the vote (``at_cleanest_zoom``). Other
-    modalities are tried at ``rescue_zooms`` only when no rotation convinced (two cameras'
-    fields can differ 0.6-1.6x in scale), at the best variant's rotation. If none is convincing and both modalities are in
+    consensus go on to the vote (``at_cleanest_zoom``). If none is convincing and both modalities are in
     ``shift_modalities``, the best one's pitch is tried unturned, moved by each of
     ``shift_fractions`` of its side in each of ``shift_directions``. Convincing = an affine
     consensus of at least ``accept_inliers`` binned matches and ``accept_ratio`` of them, within
@@ -48,7 +46,6 @@ class SearchPolicy:
     rotations: tuple[int, ...] = (0, 180, 90, 270)
     zooms: tuple[float, ...] = (1.0, 0.8, 0.64, 0.5)
     zoom_modalities: frozenset[str] = frozenset({"octa"})
-    rescue_zooms: tuple[float, ...] = (0.7, 1.4, 0.5, 2.0)
     pitch_tolerance: float = 0.08
     shift_fractions: tuple[float, ...] = (1 / 3, 2 / 3)
     shift_directions: tuple[tuple[int, int], ...] = COMPASS
@@ -60,13 +57,12 @@ class SearchPolicy:
     def __post_init__(self) -> None:
         if not self.rotations or any(r % 90 for r in self.rotations):
             raise ValueError(f"rotations must be non-empty multiples of 90, got {self.rotations}")
-        if not self.zooms or min(self.zooms + self.rescue_zooms, default=1.0) <= 0:
-            raise ValueError(f"zooms must be positive factors, got {self.zooms}, "
-                             f"{self.rescue_zooms}")
+        if not self.zooms or min(self.zooms) <= 0:
+            raise ValueError(f"zooms must be non-empty positive factors, got {self.zooms}")
 
 
-NO_SEARCH = SearchPolicy(rotations=(0,), zooms=(1.0,), rescue_zooms=(),
-                         pitch_tolerance=float("inf"), shift_fractions=())
+NO_SEARCH = SearchPolicy(rotations=(0,), zooms=(1.0,), pitch_tolerance=float("inf"),
+                         shift_fractions=())
 
 
 @dataclass(frozen=True)
@@ -285,13 +281,6 @@ def search(matcher: Matcher, fixed: PreparedImage, moving: PreparedImage,
                 attempt(turned(zoomed(base, z), deg))
         if convincing():
             break
-    if len(zooms) == 1 and not convincing():
-        v_best = next(v for v, f in tried if f is best)
-        base = bases[v_best.pitch_variant]
-        for z in policy.rescue_zooms:
-            attempt(turned(zoomed(base, z), v_best.rotation_deg))
-            if convincing():
-                break
     if {fixed.modality, moving.modality} <= policy.shift_modalities and not convincing():
         base = bases[next(v.pitch_variant for v, s in tried if s is best)]
         h, w = base.image.work.shape
