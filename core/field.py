@@ -39,14 +39,16 @@ class FieldPrior:
         if self.field_mm is not None and not 0.5 <= self.field_mm <= 30:
             raise ValueError(f"OCTA field must be 0.5-30 mm, got {self.field_mm}")
         if not 10 <= self.fov_deg <= 200:
-            raise ValueError(f"the photo's field of view must be 10-200 degrees, got {self.fov_deg}")
+            raise ValueError(f"the photo's field of view must be 10-200 degrees, "
+                             f"got {self.fov_deg}")
 
     @property
     def sizes_mm(self) -> tuple[float, ...]:
         return (self.field_mm,) if self.field_mm is not None else SCAN_SIZES_MM
 
     def field_px(self, field_mm: float, fov_diameter_px: float) -> float:
-        """The expected width (photo px) of a ``field_mm`` scan in a FOV ``fov_diameter_px`` wide."""
+        """The expected width (photo px) of a ``field_mm`` scan in a FOV ``fov_diameter_px``
+        wide."""
         return field_mm / (self.fov_deg * MM_PER_DEGREE) * fov_diameter_px
 
 

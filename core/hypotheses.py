@@ -1,12 +1,12 @@
 """The hypothesis search: which input variant of the moving image lets the matcher register a pair.
 
 A matcher sees the moving image as prepared; some pairs only register when it is given turned
-(90-degree steps), resampled at the fixed image's pixel pitch, or moved by part of its side
-(``SearchPolicy``). Each ``Variant`` is a valid ``PreparedImage`` plus the exact map of its
+(90-degree steps), resampled at the fixed image's pixel pitch or zoomed (OCTA), or moved by part
+of its side (``SearchPolicy``). Each ``Variant`` is a valid ``PreparedImage`` plus the exact map of its
 working pixels back to the prepared moving image's working pixels. ``search`` tries variants in
 the policy's order until one is convincing, scores each with ``coarse_fit`` (binned on the
 fixed image's working grid, fitted in full resolution like the pipeline's estimate) and lets
-those of one rotation ``vote``.
+those of one rotation (and, for OCTA, of the cleanest zoom) ``vote``.
 """
 from __future__ import annotations
 
@@ -35,9 +35,9 @@ class SearchPolicy:
     (relative), at the fixed pitch. When the moving modality is in ``zoom_modalities`` it is
     tried at each of ``zooms`` instead (its working image shrunk or enlarged by that factor: an
     OCTA field covers 0.5-1x of a CF clip, beyond the matcher's trained scale range, and its
-    pixels have nothing to do with the photo's); only the variants of the zoom with the cleanest
-    consensus go on to the vote (``at_cleanest_zoom``). If none is convincing and both modalities are in
-    ``shift_modalities``, the best one's pitch is tried unturned, moved by each of
+    pixels have nothing to do with the photo's); only the variants of the zoom with the
+    cleanest consensus go on to the vote (``at_cleanest_zoom``). If none is convincing and both
+    modalities are in ``shift_modalities``, the best one's pitch is tried unturned, moved by each of
     ``shift_fractions`` of its side in each of ``shift_directions``. Convincing = an affine
     consensus of at least ``accept_inliers`` binned matches and ``accept_ratio`` of them, within
     ``score_threshold_px`` working pixels of the fixed image.
@@ -106,8 +106,8 @@ def zoomed(v: Variant, factor: float) -> Variant:
         return v
     img = v.image
     image = at_pitch(img, (img.scale[0] / factor, img.scale[1] / factor))
-    return replace(v, image=image, to_moving=lambda pts: v.to_moving(img.to_work(image.to_full(pts))),
-                   zoom=v.zoom * factor)
+    return replace(v, image=image, zoom=v.zoom * factor,
+                   to_moving=lambda pts: v.to_moving(img.to_work(image.to_full(pts))))
 
 
 def _rot90_back(pts: np.ndarray, k: int, w: int, h: int) -> np.ndarray:
