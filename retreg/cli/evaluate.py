@@ -72,11 +72,11 @@ def run(args) -> int:
     matcher = get_matcher(args.matcher, weights=args.weights)
     cv2.setRNGSeed(args.seed)
 
-    config = registration_config(args)
+    reg_config = registration_config(args)
 
     def register_fn(pair, fixed, moving):
         return register(fixed, moving, modes[pair.pair_id], matcher=matcher,
-                        transform=args.transform, config=config)
+                        transform=args.transform, config=reg_config)
 
     results, unreadable = evaluate(pairs, register_fn, thresholds)
     skipped = skipped + unreadable

@@ -226,6 +226,13 @@ def test_a_malformed_clip_column_names_its_line(tmp_path, clip):
         csv_pairs(tmp_path / "pairs.csv")
 
 
+def test_an_octa_scan_size_must_be_one_the_scanners_make(tmp_path, capsys):
+    f, m, _, _ = _write_pair(tmp_path, "o", seed=2, deg=0.0, shift=(0, 0))
+    with pytest.raises(SystemExit) as exc:
+        main(["register", str(f), str(m), "--mode", "cfocta", "--octa-field-mm", "5"])
+    assert exc.value.code == 2 and "--octa-field-mm" in capsys.readouterr().err
+
+
 def test_fire_layout_excludes_p37_and_reports_incomplete_pairs(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "Ground_Truth").mkdir()
