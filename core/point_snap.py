@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from retreg.core.geometry import map_points
+from retreg.core.refine import parabola_offset
 from retreg.core.types import PreparedImage
 
 
@@ -31,14 +32,6 @@ class Snap:
     @property
     def ok(self) -> bool:
         return self.fixed_xy is not None
-
-
-def _subpixel(ncc: np.ndarray, ix: int, iy: int) -> tuple[float, float]:
-    def offset(a: float, b: float, c: float) -> float:
-        curv = a - 2.0 * b + c
-        return 0.0 if curv >= 0 else float(np.clip(0.5 * (a - c) / curv, -0.5, 0.5))
-    return (offset(ncc[iy, ix - 1], ncc[iy, ix], ncc[iy, ix + 1]),
-            offset(ncc[iy - 1, ix], ncc[iy, ix], ncc[iy + 1, ix]))
 
 
 def snap_partner(fixed: PreparedImage, moving: PreparedImage, moving_xy: tuple[float, float],
@@ -86,7 +79,8 @@ def snap_partner(fixed: PreparedImage, moving: PreparedImage, moving_xy: tuple[f
         return Snap(None, float(best), margin, f"weak match (NCC {best:.2f} < {min_ncc})")
     if margin < min_margin:
         return Snap(None, float(best), margin, "ambiguous match (e.g. along a straight vessel)")
-    dx, dy = _subpixel(ncc, ix, iy)
+    dx = parabola_offset(ncc[iy, ix - 1], best, ncc[iy, ix + 1])
+    dy = parabola_offset(ncc[iy - 1, ix], best, ncc[iy + 1, ix])
     # ncc[iy, ix]: the template's centre (the moving point) on fixed work px (cx-search+ix, ...)
     found = np.array([[cx - search + ix + dx, cy - search + iy + dy]])
     fx, fy = fixed.to_full(found)[0]

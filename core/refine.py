@@ -109,7 +109,7 @@ def _template_centres(fixed_vessels: np.ndarray, valid: np.ndarray, grid: int, r
     return np.array(centres, int).reshape(-1, 2)
 
 
-def _parabola_offset(left: float, mid: float, right: float) -> float:
+def parabola_offset(left: float, mid: float, right: float) -> float:
     """Sub-pixel position of a peak from three samples (0 when the fit is flat)."""
     curv = left - 2.0 * mid + right
     return 0.0 if curv >= 0 else float(np.clip(0.5 * (left - right) / curv, -0.5, 0.5))
@@ -133,8 +133,8 @@ def _match_template(fixed_vessels: np.ndarray, warped: np.ndarray, centre: np.nd
     cv2.circle(away, (ix, iy), max(2, patch // 4), -1.0, -1)
     if best - float(away.max()) < config.min_peak_margin:
         return None  # another, nearly as good position: ambiguous (e.g. along a straight vessel)
-    dx = ix - search + _parabola_offset(ncc[iy, ix - 1], best, ncc[iy, ix + 1])
-    dy = iy - search + _parabola_offset(ncc[iy - 1, ix], best, ncc[iy + 1, ix])
+    dx = ix - search + parabola_offset(ncc[iy, ix - 1], best, ncc[iy, ix + 1])
+    dy = iy - search + parabola_offset(ncc[iy - 1, ix], best, ncc[iy + 1, ix])
     return dx, dy, best
 
 
