@@ -23,7 +23,8 @@ import numpy as np
 
 from retreg.core.atomic import atomic_write_bytes
 from retreg.core.errors import AnnotationError, DatasetError
-from retreg.core.types import TRANSFORM_TYPES, Mode
+from retreg.core.transforms import from_json
+from retreg.core.types import GLOBAL_TRANSFORM_TYPES, TRANSFORM_TYPES, Mode
 
 FORMAT, VERSION = "retreg-annotation", 1
 REALPAIRS_FORMAT, REALPAIRS_VERSION = "retreg-realpairs", 1
@@ -252,9 +253,15 @@ def from_dict(d, where: str = "annotation") -> Annotation:
         if ttype not in TRANSFORM_TYPES:
             raise AnnotationError(f"{where}: transform type {ttype!r} is not one of "
                                   f"{', '.join(TRANSFORM_TYPES)}")
-        transform = {"type": ttype,
-                     "matrix": _check_matrix(_require(transform, "matrix", f"{where}: transform"),
-                                             where)}
+        matrix = _check_matrix(_require(transform, "matrix", f"{where}: transform"), where)
+        polish = transform.get("nonrigid")
+        transform = {"type": ttype, "matrix": matrix}
+        if polish is not None:
+            try:
+                from_json(polish, np.asarray(matrix, np.float64))
+            except (ValueError, AttributeError) as exc:
+                raise AnnotationError(f"{where}: transform nonrigid: {exc}") from exc
+            transform["nonrigid"] = polish
     notes = d.get("notes", "")
     if not isinstance(notes, str):
         raise AnnotationError(f"{where}: 'notes' must be a string")
@@ -422,11 +429,14 @@ def export_realpair(root: str | os.PathLike, pair_id: str, annotation: Annotatio
         refs[name] = ImageRef(path.name, sha256_file(path), tuple(int(s) for s in img.shape))
     transform = annotation.transform
     if H_computed is not None:
-        if transform_type not in TRANSFORM_TYPES:
-            raise ValueError(f"transform type {transform_type!r} is not one of "
-                             f"{', '.join(TRANSFORM_TYPES)}")
+        if transform_type not in GLOBAL_TRANSFORM_TYPES:
+            raise ValueError(f"H_computed is a 3x3 {', '.join(GLOBAL_TRANSFORM_TYPES)}, not "
+                             f"{transform_type!r}: fine-tuning learns global transforms")
         transform = {"type": transform_type,
                      "matrix": _check_matrix(H_computed, f"pair {pair_id}")}
+        if annotation.transform and annotation.transform.get("nonrigid"):
+            transform["note"] = ("the global homography of a non-rigid fit: fine-tuning learns "
+                                 "3x3 transforms, the polish is not exported")
     copy = Annotation(refs["fixed"], refs["moving"], annotation.mode,
                       list(annotation.points), transform, annotation.notes)
     save_annotation(pair_dir / "annotation.json", copy)

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from retreg.core.geometry import linear_shape
-from retreg.core.types import TRANSFORM_TYPES, Estimate
+from retreg.core.types import GLOBAL_TRANSFORM_TYPES, Estimate
 
 MIN_POINTS = {"similarity": 3, "affine": 3, "homography": 4}
 SCALE_RANGE = (0.2, 5.0)
@@ -19,9 +19,9 @@ MAX_PERSPECTIVE_RATIO = 2.0  # spread of the homogeneous w over the moving point
 
 
 def _check_type(transform_type: str) -> None:
-    if transform_type not in TRANSFORM_TYPES:
+    if transform_type not in GLOBAL_TRANSFORM_TYPES:
         raise ValueError(f"unknown transform type {transform_type!r}; "
-                         f"expected one of {', '.join(TRANSFORM_TYPES)}")
+                         f"expected one of {', '.join(GLOBAL_TRANSFORM_TYPES)}")
 
 
 def _as_pts(pts: np.ndarray) -> np.ndarray:

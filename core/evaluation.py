@@ -25,6 +25,7 @@ from retreg.core.errors import AnnotationError, DatasetError, ImageReadError
 from retreg.core.io import read_image
 from retreg.core.metrics import (SAME_MODALITY, PairErrors, Summary, Thresholds, classify,
                                  control_point_errors)
+from retreg.core.transforms import after
 from retreg.core.types import RegistrationResult
 from retreg.core.warp import square_clip
 
@@ -162,7 +163,7 @@ def evaluate(pairs: Sequence[EvalPair],
         t0 = time.perf_counter()
         res = register_fn(pair, fixed, moving)
         seconds = time.perf_counter() - t0
-        errs = control_point_errors(to_fixed @ res.matrix if res.ok else None,
+        errs = control_point_errors(after(to_fixed, res.mapping) if res.ok else None,
                                     [p.moving for p in gt], [p.fixed for p in gt])
         results.append(PairResult(pair, res, errs, classify(errs, thresholds), seconds))
     return results, skipped

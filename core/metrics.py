@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from retreg.core import transforms
 from retreg.core.geometry import corners, map_points, residuals
+from retreg.core.transforms import Mapping
 
 FAILED, INACCURATE, ACCEPTABLE = "failed", "inaccurate", "acceptable"
 OUTCOMES = (FAILED, INACCURATE, ACCEPTABLE)
@@ -53,9 +55,10 @@ class PairErrors:
         return float(np.max(self.per_point))
 
 
-def control_point_errors(matrix: np.ndarray | None, moving_pts: np.ndarray,
+def control_point_errors(matrix: Mapping | None, moving_pts: np.ndarray,
                          fixed_pts: np.ndarray) -> PairErrors:
-    """Distances (px, fixed image) between warped moving control points and the fixed ones."""
+    """Distances (px, fixed image) between warped moving control points and the fixed ones;
+    ``matrix`` is a 3x3 matrix or a non-rigid transform (``core.transforms``)."""
     moving_pts = np.asarray(moving_pts, dtype=np.float64).reshape(-1, 2)
     fixed_pts = np.asarray(fixed_pts, dtype=np.float64).reshape(-1, 2)
     if len(moving_pts) != len(fixed_pts) or len(fixed_pts) == 0:
@@ -63,7 +66,7 @@ def control_point_errors(matrix: np.ndarray | None, moving_pts: np.ndarray,
                          f"points, got {len(fixed_pts)} and {len(moving_pts)}")
     if matrix is None:
         return PairErrors(np.full(len(fixed_pts), np.inf), failed=True)
-    dist = residuals(matrix, moving_pts, fixed_pts)
+    dist = transforms.residuals(matrix, moving_pts, fixed_pts)
     # A matrix that sends a point to infinity (w = 0) is as wrong as it gets, not a crash.
     return PairErrors(np.where(np.isfinite(dist), dist, np.inf), failed=False)
 

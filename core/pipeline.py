@@ -17,15 +17,17 @@ from retreg.core.estimation import (MIN_POINTS, estimate, estimate_with_affine_f
                                     fit_least_squares, implausibility)
 from retreg.core.field import (FieldClip, FieldPrior, field_clips, field_width,
                                implausible_field, is_whole_photo)
-from retreg.core.geometry import map_points, residuals
+from retreg.core.geometry import map_points
+from retreg.core.transforms import residuals
 from retreg.core.hypotheses import SearchPolicy, search
 from retreg.core.io import read_image
 from retreg.core.matchers import Matcher, get_matcher
 from retreg.core.modality import prepare
 from retreg.core.refine import RefineConfig, Refinement, refine
 from retreg.core.selection import spatial_binning
-from retreg.core.types import (TRANSFORM_TYPES, Estimate, Matches, Mode, PreparedImage,
-                               RegistrationResult)
+from retreg.core.transforms import PolishFit, after, fit_polish
+from retreg.core.types import (NONRIGID_TYPES, TRANSFORM_TYPES, Estimate, Matches, Mode,
+                               PreparedImage, RegistrationResult)
 from retreg.core.verdict import Verdict, VerdictConfig, assess
 
 
@@ -72,16 +74,41 @@ def _check_transform(transform_type: str) -> None:
                          f"expected one of {', '.join(TRANSFORM_TYPES)}")
 
 
-def _residuals_or_nan(est: Estimate, matches: Matches, selected: np.ndarray) -> np.ndarray:
+def global_type(transform_type: str) -> str:
+    """The 3x3 type estimated first: a non-rigid polish sits on a homography."""
+    return "homography" if transform_type in NONRIGID_TYPES else transform_type
+
+
+def _residuals_or_nan(est: Estimate, matches: Matches, selected: np.ndarray,
+                      polish: PolishFit | None = None) -> np.ndarray:
     if est.matrix is None:
         return np.full(len(selected), np.nan)
-    return residuals(est.matrix, matches.kpts_moving[selected], matches.kpts_fixed[selected])
+    mapping = polish.transform if polish is not None and polish.ok else est.matrix
+    return residuals(mapping, matches.kpts_moving[selected], matches.kpts_fixed[selected])
+
+
+def _polish(transform_type: str, est: Estimate, matches: Matches, selected: np.ndarray,
+            moving_shape: tuple[int, ...]) -> PolishFit | None:
+    """The non-rigid polish over ``est`` fitted on its inliers, or None for a 3x3 type or a
+    failed global fit."""
+    if transform_type not in NONRIGID_TYPES or not est.ok:
+        return None
+    idx = selected[est.inliers]
+    return fit_polish(transform_type, matches.kpts_moving[idx], matches.kpts_fixed[idx],
+                      est.matrix, moving_shape)
+
+
+def _polish_fields(polish: PolishFit | None) -> dict:
+    """``RegistrationResult`` fields of a polish outcome."""
+    if polish is None:
+        return {"nonrigid": None, "polish_note": ""}
+    return {"nonrigid": polish.transform, "polish_note": polish.note}
 
 
 def _estimate_selected(matches: Matches, selected: np.ndarray, transform_type: str,
                        threshold_px: float, config: RegistrationConfig) -> Estimate:
     return estimate_with_affine_fallback(
-        matches.kpts_moving[selected], matches.kpts_fixed[selected], transform_type,
+        matches.kpts_moving[selected], matches.kpts_fixed[selected], global_type(transform_type),
         threshold_px=threshold_px, confidence=config.confidence, max_iters=config.max_iters,
         min_inliers=config.min_inliers, polish=config.polish)
 
@@ -97,6 +124,10 @@ def register(fixed_img: np.ndarray | str | os.PathLike, moving_img: np.ndarray |
     ``residuals`` / ``threshold_px`` belong to the refit, so ``reestimate`` refits those same
     correspondences. When it is rejected the coarse result stands unchanged.
     ``timings["refine"]`` is recorded whenever the fine stage runs.
+
+    A non-rigid ``transform`` ("quadratic" | "smooth") is a homography (``matrix``) plus a
+    polish fitted on its inliers (``nonrigid``), timed as ``polish``; when the evidence does
+    not support the polish, ``nonrigid`` is None and ``polish_note`` says why.
     """
     mode = Mode(mode)
     _check_transform(transform)
@@ -134,21 +165,26 @@ def _register_prepared(fixed_arr: np.ndarray, moving_arr: np.ndarray, fixed: Pre
 
     if config.refine is not None and est.ok:
         t = time.perf_counter()
-        fine = _refine(fixed_arr, moving_arr, mode, est.matrix, transform, config.refine,
+        fine = _refine(fixed_arr, moving_arr, mode, est.matrix, global_type(transform),
+                       config.refine,
                        (fixed, moving) if matcher.working_side == config.refine.working_side
                        else None)
         if fine.accepted:
             matches, selected = fine.matches, np.arange(len(fine.matches))
-            est = Estimate(transform, fine.matrix, fine.inliers, "ok")
+            est = Estimate(global_type(transform), fine.matrix, fine.inliers, "ok")
             threshold = fine.threshold_px
         timings["refine"] = time.perf_counter() - t
-    res = _residuals_or_nan(est, matches, selected)
+    t = time.perf_counter()
+    polish = _polish(transform, est, matches, selected, moving_arr.shape)
+    if polish is not None:
+        timings["polish"] = time.perf_counter() - t
+    res = _residuals_or_nan(est, matches, selected, polish)
     result = RegistrationResult(
         mode=mode.value, matcher=matcher.name, transform_type=transform, matrix=est.matrix,
         status=est.status, reason=est.reason, matches=matches, selected=selected,
         inliers=est.inliers, residuals=res, timings=timings, fixed_shape=(h, w),
         moving_shape=tuple(moving_arr.shape[:2]), threshold_px=threshold,
-        hypothesis=hypothesis, judged_on=(fixed, moving))
+        hypothesis=hypothesis, judged_on=(fixed, moving), **_polish_fields(polish))
     t = time.perf_counter()
     result.verdict = assess(result, fixed, moving, config.verdict)
     timings["verdict"] = time.perf_counter() - t
@@ -194,6 +230,7 @@ def _in_frame(result: RegistrationResult, to_frame: np.ndarray, shape: tuple[int
     s = float(np.sqrt(abs(np.linalg.det(to_frame[:2, :2]))))
     m = result.matches
     return replace(result, matrix=None if result.matrix is None else to_frame @ result.matrix,
+                   nonrigid=None if result.nonrigid is None else after(to_frame, result.nonrigid),
                    matches=Matches(map_points(to_frame, m.kpts_fixed), m.kpts_moving, m.confidence),
                    residuals=result.residuals * s, threshold_px=result.threshold_px * s,
                    fixed_shape=tuple(shape[:2]))
@@ -251,23 +288,26 @@ def reestimate(result: RegistrationResult, transform_type: str,
     t = time.perf_counter()
     est = _estimate_selected(result.matches, result.selected, transform_type,
                              result.threshold_px, config)
+    polish = _polish(transform_type, est, result.matches, result.selected, result.moving_shape)
     timings = {**result.timings, "estimate": time.perf_counter() - t}
     out = replace(result, transform_type=transform_type, matrix=est.matrix, status=est.status,
                   reason=est.reason, inliers=est.inliers,
-                  residuals=_residuals_or_nan(est, result.matches, result.selected),
-                  timings=timings, verdict=None)
+                  residuals=_residuals_or_nan(est, result.matches, result.selected, polish),
+                  timings=timings, verdict=None, **_polish_fields(polish))
     out.verdict = _judge(out, config.verdict)
     return out
 
 
 def estimate_from_points(fixed_pts: np.ndarray, moving_pts: np.ndarray, transform_type: str,
                          threshold_px: float = 5.0) -> Estimate:
-    """Transform from manually placed point pairs (full-res px).
+    """Transform from manually placed point pairs (full-res px); for a non-rigid type its
+    global homography (``fit_points`` adds the polish).
 
     With exactly the minimum number of pairs every point must count, so it is a least-squares
     fit; with more, USAC rejects misplaced points (``threshold_px`` in fixed-image pixels).
     """
     _check_transform(transform_type)
+    transform_type = global_type(transform_type)
     fixed_pts = np.asarray(fixed_pts, np.float64).reshape(-1, 2)
     moving_pts = np.asarray(moving_pts, np.float64).reshape(-1, 2)
     n, need = len(fixed_pts), MIN_POINTS[transform_type]
@@ -284,3 +324,13 @@ def estimate_from_points(fixed_pts: np.ndarray, moving_pts: np.ndarray, transfor
     if why:
         return Estimate(transform_type, None, np.zeros(n, bool), "failed", why)
     return Estimate(transform_type, matrix, np.ones(n, bool), "ok")
+
+
+def fit_points(fixed_pts: np.ndarray, moving_pts: np.ndarray, transform_type: str,
+               moving_shape: tuple[int, ...], threshold_px: float = 5.0
+               ) -> tuple[Estimate, PolishFit | None]:
+    """``estimate_from_points`` plus, for a non-rigid type, the polish fitted on its inliers
+    (None for a 3x3 type): the transform of hand-edited points, under the same guard."""
+    est = estimate_from_points(fixed_pts, moving_pts, transform_type, threshold_px)
+    pts = Matches(fixed_pts, moving_pts, np.ones(len(est.inliers)))
+    return est, _polish(transform_type, est, pts, np.arange(len(pts)), moving_shape)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from retreg.core.transforms import Mapping, NonRigid
     from retreg.core.verdict import Verdict
 
 
@@ -40,7 +41,10 @@ class Mode(str, Enum):
         return (cls.CFFA, cls.CFOCT, cls.CFOCTA, cls.OCTFA)
 
 
-TRANSFORM_TYPES = ("similarity", "affine", "homography")
+GLOBAL_TRANSFORM_TYPES = ("similarity", "affine", "homography")  # one 3x3 matrix
+# Non-rigid types (``core.transforms``): a homography plus a polish fitted on its inliers.
+NONRIGID_TYPES = ("quadratic", "smooth")
+TRANSFORM_TYPES = GLOBAL_TRANSFORM_TYPES + NONRIGID_TYPES
 
 
 @dataclass
@@ -141,7 +145,7 @@ class RegistrationResult:
     mode: str
     matcher: str
     transform_type: str
-    matrix: np.ndarray | None  # 3x3 moving -> fixed, full-resolution pixels
+    matrix: np.ndarray | None  # 3x3 moving -> fixed, full-resolution pixels (the global part)
     status: str
     reason: str
     matches: Matches  # all putative matches from the matcher
@@ -161,10 +165,19 @@ class RegistrationResult:
     # clip the OCTA was registered onto (clip px -> photo px; ``judged_on`` is that clip's
     # pair); None otherwise
     located: dict | None = None
+    # quadratic / smooth: the polish over ``matrix`` when the evidence supported it, else None
+    # and ``polish_note`` says why the global matrix stands
+    nonrigid: "NonRigid | None" = None
+    polish_note: str = ""
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def mapping(self) -> "Mapping | None":
+        """The full moving -> fixed transform: the polish when there is one, else ``matrix``."""
+        return self.nonrigid if self.nonrigid is not None else self.matrix
 
     @property
     def n_inliers(self) -> int:
@@ -200,6 +213,10 @@ class RegistrationResult:
                 "type": self.transform_type,
                 "matrix": None if self.matrix is None else np.asarray(self.matrix).tolist(),
                 "maps": "moving pixel coordinates -> fixed pixel coordinates (full resolution)",
+                **({} if self.transform_type in GLOBAL_TRANSFORM_TYPES else {
+                    "global": "homography",
+                    "nonrigid": None if self.nonrigid is None else self.nonrigid.to_json(),
+                    "polish_note": self.polish_note}),
             },
             "n_matches": int(len(self.matches)),
             "n_selected": int(len(self.selected)),

@@ -4,18 +4,25 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from retreg.core.transforms import Mapping, Quadratic, Smooth, global_matrix, inverse_map
+
 MIN_INSIDE = 0.1  # share of the warped moving image that must land within the fixed frame
 MAX_AREA_RATIO = 100.0  # warped moving area / fixed frame area beyond which a fit is absurd
 MIN_AREA_RATIO = 1e-3
 FRAME_MARGIN = 0.05  # share of the fixed frame's width and height added on each side
 
 
-def warp_moving(moving: np.ndarray, matrix: np.ndarray, fixed_shape: tuple[int, ...]) -> np.ndarray:
-    """``moving`` warped by ``matrix`` (moving -> fixed, full res) onto a fixed-sized canvas.
+def warp_moving(moving: np.ndarray, matrix: Mapping, fixed_shape: tuple[int, ...]) -> np.ndarray:
+    """``moving`` warped by ``matrix`` (moving -> fixed, full res: a 3x3 matrix or a non-rigid
+    transform of ``core.transforms``) onto a fixed-sized canvas.
 
     Keeps dtype and channels; pixels with no moving data are 0.
     """
     h, w = int(fixed_shape[0]), int(fixed_shape[1])
+    if isinstance(matrix, (Quadratic, Smooth)):
+        map_x, map_y = inverse_map(matrix, (h, w))
+        return cv2.remap(moving, map_x, map_y, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     m = np.asarray(matrix, np.float64)
     if m.shape != (3, 3) or not np.all(np.isfinite(m)):
         raise ValueError("matrix must be a finite 3x3 moving -> fixed transform")
@@ -28,15 +35,15 @@ def _area(poly: np.ndarray) -> float:
     return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
 
-def placement_problem(matrix: np.ndarray, moving_shape: tuple[int, ...],
+def placement_problem(matrix: Mapping, moving_shape: tuple[int, ...],
                       fixed_shape: tuple[int, ...], margin: float = FRAME_MARGIN) -> str | None:
     """Why the moving image warped by ``matrix`` (moving -> fixed) is not fit to draw over the
     fixed image (a phrase about the transform), or None when it is: the transform sends part
     of it through infinity, makes its area absurd against the fixed frame
     (``MIN_AREA_RATIO``, ``MAX_AREA_RATIO``), or leaves less than ``MIN_INSIDE`` of it within
     the fixed frame widened by ``margin``. A wild fit must be named, not drawn as a black or
-    garbled overlay."""
-    m = np.asarray(matrix, np.float64)
+    garbled overlay. A non-rigid transform is judged by its global matrix."""
+    m = global_matrix(matrix)
     if m.shape != (3, 3) or not np.all(np.isfinite(m)):
         return "it is not a finite 3x3 matrix"
     h, w = int(moving_shape[0]), int(moving_shape[1])

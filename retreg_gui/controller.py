@@ -87,7 +87,8 @@ def registration_message(result: RegistrationResult) -> str:
         return f"Registration failed: {why} — add point pairs by hand (A)"
     secs = f"{result.timings.get('total', 0):.2f} s"
     counts = f"{result.n_inliers} inliers of {len(result.selected)} selected matches in {secs}"
-    notes = [n for n in (result.located_note(), result.hypothesis_note()) if n]
+    notes = [n for n in (result.located_note(), result.hypothesis_note(), result.polish_note)
+             if n]
     if verdict is not None and not verdict.ok:
         notes.append(verdict.summary())
     if notes:

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from retreg.core import annotations as ann_io
-from retreg.core import geometry
+from retreg.core import transforms
 from retreg.core.errors import AnnotationError
-from retreg.core.pipeline import estimate_from_points, reestimate
+from retreg.core.pipeline import fit_points, reestimate
+from retreg.core.transforms import Mapping, NonRigid
 from retreg.core.types import Mode, RegistrationResult
 
 if TYPE_CHECKING:
@@ -85,7 +86,9 @@ class Document:
         self._clean_index: int | None = 0  # None: the saved state is no longer reachable
         self._observers: dict[str, list[Callable[[], None]]] = {e: [] for e in EVENTS}
         self.confidence: dict[int, float] = {}
-        self.matrix: np.ndarray | None = None
+        self.matrix: np.ndarray | None = None  # the global 3x3 part of the transform shown
+        self.nonrigid: NonRigid | None = None  # its quadratic / smooth polish, if any
+        self.polish_note = ""  # why a non-rigid type shows only its homography
         self.fit_reason = ""  # why there is no matrix, when there is none
         self.residuals: dict[int, float] = {}
         self.selected_ids: tuple[int, ...] = ()
@@ -339,33 +342,48 @@ class Document:
         conf = confidence_by_id(st.result)
         self.confidence = {p.id: conf[p.id] for p in self.pairs
                            if p.source == "model" and p.id in conf}
+        self.nonrigid, self.polish_note = None, ""
         if st.model_fit and st.result is not None:
             self.matrix, self.fit_reason = st.result.matrix, st.result.reason
+            self.nonrigid, self.polish_note = st.result.nonrigid, st.result.polish_note
         elif self.pairs:
             fixed, moving = self.included_points()
-            est = estimate_from_points(fixed, moving, st.transform_type)
+            est, polish = fit_points(fixed, moving, st.transform_type,
+                                     self.moving_img.shape if self.moving_img is not None
+                                     else (0, 0))
             self.matrix, self.fit_reason = est.matrix, est.reason
+            if polish is not None:
+                self.nonrigid, self.polish_note = polish.transform, polish.note
         else:
             self.matrix, self.fit_reason = None, "no point pairs yet"
         if self.matrix is None or not self.pairs:
             self.residuals = {}
             return
-        res = geometry.residuals(self.matrix, np.array([p.moving for p in self.pairs]),
-                                 np.array([p.fixed for p in self.pairs]))
+        res = transforms.residuals(self.mapping, np.array([p.moving for p in self.pairs]),
+                                   np.array([p.fixed for p in self.pairs]))
         self.residuals = {p.id: float(r) for p, r in zip(self.pairs, res)}
 
     def predict_partner(self, side: str, xy: tuple[float, float]) -> tuple[float, float] | None:
         """Where a point clicked on ``side`` should be in the other image, by the current
         transform (None when there is no transform yet)."""
         mapped = self.map_points(side, np.array([xy], float))
-        return None if mapped is None else (float(mapped[0, 0]), float(mapped[0, 1]))
+        if mapped is None or not np.all(np.isfinite(mapped)):
+            return None
+        return float(mapped[0, 0]), float(mapped[0, 1])
+
+    @property
+    def mapping(self) -> "Mapping | None":
+        """The transform shown: the polish when there is one, else the matrix."""
+        return self.nonrigid if self.nonrigid is not None else self.matrix
 
     def map_points(self, side: str, pts: np.ndarray) -> np.ndarray | None:
-        """Points of ``side`` mapped into the other image by the current transform."""
+        """Points of ``side`` mapped into the other image by the current transform (NaN where
+        a non-rigid transform has no inverse)."""
         if self.matrix is None:
             return None
-        m = self.matrix if side == MOVING else np.linalg.inv(self.matrix)
-        return geometry.map_points(m, pts)
+        if side == MOVING:
+            return transforms.map_points(self.mapping, pts)
+        return transforms.inverse_points(self.mapping, pts)
 
     def inlier_residual_summary(self) -> tuple[int, float | None]:
         """(number of included pairs, their median residual in px)."""
@@ -381,6 +399,8 @@ class Document:
         if self.matrix is not None:
             ann.transform = {"type": self.transform_type,
                              "matrix": np.asarray(self.matrix).tolist()}
+            if self.nonrigid is not None:
+                ann.transform["nonrigid"] = self.nonrigid.to_json()
         return ann
 
     def load_points(self, ann: ann_io.Annotation, source: str | Path | None = None) -> None:

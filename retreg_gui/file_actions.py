@@ -12,6 +12,7 @@ from PySide6 import QtWidgets
 from retreg.core import annotations as ann_io
 from retreg.core.errors import RetRegError
 from retreg.core.io import read_image, write_image
+from retreg.core.pipeline import global_type
 from retreg.gui.controller import PointsFile, annotation_images, check_points_file
 from retreg.gui.dialogs import ask_load_anyway, show_error
 
@@ -146,9 +147,10 @@ class AnnotationFilesMixin:
     def export_realpair(self, root: str | Path, pair_id: str) -> Path | None:
         s = self.doc
         try:
+            # Fine-tuning learns 3x3 transforms: a non-rigid fit exports its homography.
             folder = ann_io.export_realpair(root, pair_id, s.to_annotation(), s.fixed_img,
                                             s.moving_img, H_computed=s.matrix,
-                                            transform_type=s.transform_type)
+                                            transform_type=global_type(s.transform_type))
         except (OSError, RetRegError, ValueError) as exc:
             show_error(self, "Export failed", str(exc))
             return None

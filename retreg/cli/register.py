@@ -39,7 +39,9 @@ def add_parser(sub) -> None:
     p.add_argument("--mode", choices=[m.value for m in Mode],
                    help="registration mode; guessed from the file names (_cf, _fa, _oct, _octa) "
                         "when omitted")
-    p.add_argument("--transform", choices=TRANSFORM_TYPES, default="affine")
+    p.add_argument("--transform", choices=TRANSFORM_TYPES, default="affine",
+                   help="quadratic / smooth: a homography plus a non-rigid polish (curved or "
+                        "wide-field pairs); the JSON keeps both")
     p.add_argument("--matcher", choices=available_matchers(), default="default")
     p.add_argument("--weights", type=Path, help="safetensors weights for the loftr matcher")
     add_field_args(p)
@@ -69,7 +71,7 @@ def _summary(res, fixed: Path, moving: Path) -> str:
     if not res.ok:
         return f"{head}\nFAILED: {res.reason} ({counts})"
     med = res.to_json()["median_residual_px"]
-    note = "\n".join(n for n in (res.hypothesis_note(), res.located_note()) if n)
+    note = "\n".join(n for n in (res.hypothesis_note(), res.located_note(), res.polish_note) if n)
     verdict = res.verdict
     level = "ok" if verdict is None or verdict.ok else verdict.level.upper()
     why = "" if verdict is None or verdict.ok else f" ({'; '.join(verdict.reasons)})"
@@ -115,7 +117,7 @@ def run(args) -> int:
         print(f"retreg register: low confidence: {'; '.join(res.verdict.reasons)}",
               file=sys.stderr)
     if args.warped or args.overlay_out:
-        warped = warp_moving(moving, res.matrix, fixed.shape)
+        warped = warp_moving(moving, res.mapping, fixed.shape)
         if args.warped:
             write_image(args.warped, warped)
         if args.overlay_out:

@@ -16,6 +16,7 @@ from PySide6 import QtCore, QtWidgets
 
 from retreg.core import overlays
 from retreg.core.fusion import fused
+from retreg.core.transforms import fingerprint
 from retreg.core.warp import placement_problem, warp_moving
 from retreg.gui.controller import overlay_refusal
 from retreg.gui.session import Session
@@ -147,12 +148,12 @@ class OverlayView(QtWidgets.QWidget):
         s = self.doc
         if s.matrix is None or not s.has_images:
             return None
-        key = np.asarray(s.matrix, np.float64).tobytes()
+        key = fingerprint(s.mapping)
         if key != self._warped_for:
             self.not_drawn = placement_problem(s.matrix, s.moving_img.shape,
                                                s.fixed_img.shape) or ""
             self._warped = None if self.not_drawn else to_display(
-                warp_moving(s.moving_img, s.matrix, s.fixed_img.shape[:2]))
+                warp_moving(s.moving_img, s.mapping, s.fixed_img.shape[:2]))
             self._warped_for = key
         return self._warped
 

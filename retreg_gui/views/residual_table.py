@@ -142,6 +142,8 @@ class ResidualTable(QtWidgets.QWidget):
         text = f"{len(s.pairs)} pairs, {n_inc} used"
         if med is not None:
             text += f"; median residual of used pairs {med:.2f} px ({s.transform_type})"
+            if s.polish_note:
+                text += f"\n{s.polish_note[0].upper()}{s.polish_note[1:]}"
         elif s.pairs:
             text += f"; no transform ({s.fit_reason})"
         self.summary.setText(text)

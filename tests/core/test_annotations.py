@@ -238,3 +238,34 @@ def test_the_bounds_margin_is_a_share_of_each_image_side():
     with pytest.raises(AnnotationError):
         an.check_points_in_bounds([PointPair(1, (205.0, 0.0), (0.0, 0.0))], (100, 200),
                                   (100, 200), margin=0.0)
+
+
+def test_a_nonrigid_transform_is_checked_on_load_and_exported_as_its_homography(tmp_path):
+    from retreg.core.transforms import fit_polish
+
+    rng = np.random.default_rng(0)
+    moving = rng.uniform(0, 60, (40, 2))
+    bent = moving + 3.0 * ((moving - 30) / 30) ** 2
+    polish = fit_polish("quadratic", moving, bent, np.eye(3), (64, 64)).transform
+    img = np.zeros((64, 64), np.uint8)
+    for name in ("f.png", "m.png"):
+        (tmp_path / name).write_bytes(b"image bytes " + name.encode())
+    ann = an.new_annotation(tmp_path / "f.png", img.shape, tmp_path / "m.png", img.shape, "cffa",
+                         [PointPair(1, (1.0, 2.0), (3.0, 4.0))])
+    ann.transform = {"type": "quadratic", "matrix": np.eye(3).tolist(),
+                     "nonrigid": polish.to_json()}
+    path = tmp_path / "a.json"
+    an.save_annotation(path, ann)
+    assert an.load_annotation(path).transform["nonrigid"]["encoding"] == "retreg.quadratic/1"
+    bad = json.loads(path.read_text())
+    bad["transform"]["nonrigid"] = {"encoding": "retreg.quadratic/1", "coef": "x"}
+    path.write_text(json.dumps(bad))
+    with pytest.raises(AnnotationError, match="nonrigid"):
+        an.load_annotation(path)
+    folder = an.export_realpair(tmp_path / "set", "p1", ann, img, img, H_computed=np.eye(3))
+    exported = json.loads((folder / "annotation.json").read_text())["transform"]
+    assert exported["type"] == "homography" and "nonrigid" not in exported
+    assert "polish is not exported" in exported["note"]
+    with pytest.raises(ValueError, match="global"):
+        an.export_realpair(tmp_path / "set", "p2", ann, img, img, H_computed=np.eye(3),
+                        transform_type="quadratic")

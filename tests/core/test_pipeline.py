@@ -225,3 +225,56 @@ def test_only_cfocta_onto_a_whole_photo_is_located():
     assert "locate" in whole.timings
     off = register(cf, octa, "cfocta", matcher=classical, config=RegistrationConfig(field=None))
     assert off.located is None
+
+
+def _bowl(pts: np.ndarray) -> np.ndarray:
+    """A curved moving -> fixed map (shift plus a bowl of up to ~9 px) no 3x3 matrix fits."""
+    u = (pts - SIZE / 2) / (SIZE / 2)
+    return pts + [6.0, -4.0] + 9.0 * np.stack([u[:, 0] ** 2, u[:, 1] ** 2 - 0.3 * u[:, 0]], 1)
+
+
+@pytest.fixture(scope="module")
+def curved_result():
+    cf, fa = _fundus_pair(seed=7)
+    gy, gx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
+    src = _bowl(np.stack([gx.ravel(), gy.ravel()], 1)).astype(np.float32)
+    moving = cv2.remap(fa, src[:, 0].reshape(SIZE, SIZE), src[:, 1].reshape(SIZE, SIZE),
+                       cv2.INTER_LINEAR)
+    return register(cf, moving, "cffa", matcher=get_matcher("classical"), transform="quadratic")
+
+
+def test_quadratic_polish_follows_a_curved_pair_that_the_homography_cannot(curved_result):
+    from retreg.core.transforms import Quadratic, map_points as map_any
+
+    res = curved_result
+    assert res.ok and isinstance(res.nonrigid, Quadratic), res.polish_note
+    assert res.mapping is res.nonrigid and "polish" in res.timings
+    probe = np.random.default_rng(0).uniform(120, SIZE - 120, (200, 2))
+    err = lambda t: np.linalg.norm(map_any(t, probe) - _bowl(probe), axis=1).mean()  # noqa: E731
+    assert err(res.nonrigid) < 0.5 * err(res.matrix)
+    assert err(res.nonrigid) < 1.0
+    doc = res.to_json()["transform"]
+    assert doc["type"] == "quadratic" and doc["global"] == "homography"
+    assert doc["nonrigid"]["encoding"] == "retreg.quadratic/1"
+
+
+def test_switching_between_global_and_nonrigid_types_needs_no_rematching(curved_result):
+    smooth = reestimate(curved_result, "smooth")
+    assert smooth.matches is curved_result.matches
+    assert smooth.transform_type == "smooth"
+    assert smooth.nonrigid is not None or smooth.polish_note.endswith("the homography stands")
+    affine = reestimate(smooth, "affine")
+    assert affine.nonrigid is None and affine.polish_note == ""
+    assert "nonrigid" not in affine.to_json()["transform"]
+
+
+def test_manual_points_fit_a_quadratic_only_when_they_support_it():
+    from retreg.core.pipeline import fit_points
+
+    moving = np.random.default_rng(1).uniform(40, SIZE - 40, (30, 2))
+    est, polish = fit_points(_bowl(moving), moving, "quadratic", (SIZE, SIZE))
+    assert est.ok and est.transform_type == "homography" and polish.ok
+    est, polish = fit_points(_bowl(moving[:8]), moving[:8], "quadratic", (SIZE, SIZE))
+    assert est.ok and not polish.ok and "too few" in polish.reason
+    _, none = fit_points(_bowl(moving), moving, "affine", (SIZE, SIZE))
+    assert none is None

@@ -262,3 +262,35 @@ def test_selecting_an_id_that_is_not_a_pair_selects_nothing(doc):
     doc.add_pair((10.0, 20.0), (30.0, 40.0))
     doc.select([None, 1, 99])
     assert doc.selected_ids == (1,)
+
+
+def _bent(pts: np.ndarray) -> np.ndarray:
+    """TRUE plus a bowl of a few px: a pair only a quadratic fits."""
+    u = (pts - 128.0) / 128.0
+    return map_points(TRUE, pts) + 4.0 * np.stack([u[:, 0] ** 2, u[:, 1] ** 2], axis=1)
+
+
+def test_hand_placed_points_fit_the_quadratic_and_map_both_ways_through_it(doc):
+    doc.set_transform_type("quadratic")
+    moving = np.random.default_rng(0).uniform(20, 230, (30, 2))
+    for m, f in zip(moving, _bent(moving)):
+        doc.add_pair(tuple(f), tuple(m))
+    assert doc.nonrigid is not None, doc.polish_note
+    assert max(doc.residuals.values()) < 0.05
+    probe = (90.0, 140.0)
+    fx, fy = _bent(np.array([probe]))[0]
+    assert doc.predict_partner(MOVING, probe) == pytest.approx((fx, fy), abs=0.01)
+    assert doc.predict_partner(FIXED, (fx, fy)) == pytest.approx(probe, abs=0.05)
+    saved = doc.to_annotation().transform
+    assert saved["type"] == "quadratic" and saved["nonrigid"]["encoding"] == "retreg.quadratic/1"
+    doc.set_transform_type("affine")
+    assert doc.nonrigid is None and doc.polish_note == ""
+
+
+def test_a_quadratic_without_enough_points_shows_the_homography_and_says_why(doc):
+    doc.set_transform_type("quadratic")
+    moving = grid_points(3)
+    for m, f in zip(moving, _bent(moving)):
+        doc.add_pair(tuple(f), tuple(m))
+    assert doc.matrix is not None and doc.nonrigid is None
+    assert "too few" in doc.polish_note and doc.polish_note.endswith("the homography stands")
