@@ -23,12 +23,16 @@ from retreg.core.hypotheses import SearchPolicy, search
 from retreg.core.io import read_image
 from retreg.core.matchers import Matcher, get_matcher
 from retreg.core.modality import prepare
-from retreg.core.refine import RefineConfig, Refinement, refine
+from retreg.core.refine import RefineConfig, correspondences, refine
 from retreg.core.selection import spatial_binning
 from retreg.core.transforms import PolishFit, after, fit_polish
 from retreg.core.types import (NONRIGID_TYPES, TRANSFORM_TYPES, Estimate, Matches, Mode,
                                PreparedImage, RegistrationResult)
 from retreg.core.verdict import Verdict, VerdictConfig, assess
+
+
+POLISH_PASSES = 2  # NCC passes around a non-rigid polish (``_polish_passes``) ...
+POLISH_GRID = 24  # ... with templates from this many cells a side: local motion needs evidence
 
 
 @dataclass(frozen=True)
@@ -163,12 +167,13 @@ def _register_prepared(fixed_arr: np.ndarray, moving_arr: np.ndarray, fixed: Pre
     est = _estimate_selected(matches, selected, transform, threshold, config)
     timings["estimate"] = time.perf_counter() - t
 
+    fine_pair = None
     if config.refine is not None and est.ok:
         t = time.perf_counter()
-        fine = _refine(fixed_arr, moving_arr, mode, est.matrix, global_type(transform),
-                       config.refine,
-                       (fixed, moving) if matcher.working_side == config.refine.working_side
-                       else None)
+        fine_pair = ((fixed, moving) if matcher.working_side == config.refine.working_side else
+                     (prepare(fixed_arr, mode.fixed_modality, config.refine.working_side),
+                      prepare(moving_arr, mode.moving_modality, config.refine.working_side)))
+        fine = refine(*fine_pair, est.matrix, global_type(transform), config.refine)
         if fine.accepted:
             matches, selected = fine.matches, np.arange(len(fine.matches))
             est = Estimate(global_type(transform), fine.matrix, fine.inliers, "ok")
@@ -176,6 +181,12 @@ def _register_prepared(fixed_arr: np.ndarray, moving_arr: np.ndarray, fixed: Pre
         timings["refine"] = time.perf_counter() - t
     t = time.perf_counter()
     polish = _polish(transform, est, matches, selected, moving_arr.shape)
+    if polish is not None and polish.ok and fine_pair is not None:
+        passed = _polish_passes(polish, fine_pair, est.matrix, config.refine)
+        if passed is not None:
+            polish, matches = passed
+            selected = np.arange(len(matches))
+            est = Estimate(est.transform_type, est.matrix, polish.inliers, "ok")
     if polish is not None:
         timings["polish"] = time.perf_counter() - t
     res = _residuals_or_nan(est, matches, selected, polish)
@@ -271,13 +282,26 @@ def in_photo(result: RegistrationResult, fc: FieldClip, photo_shape: tuple[int, 
     return out
 
 
-def _refine(fixed_arr: np.ndarray, moving_arr: np.ndarray, mode: Mode, matrix: np.ndarray,
-            transform: str, config: RefineConfig,
-            prepared: tuple[PreparedImage, PreparedImage] | None) -> Refinement:
-    """The fine stage, preparing both images at its own resolution unless given them."""
-    fixed, moving = prepared or (prepare(fixed_arr, mode.fixed_modality, config.working_side),
-                                 prepare(moving_arr, mode.moving_modality, config.working_side))
-    return refine(fixed, moving, matrix, transform, config)
+def _polish_passes(polish: PolishFit, fine_pair: tuple[PreparedImage, PreparedImage],
+                   matrix: np.ndarray, config: RefineConfig
+                   ) -> tuple[PolishFit, Matches] | None:
+    """The polish refitted on NCC correspondences found around itself (``POLISH_PASSES``
+    times, the refinement's narrow search): around the homography, where the eye bends away
+    from it, the true peaks lie beyond the search or were cut as outliers. Returns the last
+    supported fit and its correspondences, or None when no pass gave a supported fit."""
+    fixed, moving = fine_pair
+    out = None
+    search = max(3, config.search_radius // 3)
+    dense = replace(config, grid=POLISH_GRID)
+    for _ in range(POLISH_PASSES):
+        cand, _ = correspondences(fixed, moving, polish.transform, search, dense)
+        again = fit_polish(polish.transform.kind, cand.kpts_moving, cand.kpts_fixed, matrix,
+                           moving.original.shape)
+        if not again.ok:
+            break
+        polish = again
+        out = (again, cand)
+    return out
 
 
 def reestimate(result: RegistrationResult, transform_type: str,

@@ -23,6 +23,7 @@ import numpy as np
 
 from retreg.core.estimation import estimate
 from retreg.core.geometry import map_points, rescale_matrix
+from retreg.core.transforms import Mapping, Quadratic, Smooth, inverse_map, inverse_points
 from retreg.core.types import Matches, PreparedImage
 
 
@@ -71,10 +72,19 @@ def _work_matrix(matrix: np.ndarray, fixed: PreparedImage, moving: PreparedImage
             @ rescale_matrix(moving.scale))
 
 
-def _warp_moving(moving: PreparedImage, work_matrix: np.ndarray, fixed: PreparedImage
+def _warp_moving(moving: PreparedImage, mapping: Mapping, fixed: PreparedImage
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Moving vessel map and FOV resampled into the fixed working frame."""
+    """Moving vessel map and FOV resampled into the fixed working frame by a full-resolution
+    moving -> fixed mapping (3x3 matrix or non-rigid transform)."""
     size = fixed.work_size
+    if isinstance(mapping, (Quadratic, Smooth)):
+        map_x, map_y = inverse_map(mapping, fixed.work.shape,
+                                   frame_to_fixed=rescale_matrix(fixed.scale),
+                                   moving_to_frame=np.linalg.inv(rescale_matrix(moving.scale)))
+        vessels = cv2.remap(moving.vessels, map_x, map_y, cv2.INTER_LINEAR)
+        fov = cv2.remap(moving.fov.astype(np.uint8), map_x, map_y, cv2.INTER_NEAREST) > 0
+        return vessels, fov
+    work_matrix = _work_matrix(mapping, fixed, moving)
     vessels = cv2.warpPerspective(moving.vessels, work_matrix, size, flags=cv2.INTER_LINEAR)
     fov = cv2.warpPerspective(moving.fov.astype(np.uint8), work_matrix, size,
                               flags=cv2.INTER_NEAREST) > 0
@@ -138,10 +148,11 @@ def _match_template(fixed_vessels: np.ndarray, warped: np.ndarray, centre: np.nd
     return dx, dy, best
 
 
-def _correspondences(fixed: PreparedImage, moving: PreparedImage, work_matrix: np.ndarray,
-                     search: int, config: RefineConfig) -> tuple[Matches, int]:
-    """NCC correspondences (full-res) around ``work_matrix`` and how many templates were tried."""
-    warped, warped_fov = _warp_moving(moving, work_matrix, fixed)
+def correspondences(fixed: PreparedImage, moving: PreparedImage, mapping: Mapping,
+                    search: int, config: RefineConfig = RefineConfig()) -> tuple[Matches, int]:
+    """NCC correspondences (full-res) around a full-res moving -> fixed ``mapping`` (3x3 or
+    non-rigid), found within ``search`` working px, and how many templates were tried."""
+    warped, warped_fov = _warp_moving(moving, mapping, fixed)
     patch = config.patch_radius
     reach = patch + search
     valid = _erode(fixed.fov, patch) & _erode(warped_fov, reach)
@@ -156,9 +167,10 @@ def _correspondences(fixed: PreparedImage, moving: PreparedImage, work_matrix: n
         return Matches.empty(), len(centres)
     pts_fixed = np.array([c for c, _ in rows], np.float64)
     found = pts_fixed + np.array([r[:2] for _, r in rows])  # in the warped moving map
-    pts_moving = map_points(np.linalg.inv(work_matrix), found)
-    return Matches(fixed.to_full(pts_fixed), moving.to_full(pts_moving),
-                   np.array([r[2] for _, r in rows])), len(centres)
+    pts_moving = inverse_points(mapping, fixed.to_full(found))
+    keep = np.all(np.isfinite(pts_moving), axis=1)
+    return Matches(fixed.to_full(pts_fixed[keep]), pts_moving[keep],
+                   np.array([r[2] for _, r in rows])[keep]), len(centres)
 
 
 def _refit(cand: Matches, transform_type: str, threshold: float, config: RefineConfig
@@ -203,8 +215,7 @@ def refine(fixed: PreparedImage, moving: PreparedImage, matrix: np.ndarray,
     matches, inliers = Matches.empty(), np.zeros(0, bool)
     for i in range(config.iterations):
         search = config.search_radius if i == 0 else max(3, config.search_radius // 3)
-        cand, n_tried = _correspondences(fixed, moving, _work_matrix(current, fixed, moving),
-                                         search, config)
+        cand, n_tried = correspondences(fixed, moving, current, search, config)
         new, cand_inliers, reason = _refit(cand, transform_type, threshold, config)
         if new is not None:
             reason = _rejection(new, cand_inliers, cand, n_tried, current, search, px, config)

@@ -29,8 +29,8 @@ MIN_SPREAD = 0.2  # minor / major standard deviation of the evidence (not along 
 CV_FOLDS = 5
 TRIM = 3.0  # trimmed least squares: drop residuals beyond TRIM x their median ...
 TRIM_FLOOR_PX = 2.0  # ... but never below this many fixed px
-SMOOTH_NODES = 12  # displacement grid nodes per side of the moving image
-SMOOTH_LAMBDA = 1.0  # weight of the grid's first-difference penalty
+SMOOTH_NODES = 16  # displacement grid nodes per side of the moving image
+SMOOTH_LAMBDA = 0.1  # weight of the grid's first-difference penalty
 SMOOTH_RIDGE = 1e-3  # pulls nodes without evidence back to the quadratic
 INVERSE_STEP = 16  # px between the fixed-frame nodes where a warp's inverse is solved
 
@@ -193,15 +193,25 @@ def inverse_points(t: Mapping, fixed_pts: np.ndarray, iterations: int = 8,
     return m
 
 
-def inverse_map(t: NonRigid, fixed_shape: tuple[int, ...], step: int = INVERSE_STEP
-                ) -> tuple[np.ndarray, np.ndarray]:
+def inverse_map(t: Mapping, fixed_shape: tuple[int, ...], step: int = INVERSE_STEP,
+                frame_to_fixed: np.ndarray | None = None,
+                moving_to_frame: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """float32 (map_x, map_y) of the fixed frame for ``cv2.remap``: the moving pixel each
     fixed pixel shows. Solved every ``step`` px and interpolated bilinearly (the transforms
-    are smooth); pixels with no inverse read far outside the moving image."""
+    are smooth); pixels with no inverse read far outside the moving image.
+
+    ``frame_to_fixed`` / ``moving_to_frame`` (3x3) put the map in other frames than ``t``'s
+    own, e.g. working resolutions: frame px -> ``t``'s fixed px, ``t``'s moving px -> map
+    values."""
     h, w = int(fixed_shape[0]), int(fixed_shape[1])
     gx, gy = np.meshgrid(np.arange(0, w + step, step, dtype=np.float64),
                          np.arange(0, h + step, step, dtype=np.float64))
-    inv = inverse_points(t, np.stack([gx.ravel(), gy.ravel()], axis=1))
+    nodes = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    if frame_to_fixed is not None:
+        nodes = geometry.map_points(frame_to_fixed, nodes)
+    inv = inverse_points(t, nodes)
+    if moving_to_frame is not None:
+        inv = geometry.map_points(moving_to_frame, inv)
     inv = np.where(np.isfinite(inv), inv, -1e6).reshape(gx.shape + (2,)).astype(np.float32)
     down = np.array([[1.0 / step, 0, 0], [0, 1.0 / step, 0]])
     maps = cv2.warpAffine(inv, down, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
@@ -274,7 +284,8 @@ def _differences(n: int) -> np.ndarray:
 
 
 def _smooth_lstsq(moving: np.ndarray, fixed: np.ndarray, base: Quadratic,
-                  extent: tuple[int, int], n: int = SMOOTH_NODES) -> Smooth:
+                  extent: tuple[int, int]) -> Smooth:
+    n = SMOOTH_NODES
     wts = _bilinear(moving, extent, n)
     d = _differences(n)
     lhs = wts.T @ wts + SMOOTH_LAMBDA * d.T @ d + SMOOTH_RIDGE * np.eye(n * n)
