@@ -91,15 +91,27 @@ def _residuals_or_nan(est: Estimate, matches: Matches, selected: np.ndarray,
     return residuals(mapping, matches.kpts_moving[selected], matches.kpts_fixed[selected])
 
 
-def _polish(transform_type: str, est: Estimate, matches: Matches, selected: np.ndarray,
-            moving_shape: tuple[int, ...]) -> PolishFit | None:
-    """The non-rigid polish over ``est`` fitted on its inliers, or None for a 3x3 type or a
-    failed global fit."""
+def _polish_stage(transform_type: str, est: Estimate, matches: Matches, selected: np.ndarray,
+                  moving_shape: tuple[int, ...],
+                  fine_pair: tuple[PreparedImage, PreparedImage] | None,
+                  refine_config: RefineConfig | None
+                  ) -> tuple[Estimate, PolishFit | None, Matches, np.ndarray]:
+    """A non-rigid type's polish over ``est``, fitted on its inliers, then on correspondences
+    found around itself when the fine-stage pair is at hand (``_polish_passes``): the
+    (estimate, polish, matches, selected) the result reports; the polish is None for a 3x3
+    type or a failed global fit."""
     if transform_type not in NONRIGID_TYPES or not est.ok:
-        return None
+        return est, None, matches, selected
     idx = selected[est.inliers]
-    return fit_polish(transform_type, matches.kpts_moving[idx], matches.kpts_fixed[idx],
-                      est.matrix, moving_shape)
+    polish = fit_polish(transform_type, matches.kpts_moving[idx], matches.kpts_fixed[idx],
+                        est.matrix, moving_shape)
+    if polish.ok and fine_pair is not None and refine_config is not None:
+        passed = _polish_passes(polish, fine_pair, est.matrix, refine_config)
+        if passed is not None:
+            polish, matches = passed
+            selected = np.arange(len(matches))
+            est = Estimate(est.transform_type, est.matrix, polish.inliers, "ok")
+    return est, polish, matches, selected
 
 
 def _polish_fields(polish: PolishFit | None) -> dict:
@@ -180,13 +192,8 @@ def _register_prepared(fixed_arr: np.ndarray, moving_arr: np.ndarray, fixed: Pre
             threshold = fine.threshold_px
         timings["refine"] = time.perf_counter() - t
     t = time.perf_counter()
-    polish = _polish(transform, est, matches, selected, moving_arr.shape)
-    if polish is not None and polish.ok and fine_pair is not None:
-        passed = _polish_passes(polish, fine_pair, est.matrix, config.refine)
-        if passed is not None:
-            polish, matches = passed
-            selected = np.arange(len(matches))
-            est = Estimate(est.transform_type, est.matrix, polish.inliers, "ok")
+    est, polish, matches, selected = _polish_stage(transform, est, matches, selected,
+                                                   moving_arr.shape, fine_pair, config.refine)
     if polish is not None:
         timings["polish"] = time.perf_counter() - t
     res = _residuals_or_nan(est, matches, selected, polish)
@@ -195,7 +202,8 @@ def _register_prepared(fixed_arr: np.ndarray, moving_arr: np.ndarray, fixed: Pre
         status=est.status, reason=est.reason, matches=matches, selected=selected,
         inliers=est.inliers, residuals=res, timings=timings, fixed_shape=(h, w),
         moving_shape=tuple(moving_arr.shape[:2]), threshold_px=threshold,
-        hypothesis=hypothesis, judged_on=(fixed, moving), **_polish_fields(polish))
+        hypothesis=hypothesis, judged_on=(fixed, moving), refined_on=fine_pair,
+        **_polish_fields(polish))
     t = time.perf_counter()
     result.verdict = assess(result, fixed, moving, config.verdict)
     timings["verdict"] = time.perf_counter() - t
@@ -244,7 +252,7 @@ def _in_frame(result: RegistrationResult, to_frame: np.ndarray, shape: tuple[int
                    nonrigid=None if result.nonrigid is None else after(to_frame, result.nonrigid),
                    matches=Matches(map_points(to_frame, m.kpts_fixed), m.kpts_moving, m.confidence),
                    residuals=result.residuals * s, threshold_px=result.threshold_px * s,
-                   fixed_shape=tuple(shape[:2]))
+                   fixed_shape=tuple(shape[:2]), refined_on=None)
 
 
 def _judge(result: RegistrationResult, config: VerdictConfig) -> Verdict | None:
@@ -307,16 +315,19 @@ def _polish_passes(polish: PolishFit, fine_pair: tuple[PreparedImage, PreparedIm
 def reestimate(result: RegistrationResult, transform_type: str,
                config: RegistrationConfig = RegistrationConfig()) -> RegistrationResult:
     """Fit another transform type to the same selected matches (no re-matching; after an
-    accepted refinement these are the refined correspondences)."""
+    accepted refinement these are the refined correspondences). A non-rigid polish searches
+    around itself again when the result kept its fine-stage pair (``refined_on``)."""
     _check_transform(transform_type)
     t = time.perf_counter()
-    est = _estimate_selected(result.matches, result.selected, transform_type,
-                             result.threshold_px, config)
-    polish = _polish(transform_type, est, result.matches, result.selected, result.moving_shape)
+    matches, selected = result.matches, result.selected
+    est = _estimate_selected(matches, selected, transform_type, result.threshold_px, config)
+    est, polish, matches, selected = _polish_stage(transform_type, est, matches, selected,
+                                                   result.moving_shape, result.refined_on,
+                                                   config.refine)
     timings = {**result.timings, "estimate": time.perf_counter() - t}
     out = replace(result, transform_type=transform_type, matrix=est.matrix, status=est.status,
-                  reason=est.reason, inliers=est.inliers,
-                  residuals=_residuals_or_nan(est, result.matches, result.selected, polish),
+                  reason=est.reason, matches=matches, selected=selected, inliers=est.inliers,
+                  residuals=_residuals_or_nan(est, matches, selected, polish),
                   timings=timings, verdict=None, **_polish_fields(polish))
     out.verdict = _judge(out, config.verdict)
     return out
@@ -357,4 +368,5 @@ def fit_points(fixed_pts: np.ndarray, moving_pts: np.ndarray, transform_type: st
     (None for a 3x3 type): the transform of hand-edited points, under the same guard."""
     est = estimate_from_points(fixed_pts, moving_pts, transform_type, threshold_px)
     pts = Matches(fixed_pts, moving_pts, np.ones(len(est.inliers)))
-    return est, _polish(transform_type, est, pts, np.arange(len(pts)), moving_shape)
+    return est, _polish_stage(transform_type, est, pts, np.arange(len(pts)), moving_shape,
+                              None, None)[1]

@@ -169,6 +169,9 @@ class RegistrationResult:
     # and ``polish_note`` says why the global matrix stands
     nonrigid: "NonRigid | None" = None
     polish_note: str = ""
+    # the pair prepared for the fine stage, so a switch to a non-rigid type can search around
+    # its polish without preparing again; None when no fine stage ran or the frame moved
+    refined_on: "tuple[PreparedImage, PreparedImage] | None" = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:

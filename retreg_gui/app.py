@@ -22,7 +22,7 @@ SCREENSHOT_TIMEOUT_MS = 120_000
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from retreg.core.matchers import available_matchers
-    from retreg.core.types import Mode
+    from retreg.core.types import TRANSFORM_TYPES, Mode
 
     p = argparse.ArgumentParser(prog="retreg-gui", description="RetReg review and annotation app")
     p.add_argument("images", nargs="*", metavar="FIXED MOVING", help="fixed and moving image")
@@ -30,6 +30,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="registration mode (default: guessed from the file names)")
     p.add_argument("--matcher", choices=available_matchers(), help="matcher to register with")
     p.add_argument("--weights", type=Path, help="model weights (.safetensors) for the matcher")
+    p.add_argument("--transform", choices=TRANSFORM_TYPES,
+                   help="transform type to register with (default: the one last used)")
     p.add_argument("--dark", action="store_true", help="use the dark palette")
     p.add_argument("--points", type=Path, metavar="FILE",
                    help="open the pair with these point pairs (annotation .json, FIRE .txt or "
@@ -83,6 +85,9 @@ def _apply_cli_choices(window, args: argparse.Namespace) -> None:
         window.use_weights(args.weights)
     if args.matcher:
         window.select_data(window.matcher_combo, args.matcher)
+    if args.transform:
+        window.doc.set_initial_transform(args.transform)
+        window.select_data(window.transform_combo, args.transform)
     if args.dark:
         window.act_dark.setChecked(True)
         window.set_dark(True)

@@ -259,10 +259,17 @@ def test_quadratic_polish_follows_a_curved_pair_that_the_homography_cannot(curve
 
 
 def test_switching_between_global_and_nonrigid_types_needs_no_rematching(curved_result):
-    smooth = reestimate(curved_result, "smooth")
-    assert smooth.matches is curved_result.matches
-    assert smooth.transform_type == "smooth"
-    assert smooth.nonrigid is not None or smooth.polish_note.endswith("the homography stands")
+    from retreg.core.transforms import Smooth, map_points as map_any
+
+    homography = reestimate(curved_result, "homography")
+    assert homography.matches is curved_result.matches and homography.nonrigid is None
+    # the polish searches around itself on the kept fine-stage pair: new NCC peaks, same fit
+    smooth = reestimate(homography, "smooth")
+    assert smooth.transform_type == "smooth" and isinstance(smooth.nonrigid, Smooth)
+    assert smooth.hypothesis == curved_result.hypothesis
+    probe = np.random.default_rng(1).uniform(120, SIZE - 120, (200, 2))
+    err = np.linalg.norm(map_any(smooth.mapping, probe) - _bowl(probe), axis=1).mean()
+    assert err < 1.0
     affine = reestimate(smooth, "affine")
     assert affine.nonrigid is None and affine.polish_note == ""
     assert "nonrigid" not in affine.to_json()["transform"]
