@@ -18,14 +18,13 @@ from retreg.core.estimation import (MIN_POINTS, estimate, estimate_with_affine_f
 from retreg.core.field import (FieldClip, FieldPrior, field_clips, field_width,
                                implausible_field, is_whole_photo)
 from retreg.core.geometry import map_points
-from retreg.core.transforms import residuals
 from retreg.core.hypotheses import SearchPolicy, search
 from retreg.core.io import read_image
 from retreg.core.matchers import Matcher, get_matcher
 from retreg.core.modality import prepare
 from retreg.core.refine import RefineConfig, correspondences, refine
 from retreg.core.selection import spatial_binning
-from retreg.core.transforms import PolishFit, after, fit_polish
+from retreg.core.transforms import PolishFit, after, fit_polish, residuals
 from retreg.core.types import (NONRIGID_TYPES, TRANSFORM_TYPES, Estimate, Matches, Mode,
                                PreparedImage, RegistrationResult)
 from retreg.core.verdict import Verdict, VerdictConfig, assess
