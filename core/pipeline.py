@@ -30,9 +30,10 @@ from retreg.core.types import (NONRIGID_TYPES, TRANSFORM_TYPES, Estimate, Matche
 from retreg.core.verdict import Verdict, VerdictConfig, assess
 
 
-POLISH_SEARCH = (1.0, 1 / 3)  # NCC passes around a non-rigid polish (``_polish_passes``): their
-# search radius, as a share of the refinement's ...
-POLISH_GRID = 24  # ... with templates from this many cells a side: local motion needs evidence
+# NCC passes around a non-rigid polish (``_polish_passes``): (search radius as a share of the
+# refinement's, template grid cells a side). The wide pass reaches peaks the homography missed;
+# the narrow one is dense, since local motion needs evidence everywhere.
+POLISH_PASSES = ((1.0, 16), (1 / 3, 24))
 
 
 @dataclass(frozen=True)
@@ -293,16 +294,16 @@ def in_photo(result: RegistrationResult, fc: FieldClip, photo_shape: tuple[int, 
 def _polish_passes(polish: PolishFit, fine_pair: tuple[PreparedImage, PreparedImage],
                    matrix: np.ndarray, config: RefineConfig
                    ) -> tuple[PolishFit, Matches] | None:
-    """The polish refitted on NCC correspondences found around itself, once per radius of
-    ``POLISH_SEARCH``: around the homography, where the eye bends away from it, the true peaks
+    """The polish refitted on NCC correspondences found around itself, once per entry of
+    ``POLISH_PASSES``: around the homography, where the eye bends away from it, the true peaks
     lie beyond the search or were cut as outliers. Returns the last supported fit and its
     correspondences, or None when no pass gave a supported fit."""
     fixed, moving = fine_pair
     out = None
-    dense = replace(config, grid=POLISH_GRID)
-    for share in POLISH_SEARCH:
+    for share, grid in POLISH_PASSES:
         search = max(3, round(config.search_radius * share))
-        cand, _ = correspondences(fixed, moving, polish.transform, search, dense)
+        cand, _ = correspondences(fixed, moving, polish.transform, search,
+                                  replace(config, grid=grid))
         again = fit_polish(polish.transform.kind, cand.kpts_moving, cand.kpts_fixed, matrix,
                            moving.original.shape)
         if not again.ok:
