@@ -10,7 +10,7 @@ from typing import TypeVar
 import yaml
 
 from retreg.core.matchers.loftr.model import LoftrConfig
-from retreg.core.types import TRANSFORM_TYPES, Mode
+from retreg.core.types import GLOBAL_TRANSFORM_TYPES, TRANSFORM_TYPES, Mode
 from retreg.training.augment import AugmentConfig
 
 CROSS_MODAL_MODES = ("cffa", "cfoct", "octfa", "cfocta")
@@ -28,9 +28,12 @@ def check_modes(where: str, modes: list[str]) -> None:
 
 
 def check_transform(where: str, transform: str) -> None:
-    """ValueError unless ``transform`` is a known transform type."""
-    if transform not in TRANSFORM_TYPES:
-        raise ValueError(f"{where} must be one of {TRANSFORM_TYPES}, got {transform!r}")
+    """ValueError unless ``transform`` is a 3x3 transform type: training learns global
+    transforms (a non-rigid fit's homography is what real pairs export)."""
+    if transform not in GLOBAL_TRANSFORM_TYPES:
+        raise ValueError(f"{where} must be one of {GLOBAL_TRANSFORM_TYPES}, got {transform!r}"
+                         + (": training learns 3x3 transforms" if transform in TRANSFORM_TYPES
+                            else ""))
 
 
 def check_keys(where: str, values: dict, known) -> None:

@@ -47,6 +47,7 @@ def test_load_passes_a_config_through_and_reads_a_mapping():
     (lambda: FinetuneData(replay_modes=["cfxx"]), "unknown modes"),
     (lambda: FinetuneEval(transform="rigid"), "transform must be one of"),
     (lambda: HCheck(transform="rigid"), "transform must be one of"),
+    (lambda: HCheck(transform="smooth"), "training learns 3x3 transforms"),
 ])
 def test_configs_built_in_code_are_validated(build, message):
     with pytest.raises(ValueError, match=message):
