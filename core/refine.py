@@ -92,11 +92,8 @@ def _warp_moving(moving: PreparedImage, mapping: Mapping, fixed: PreparedImage
 
 
 def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
-    """``mask`` eroded by a disc of ``radius`` px: farther than that from its nearest hole (a
-    distance transform is 4-9x quicker than ``cv2.erode`` with a 113-px disc; the edges differ
-    by a pixel at most)."""
-    dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return dist > radius
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.erode(mask.astype(np.uint8), kernel) > 0
 
 
 def _template_centres(fixed_vessels: np.ndarray, valid: np.ndarray, grid: int, radius: int,
