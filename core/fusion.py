@@ -270,3 +270,16 @@ def fusion_mask_view(fixed: np.ndarray, moving: np.ndarray, method: str = "class
     is kept, black where the fixed image's is."""
     mask8 = cv2.convertScaleAbs(fusion_mask(fixed, moving, method), alpha=255.0)
     return cv2.cvtColor(mask8, cv2.COLOR_GRAY2RGB)
+
+
+# The fusion's views by name (CLI --overlay, the app's overlay kinds): (what, method).
+VIEWS = {"fused": ("fused", "classical"), "fused-learned": ("fused", "learned"),
+         "fusion-mask": ("mask", "classical"), "fusion-mask-learned": ("mask", "learned")}
+
+
+def fusion_view(kind: str, fixed: np.ndarray, moving: np.ndarray) -> np.ndarray:
+    """The view ``kind`` (a key of ``VIEWS``) of fixed + warped moving, RGB uint8."""
+    if kind not in VIEWS:
+        raise ValueError(f"fusion view must be one of {list(VIEWS)}, got {kind!r}")
+    what, method = VIEWS[kind]
+    return (fused if what == "fused" else fusion_mask_view)(fixed, moving, method=method)

@@ -33,7 +33,7 @@ class FusionDataConfig:
     synth_cases: int = 150
     synth_size: int = 384
     fire_root: str | None = "/work/shared/data/FIRE_P"  # None or missing: synthetic only
-    fire_side: int = 1024  # FIRE pairs at the side the net sees them in use (core NET_SIDE)
+    fire_side: int = 768  # FIRE pairs at the side the net sees them in use (core NET_SIDE)
     real_fraction: float = 0.3
     crop: int = 192
     batch_size: int = 8

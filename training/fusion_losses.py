@@ -33,8 +33,8 @@ class FusionLossConfig:
     grad: float = 1.0
     log: float = 1.0
     lowfreq: float = 1.0
-    bin: float = 0.05
-    tv: float = 0.05
+    bin: float = 0.01
+    tv: float = 0.02
 
 
 def _gauss5(x: torch.Tensor) -> torch.Tensor:
