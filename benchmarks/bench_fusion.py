@@ -133,17 +133,25 @@ def _ssim(a: np.ndarray, b: np.ndarray, inside: np.ndarray) -> float:
     return float(smap[inside].mean())
 
 
-def pair_metrics(fixed: np.ndarray, warped: np.ndarray) -> dict[str, dict[str, float]]:
-    """Metrics of every candidate for one aligned pair (same height and width)."""
+def candidate_views(fixed: np.ndarray, warped: np.ndarray
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """(every candidate as an image: luminance in [0, 1] for the inputs, average and max, RGB
+    uint8 for the views the app shows; the eroded overlap, bool HxW)."""
     yf, ym = _luma(fixed), _luma(warped)
     overlap = field(yf) & field(ym)
     k = 2 * max(1, round(0.02 * min(yf.shape))) + 1
     overlap = cv2.erode(overlap.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
     a, b = _stretched(yf, overlap), _stretched(ym, overlap)
-    candidates = {"fixed": a, "moving": b, "average": 0.5 * (a + b), "max": np.maximum(a, b),
-                  "two-colour": _luma(two_colour(fixed, warped)),
-                  "fused": _luma(fused(fixed, warped)),
-                  "fused-learned": _luma(fused(fixed, warped, method="learned"))}
+    return {"fixed": a, "moving": b, "average": 0.5 * (a + b), "max": np.maximum(a, b),
+            "two-colour": two_colour(fixed, warped), "fused": fused(fixed, warped),
+            "fused-learned": fused(fixed, warped, method="learned")}, overlap
+
+
+def pair_metrics(fixed: np.ndarray, warped: np.ndarray) -> dict[str, dict[str, float]]:
+    """Metrics of every candidate for one aligned pair (same height and width)."""
+    views, overlap = candidate_views(fixed, warped)
+    candidates = {name: _luma(img) if img.ndim == 3 else img for name, img in views.items()}
+    a, b = candidates["fixed"], candidates["moving"]
     grad_max = np.maximum(_grad(a), _grad(b))[overlap].mean()
     low_avg = cv2.GaussianBlur(0.5 * (a + b), (0, 0), LOWFREQ_SIGMA)[overlap]
     out = {}

@@ -224,8 +224,9 @@ def run_net(net: FusionNet, nf: np.ndarray, nm: np.ndarray) -> np.ndarray:
 def predict_mask(nf: np.ndarray, nm: np.ndarray, net: FusionNet | None = None) -> np.ndarray:
     """The moving image's share m (float32 HxW in [0, 1]) for two normalised luminances
     (``core.fusion.normalised_pair``), by ``net`` or the bundled one. Images longer than
-    ``NET_SIDE`` go through a copy of that size (the net takes about 2.4 s for 768² and 4.3 s
-    for 1024² on one core; a 2912-px photo at full resolution would take about a minute) and the mask is resized back bilinearly."""
+    ``NET_SIDE`` go through a copy of that size and the mask is resized back bilinearly: the
+    net takes about 2.4 s for 768² and 4.3 s for 1024² on one core, so a 2912-px photo at full
+    resolution would take about a minute."""
     net = net or bundled_net()
     h, w = nf.shape
     f = min(1.0, NET_SIDE / max(h, w))

@@ -114,6 +114,8 @@ def train_fusion(config: FusionTrainConfig | dict | str | Path, *,
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     d = cfg.data
+    # The record is taken now: the code as it was when the run started, not when it ended.
+    record = {**run_record(cfg.to_dict(), cfg.seed), "config_hash": config_hash(cfg)}
     start = time.perf_counter()
     synth = synthetic_pairs(d.synth_seed_start, d.synth_cases, d.synth_size)
     fire_root = Path(d.fire_root) if d.fire_root else None
@@ -151,7 +153,6 @@ def train_fusion(config: FusionTrainConfig | dict | str | Path, *,
                         "left_out": "P10-P19 (fusion benchmark), P37 (wrong ground truth)"}
                        if have_fire else None),
             "validation": {"seeds": [d.val_seed_start, d.val_seed_start + d.val_cases - 1]}}
-    record = {**run_record(cfg.to_dict(), cfg.seed), "config_hash": config_hash(cfg)}
     atomic_write_text(out_dir / "run.json", json.dumps(
         {**record, "steps": trainer.global_step, "minutes": minutes, "metrics": metrics,
          "data": data}, indent=2, default=str))

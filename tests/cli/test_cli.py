@@ -100,7 +100,6 @@ def test_register_checkerboard_tile_can_be_chosen(tmp_path):
 @pytest.mark.parametrize("kind, expected", [
     ("fused", fused), ("two-colour", overlays.two_colour), ("fusion", overlays.two_colour),
     ("fused-learned", lambda f, w: fused(f, w, method="learned")),
-    ("fusion-mask", lambda f, w: fusion_view("fusion-mask", f, w)),
     ("fusion-mask-learned", lambda f, w: fusion_view("fusion-mask-learned", f, w))])
 def test_register_writes_the_fused_and_two_colour_views(tmp_path, kind, expected):
     fixed, moving, _, _ = _write_pair(tmp_path, "a", seed=1, deg=8.0, shift=(12, -9))

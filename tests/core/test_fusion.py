@@ -123,13 +123,15 @@ def test_fusing_images_of_different_sizes_is_a_value_error():
 @pytest.mark.parametrize("method", ["classical", "learned"])
 def test_the_mask_shows_whose_detail_is_kept(method):
     fixed, moving = _fundus(), _gray()
-    moving[:, 80:82] = 200  # detail only the moving image has
+    fixed[:, 60:62] = (90, 30, 20)  # a dark CF vessel only the fixed image has
+    moving[:, 80:82] = 200  # a bright vessel only the moving image has
     shift = np.array([[1, 0, 40], [0, 1, 0], [0, 0, 1.0]])
     warped = warp_moving(moving, shift, fixed.shape)  # and no moving data left of column 40
     mask = fusion_mask(fixed, warped, method)
     assert mask.shape == (N, N) and mask.dtype == np.float32
-    assert mask[:, :38].max() == 0.0
-    assert mask[20:-20, 120:122].mean() > mask[20:-20, 100:110].mean() + 0.3
+    assert mask[:, :38].max() < 0.01
+    assert mask[20:-20, 120:122].mean() > 0.9  # the moving image's line
+    assert mask[20:-20, 60:62].mean() < 0.1  # the fixed image's line
 
 
 def test_every_fusion_view_is_an_rgb_image_of_the_fixed_size():

@@ -30,13 +30,14 @@ def test_the_mask_has_the_input_size_and_lies_in_0_1(h, w):
 def test_the_shifted_block_keeps_pixels_the_roll_brings_together_apart():
     torch.manual_seed(0)
     block = SwinBlock(dim=8, heads=2, window=8, shift=4, mlp_ratio=2.0).eval()
-    x = torch.rand(1, 16, 16, 8)
-    y = x.clone()
-    y[:, -4:] = torch.rand(1, 4, 16, 8)  # the bottom rows, rolled next to the top rows
+    x = torch.rand(1, 24, 24, 8)
+    bottom, middle = x.clone(), x.clone()
+    bottom[:, -4:] = torch.rand(1, 4, 24, 8)  # the bottom rows, rolled next to the top rows
+    middle[:, 12:16] = torch.rand(1, 4, 24, 8)  # shifted window: rows 12-19
     with torch.no_grad():
-        out_x, out_y = block(x), block(y)
-    torch.testing.assert_close(out_x[:, :4], out_y[:, :4])
-    assert not torch.allclose(out_x[:, 8:12], out_y[:, 8:12])  # real neighbours do interact
+        out_x, out_bottom, out_middle = block(x), block(bottom), block(middle)
+    torch.testing.assert_close(out_x[:, :4], out_bottom[:, :4])
+    assert not torch.allclose(out_x[:, 16:20], out_middle[:, 16:20])  # real neighbours do
 
 
 def test_weights_round_trip_through_safetensors(tmp_path):

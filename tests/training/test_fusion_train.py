@@ -39,14 +39,15 @@ def test_the_torch_pyramid_steps_match_opencv():
 
 def test_the_training_blend_is_the_learned_fused_view_inside_the_overlap():
     case = render_case(20_950_000, 192)
-    a, b, overlap = normalised_pair(case["cf"], case["fa"])
-    rgb = fused(case["cf"], case["fa"], method="learned")
-    share = fusion_mask(case["cf"], case["fa"], method="learned")
+    fixed, moving = case["oct"], case["fa"]  # gray: no colour round trip in the comparison
+    a, b, overlap = normalised_pair(fixed, moving)
+    rgb = fused(fixed, moving, method="learned")
+    share = fusion_mask(fixed, moving, method="learned")
     blend = pyramid_blend(_t(a), _t(b), _t(share))[0, 0].numpy()
     y = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)[:, :, 0].astype(np.float32)
     inner = cv2.erode(overlap.astype(np.uint8), np.ones((25, 25), np.uint8)) > 0
     slope, offset = np.polyfit(blend[inner], y[inner], 1)  # the fixed image's scale
-    assert np.abs(slope * blend[inner] + offset - y[inner]).mean() < 1.0  # 8-bit levels
+    assert np.abs(slope * blend[inner] + offset - y[inner]).mean() < 0.5  # 8-bit rounding
 
 
 def test_the_detail_loss_rewards_keeping_the_input_with_the_detail():
