@@ -43,6 +43,7 @@ from skimage.metrics import structural_similarity
 
 from record import save  # benchmarks/record.py (scripts run with benchmarks/ on sys.path)
 from retreg.core.annotations import sha256_file
+from retreg.core import fusion_net
 from retreg.core.disc import clip_around_disc
 from retreg.core.fusion import METHODS, field, fused
 from retreg.core.io import read_image
@@ -229,7 +230,11 @@ def main() -> None:
     ap.add_argument("--synthetic", type=int, default=6, help="synthetic eyes (0: none)")
     ap.add_argument("--matcher", default="default", help="matcher for the CF_OCTA_dev eyes")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--net-side", type=int, default=fusion_net.NET_SIDE,
+                    help="longest side the learned view's net runs at (what the cost of running "
+                         "it on a smaller copy is)")
     args = ap.parse_args()
+    fusion_net.NET_SIDE = args.net_side  # read by predict_mask at each call
     cv2.setNumThreads(args.threads)
     torch.set_num_threads(args.threads)
 
