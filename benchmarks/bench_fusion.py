@@ -26,7 +26,8 @@ to its own 1st-99th percentile there:
 
 The full-resolution time of both fused views on one 2912 px FIRE pair (median of 5, after one
 warm-up) is printed too. The learned view's net runs on a copy no longer than
-``core.fusion_net.NET_SIDE`` px.
+``core.fusion_net.NET_SIDE`` px; ``--net-side`` changes that (recorded as
+``bench_fusion_net<side>``) to measure what the smaller copy costs.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_fusion.py --fire 10 --synthetic 6 --threads 1
 """
@@ -45,6 +46,7 @@ from record import save  # benchmarks/record.py (scripts run with benchmarks/ on
 from retreg.core.annotations import sha256_file
 from retreg.core import fusion_net
 from retreg.core.disc import clip_around_disc
+from retreg.core.fusion_net import NET_SIDE
 from retreg.core.fusion import METHODS, field, fused
 from retreg.core.io import read_image
 from retreg.core.matchers import get_matcher
@@ -230,7 +232,7 @@ def main() -> None:
     ap.add_argument("--synthetic", type=int, default=6, help="synthetic eyes (0: none)")
     ap.add_argument("--matcher", default="default", help="matcher for the CF_OCTA_dev eyes")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--net-side", type=int, default=fusion_net.NET_SIDE,
+    ap.add_argument("--net-side", type=int, default=NET_SIDE,
                     help="longest side the learned view's net runs at (what the cost of running "
                          "it on a smaller copy is)")
     args = ap.parse_args()
@@ -273,7 +275,8 @@ def main() -> None:
     weights = bundled_fusion_weights()
     config = vars(args) | {"fusion_weights": weights.name,
                            "fusion_weights_sha256": sha256_file(weights)}
-    save("bench_fusion", config, SYNTH_SEED, results)
+    name = "bench_fusion" if args.net_side == NET_SIDE else f"bench_fusion_net{args.net_side}"
+    save(name, config, SYNTH_SEED, results)
 
 
 if __name__ == "__main__":
