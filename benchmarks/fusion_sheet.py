@@ -2,8 +2,8 @@
 benchmark's first seed) and one CF_OCTA_dev eye registered by the pipeline (the first that
 registers), each as a crop at the benchmark's resolution around the centre of the overlap, so
 vessels and capillaries are seen pixel for pixel. Columns: fixed, moving, average, max,
-two-colour, classical fused, learned fused and the learned decision mask (white: the moving
-image's detail kept).
+two-colour, classical fused, learned fused and both decision masks (white: the moving image's
+detail kept). Tiles are small enough to keep the sheet under 1 MB.
 
     OMP_NUM_THREADS=1 python benchmarks/fusion_sheet.py --out docs/img/fusion_sheet.png
 """
@@ -19,8 +19,9 @@ from bench_fusion import CFOCTA, candidate_views, cfocta_pairs, synthetic_pairs
 from retreg.core.fusion import fusion_mask_view
 from retreg.core.io import write_image
 
-COLUMNS = ("fixed", "moving", "average", "max", "two-colour", "fused", "fused-learned", "mask")
-TILE = 224
+COLUMNS = ("fixed", "moving", "average", "max", "two-colour", "fused", "fused-learned",
+           "fusion-mask", "fusion-mask-learned")
+TILE = 160
 LABEL_PX = 22
 
 
@@ -32,7 +33,8 @@ def _rgb(img: np.ndarray) -> np.ndarray:
 
 def row(name: str, fixed: np.ndarray, warped: np.ndarray, crop: int) -> np.ndarray:
     views, overlap = candidate_views(fixed, warped)
-    views["mask"] = fusion_mask_view(fixed, warped, "learned")
+    views["fusion-mask"] = fusion_mask_view(fixed, warped, "classical")
+    views["fusion-mask-learned"] = fusion_mask_view(fixed, warped, "learned")
     ys, xs = np.nonzero(overlap)
     cy, cx = int(ys.mean()), int(xs.mean())
     h, w = overlap.shape
@@ -51,8 +53,8 @@ def main() -> None:
     args = ap.parse_args()
     header = np.full((LABEL_PX, TILE * len(COLUMNS), 3), 255, np.uint8)
     for k, c in enumerate(COLUMNS):
-        cv2.putText(header, c, (k * TILE + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
-                    cv2.LINE_AA)
+        cv2.putText(header, c.replace("fusion-", ""), (k * TILE + 4, 16),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     name, fixed, moving = next(p for p in synthetic_pairs(1) if p[0].endswith("/fa"))
     rows = [header, row(f"synthetic CF + FA, seed {name}", fixed, moving, args.crop)]
     if CFOCTA.is_dir():
