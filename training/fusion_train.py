@@ -22,7 +22,6 @@ from torch.utils.data import DataLoader
 from retreg.core.atomic import atomic_write_text
 from retreg.core.fusion_net import FusionNet, FusionNetConfig, card_path, save_fusion_net
 from retreg.core.provenance import run_record
-from retreg.training.callbacks import ProgressFn, ProgressReporter
 from retreg.training.config import RunConfig
 from retreg.training.fusion_data import (FusionCrops, FusionDataConfig, fire_pairs,
                                          fire_training_ids, synthetic_pairs, whole_pairs)
@@ -102,8 +101,7 @@ def config_hash(cfg: FusionTrainConfig) -> str:
 
 
 def train_fusion(config: FusionTrainConfig | dict | str | Path, *,
-                 max_minutes: float | None = None, progress: ProgressFn | None = None,
-                 progress_bar: bool = False) -> FusionTrainResult:
+                 max_minutes: float | None = None) -> FusionTrainResult:
     """Train, checkpoint under ``out_dir``, export the weights (``export`` or
     ``out_dir/<name>.safetensors``) with a card, and write ``run.json``."""
     cfg = FusionTrainConfig.load(config)
@@ -135,9 +133,8 @@ def train_fusion(config: FusionTrainConfig | dict | str | Path, *,
                                    mode=MONITOR[1], save_top_k=1),
                    ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="last",
                                    save_top_k=1, every_n_epochs=1,
-                                   enable_version_counter=False),
-                   ProgressReporter(total, progress)],
-        enable_progress_bar=progress_bar, log_every_n_steps=min(10, cfg.steps_per_epoch),
+                                   enable_version_counter=False)],
+        enable_progress_bar=False, log_every_n_steps=min(10, cfg.steps_per_epoch),
         default_root_dir=out_dir)
     trainer.fit(module, DataLoader(train_set, batch_size=d.batch_size, shuffle=False,
                                    num_workers=0, drop_last=True), DataLoader(val, batch_size=None))
