@@ -7,7 +7,10 @@ stretched to its 1st-99th percentile inside its field (cross-modal pairs differ 
 polarity); both are split into Laplacian pyramids; at the finest levels a per-pixel weight map
 picks the band with the larger local energy (softened a little), coarser levels are averaged,
 and the weights fade in smoothly where one field ends inside the other, so there are no seams;
-the result is put back in the fixed image's luminance scale. A colour fixed image keeps its
+the result is put back in the fixed image's luminance scale. The "learned" method replaces
+only the fine-level choice with the mask of a small net (``core.fusion_net``): the coarse
+average, the field handling and the colour stay the classical view's, and the net need not
+learn them. A colour fixed image keeps its
 colour: the fusion runs on luminance (YCrCb's Y) and the fixed image's chroma is put back,
 because fusing R, G and B separately would tint CF with a gray modality's brightness. Fields are
 found on a small copy and field presences at quarter resolution: full-resolution fundus photos
@@ -84,7 +87,8 @@ def _normalised(y: np.ndarray, lo: float, span: float) -> np.ndarray:
     return (y - np.float32(lo)) * np.float32(1.0 / span)
 
 
-def _levels(shape: tuple[int, int]) -> int:
+def pyramid_levels(shape: tuple[int, int]) -> int:
+    """How many Laplacian-pyramid levels the fusion uses for an image of ``shape``."""
     n = 1
     while min(shape) >> n >= MIN_BASE_SIDE and n < MAX_LEVELS:
         n += 1
@@ -136,16 +140,13 @@ def _select(band_a: np.ndarray, band_b: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur((eb > ea).astype(np.float32), (0, 0), SELECT_SIGMA)
 
 
-def fused(fixed: np.ndarray, moving: np.ndarray, fixed_field: np.ndarray | None = None,
-          moving_field: np.ndarray | None = None) -> np.ndarray:
-    """Fixed image and warped moving image (same height and width; gray or RGB, uint8 / uint16 /
-    float in [0, 1]) fused into one RGB uint8 image in the fixed image's brightness scale.
+METHODS = ("classical", "learned")
 
-    ``fixed_field`` / ``moving_field`` (bool HxW) say where each image has data; by default
-    ``field`` finds them. Where the moving image has no data the output is the fixed image
-    unchanged; where only the moving one has, it is the moving image with its luminance mapped
-    onto the fixed image's 1st-99th percentile range.
-    """
+
+def _inputs(fixed, moving, fixed_field, moving_field):
+    """Luminances, chromas, fields (uint8 0/255) and the normalised luminances, each filled with
+    the other outside its own field (the pyramids then agree where only one image has data, so
+    blurred weights near a field's edge blend nothing foreign)."""
     if fixed.shape[:2] != moving.shape[:2]:
         raise ValueError(f"fused view needs images of the same size, got {fixed.shape[:2]} and "
                          f"{moving.shape[:2]} (warp the moving image onto the fixed one first)")
@@ -157,13 +158,38 @@ def fused(fixed: np.ndarray, moving: np.ndarray, fixed_field: np.ndarray | None 
     nf = _normalised(yf, lo_f, span_f)
     nm = _normalised(ym, *_stretch(ym, fm))
     ff8, fm8 = ff.view(np.uint8) * np.uint8(255), fm.view(np.uint8) * np.uint8(255)
-    only_m8 = cv2.bitwise_and(fm8, cv2.bitwise_not(ff8))
-    # Each image filled with the other outside its own field: the pyramids then agree where
-    # only one image has data, so blurred weights near a field's edge blend nothing foreign.
-    cv2.copyTo(nm, only_m8, nf)
+    cv2.copyTo(nm, cv2.bitwise_and(fm8, cv2.bitwise_not(ff8)), nf)
     cv2.copyTo(nf, cv2.bitwise_not(fm8), nm)
+    return (yf, cf, ff8), (ym, cm, fm8), (nf, nm), (lo_f, span_f)
 
-    n = _levels(yf.shape)
+
+def normalised_pair(fixed: np.ndarray, moving: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                      np.ndarray]:
+    """(fixed, moving luminance as float32 HxW, each stretched to its 1st-99th percentile in its
+    field; overlap of the fields, bool HxW): what the fusion, and so the learned mask's net,
+    works on (training uses it too, so the net sees at training what it sees in use)."""
+    (_, _, ff8), (_, _, fm8), (nf, nm), _ = _inputs(fixed, moving, None, None)
+    return nf, nm, cv2.bitwise_and(ff8, fm8) > 0
+
+
+def _fine_choice(nf: np.ndarray, nm: np.ndarray, method: str):
+    """``level, band_f, band_m -> moving share`` at the fine levels: the stronger band
+    (classical), or the learned net's mask m at that level's size (learned)."""
+    if method == "classical":
+        return lambda lev, band_f, band_m: _select(band_f, band_m)
+    if method != "learned":
+        raise ValueError(f"fusion method must be one of {METHODS}, got {method!r}")
+    from retreg.core.fusion_net import predict_mask  # torch loads only for the learned view
+    m = predict_mask(nf, nm)
+    return lambda lev, band_f, band_m: m if lev == 0 else _resized(m, band_f, cv2.INTER_AREA)
+
+
+def _fuse(fixed, moving, fixed_field, moving_field, method):
+    """(fused RGB uint8, moving share at full resolution float32 HxW)."""
+    (yf, cf, ff8), (ym, cm, fm8), (nf, nm), (lo_f, span_f) = _inputs(
+        fixed, moving, fixed_field, moving_field)
+    choice = _fine_choice(nf, nm, method)
+    n = pyramid_levels(yf.shape)
     gf, gm = [nf], [nm]
     for _ in range(n - 1):
         gf.append(cv2.pyrDown(gf[-1]))
@@ -171,11 +197,11 @@ def fused(fixed: np.ndarray, moving: np.ndarray, fixed_field: np.ndarray | None 
     lf = [cv2.subtract(gf[i], _up(gf[i + 1], gf[i])) for i in range(n - 1)] + [gf[-1]]
     lm = [cv2.subtract(gm[i], _up(gm[i + 1], gm[i])) for i in range(n - 1)] + [gm[-1]]
 
-    # Moving image's share per level: at the finest levels the locally stronger band where
-    # both images have data, at the coarser ones half; all where only the moving image has
-    # data, none where it has none. The fields' presences are found at quarter resolution.
-    # A field fades only where it ends inside the other one: at an edge both share (a fundus
-    # aperture) there is nothing to fade into.
+    # Moving image's share per level: at the finest levels the chosen band where both images
+    # have data, at the coarser ones half; all where only the moving image has data, none
+    # where it has none. The fields' presences are found at quarter resolution. A field fades
+    # only where it ends inside the other one: at an edge both share (a fundus aperture)
+    # there is nothing to fade into.
     q = min(2, n - 1)
     pf = _presence(cv2.bitwise_or(ff8, cv2.bitwise_not(fm8)), gf[q])
     pm = _presence(cv2.bitwise_or(fm8, cv2.bitwise_not(ff8)), gf[q])
@@ -183,12 +209,14 @@ def fused(fixed: np.ndarray, moving: np.ndarray, fixed_field: np.ndarray | None 
     for _ in range(q, n - 1):
         even.append(cv2.pyrDown(even[-1]))
 
-    out = None
+    out = share0 = None
     for lev in range(n - 1, -1, -1):
         if lev < FINE_LEVELS:
-            w = _share(_resized(pf, lf[lev]), _resized(pm, lf[lev]), _select(lf[lev], lm[lev]))
+            w = _share(_resized(pf, lf[lev]), _resized(pm, lf[lev]),
+                       choice(lev, lf[lev], lm[lev]))
         else:
             w = even[lev - q] if lev >= q else _resized(even[0], lf[lev])
+        share0 = w
         band = cv2.add(lf[lev], cv2.multiply(w, cv2.subtract(lm[lev], lf[lev])))
         out = band if out is None else cv2.add(_up(out, band), band)
     y8 = cv2.addWeighted(out, 255.0 * span_f, out, 0.0, 255.0 * lo_f, dtype=cv2.CV_8U)
@@ -213,4 +241,45 @@ def fused(fixed: np.ndarray, moving: np.ndarray, fixed_field: np.ndarray | None 
                                   dtype=cv2.CV_8U) for c in sat]
         rgb = cv2.cvtColor(cv2.merge([y8, *chroma]), cv2.COLOR_YCrCb2RGB)
     cv2.copyTo(rgb_u8(fixed), cv2.bitwise_not(fm8), rgb)
-    return rgb
+    return rgb, share0
+
+
+def fused(fixed: np.ndarray, moving: np.ndarray, fixed_field: np.ndarray | None = None,
+          moving_field: np.ndarray | None = None, method: str = "classical") -> np.ndarray:
+    """Fixed image and warped moving image (same height and width; gray or RGB, uint8 / uint16 /
+    float in [0, 1]) fused into one RGB uint8 image in the fixed image's brightness scale.
+
+    ``fixed_field`` / ``moving_field`` (bool HxW) say where each image has data; by default
+    ``field`` finds them. Where the moving image has no data the output is the fixed image
+    unchanged; where only the moving one has, it is the moving image with its luminance mapped
+    onto the fixed image's 1st-99th percentile range. ``method``: "classical" keeps the
+    locally stronger fine detail; "learned" lets the bundled net (``core.fusion_net``) choose.
+    """
+    return _fuse(fixed, moving, fixed_field, moving_field, method)[0]
+
+
+def fusion_mask(fixed: np.ndarray, moving: np.ndarray, method: str = "classical") -> np.ndarray:
+    """The decision behind ``fused``: the moving image's share of the finest detail (float32 HxW
+    in [0, 1]; 0 where it has no data, 1 where only it has)."""
+    return _fuse(fixed, moving, None, None, method)[1]
+
+
+def fusion_mask_view(fixed: np.ndarray, moving: np.ndarray, method: str = "classical"
+                     ) -> np.ndarray:
+    """``fusion_mask`` as an RGB uint8 image to look at: white where the moving image's detail
+    is kept, black where the fixed image's is."""
+    mask8 = cv2.convertScaleAbs(fusion_mask(fixed, moving, method), alpha=255.0)
+    return cv2.cvtColor(mask8, cv2.COLOR_GRAY2RGB)
+
+
+# The fusion's views by name (CLI --overlay, the app's overlay kinds): (what, method).
+VIEWS = {"fused": ("fused", "classical"), "fused-learned": ("fused", "learned"),
+         "fusion-mask": ("mask", "classical"), "fusion-mask-learned": ("mask", "learned")}
+
+
+def fusion_view(kind: str, fixed: np.ndarray, moving: np.ndarray) -> np.ndarray:
+    """The view ``kind`` (a key of ``VIEWS``) of fixed + warped moving, RGB uint8."""
+    if kind not in VIEWS:
+        raise ValueError(f"fusion view must be one of {list(VIEWS)}, got {kind!r}")
+    what, method = VIEWS[kind]
+    return (fused if what == "fused" else fusion_mask_view)(fixed, moving, method=method)

@@ -8,6 +8,7 @@ from importlib.resources import files
 from pathlib import Path
 
 MODEL_NAME = "retreg_loftr_v1"
+FUSION_MODEL_NAME = "retreg_fusion_v1"
 
 
 def resource_path(*parts: str) -> Path:
@@ -18,6 +19,11 @@ def resource_path(*parts: str) -> Path:
 def bundled_weights() -> Path:
     """The bundled matcher's safetensors file."""
     return resource_path("models", f"{MODEL_NAME}.safetensors")
+
+
+def bundled_fusion_weights() -> Path:
+    """The bundled fusion-mask net's safetensors file (``core.fusion_net``)."""
+    return resource_path("models", f"{FUSION_MODEL_NAME}.safetensors")
 
 
 def sample_pair() -> tuple[Path, Path]:

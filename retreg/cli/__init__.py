@@ -11,7 +11,7 @@ from retreg import __version__
 
 # Top-level modules of the optional parts -> the extra that installs them.
 EXTRAS = {"lightning": "train", "yaml": "train", "PySide6": "gui"}
-COMMANDS = ("register", "evaluate", "synth", "train", "finetune")
+COMMANDS = ("register", "evaluate", "synth", "train", "train_fusion", "finetune")
 
 
 class UserError(Exception):

@@ -7,6 +7,7 @@ or a ``failed`` verdict (the JSON still records why; no warped image or overlay 
 """
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from retreg.core import overlays
-from retreg.core.fusion import fused
+from retreg.core.fusion import VIEWS as FUSION_VIEWS, fusion_view
 from retreg.core.atomic import atomic_write_bytes
 from retreg.core.io import read_image, write_image
 from retreg.core.matchers import available_matchers, get_matcher
@@ -26,7 +27,8 @@ from retreg.core.warp import warp_moving
 from retreg.cli.field_args import add_field_args, registration_config
 
 OVERLAYS = {"checkerboard": overlays.checkerboard, "blend": overlays.blend,
-            "diff": overlays.difference, "two-colour": overlays.two_colour, "fused": fused}
+            "diff": overlays.difference, "two-colour": overlays.two_colour,
+            **{kind: functools.partial(fusion_view, kind) for kind in FUSION_VIEWS}}
 OVERLAY_ALIASES = {"fusion": "two-colour"}  # the two-colour view's former name
 
 
@@ -50,6 +52,8 @@ def add_parser(sub) -> None:
                    help="write the moving image warped into the fixed frame")
     p.add_argument("--overlay", choices=sorted(OVERLAYS) + sorted(OVERLAY_ALIASES),
                    help="overlay kind for --overlay-out (fused: detail of both images in one; "
+                        "fused-learned: the same with the learned detail choice; fusion-mask"
+                        "[-learned]: that choice, white where the moving image's detail is kept; "
                         "two-colour: fixed magenta, moving green; fusion: old name of two-colour)")
     p.add_argument("--overlay-out", type=Path, metavar="OUT.png",
                    help="write fixed + warped moving as the chosen overlay")

@@ -1,7 +1,7 @@
 """The registration result: fixed image and warped moving image combined by a core overlay.
 
-The warped image and the fused view are cached per transform; changing the overlay kind, tile
-size or alpha only recombines. Large images are combined at display resolution (longest side
+The warped image and the fusion views are cached per transform (the learned ones run a net);
+changing the overlay kind, tile size or alpha only recombines. Large images are combined at display resolution (longest side
 ``DISPLAY_SIDE``): full-resolution overlays of a 2912-px fundus pair take about a second each,
 too slow to follow live edits. The item is stretched back over full-resolution coordinates, so
 the view stays linked to the fixed image's view. A transform that throws the moving image off
@@ -15,14 +15,14 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from retreg.core import overlays
-from retreg.core.fusion import fused
+from retreg.core.fusion import VIEWS as FUSION_VIEWS, fusion_view
 from retreg.core.transforms import fingerprint
 from retreg.core.warp import placement_problem, warp_moving
 from retreg.gui.controller import overlay_refusal
 from retreg.gui.session import Session
 from retreg.gui.views.image_box import display_image
 
-OVERLAY_KINDS = ("checkerboard", "blend", "difference", "two-colour", "fused", "flicker")
+OVERLAY_KINDS = ("checkerboard", "blend", "difference", "two-colour", *FUSION_VIEWS, "flicker")
 KIND_ALIASES = {"fusion": "two-colour"}  # the two-colour view's former name, in saved settings
 FLICKER_MS = 500
 DISPLAY_SIDE = 1280
@@ -48,14 +48,15 @@ class OverlayView(QtWidgets.QWidget):
         self._warped_for: bytes | None = None
         self.not_drawn = ""  # why the current transform is not drawn, when it is not
         self._fixed_display: np.ndarray | None = None
-        self._fused: np.ndarray | None = None
+        self._fused: dict[str, np.ndarray] = {}  # fusion view kind -> image
         self._fused_of: np.ndarray | None = None  # the warped image ``_fused`` was made with
         self._render_queued = False
         self._flicker_on_moving = False
 
         self.kind = QtWidgets.QComboBox()
         self.kind.addItems([k.capitalize() for k in OVERLAY_KINDS])
-        self.kind.setToolTip("How fixed and warped moving are combined")
+        self.kind.setToolTip("How fixed and warped moving are combined (Fusion-mask: white "
+                             "where the fused view keeps the moving image's detail)")
         self.squares = QtWidgets.QSpinBox()  # per image, not px: one setting suits 320-px OCTA
         self.squares.setRange(2, 64)         # and 2912-px fundus photos alike
         self.squares.setValue(8)
@@ -174,10 +175,12 @@ class OverlayView(QtWidgets.QWidget):
             return overlays.difference(fixed, moving)
         if kind == "two-colour":
             return overlays.two_colour(fixed, moving)
-        if kind == "fused":  # the slowest view: made once per warped image
+        if kind in FUSION_VIEWS:  # the slowest views: each made once per warped image
             if self._fused_of is not moving:
-                self._fused, self._fused_of = fused(fixed, moving), moving
-            return self._fused
+                self._fused, self._fused_of = {}, moving
+            if kind not in self._fused:
+                self._fused[kind] = fusion_view(kind, fixed, moving)
+            return self._fused[kind]
         return moving if self._flicker_on_moving else fixed
 
     def render(self) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from retreg.core.annotations import PointPair, write_fire_points
 from retreg.core import overlays
-from retreg.core.fusion import fused
+from retreg.core.fusion import fused, fusion_view
 from retreg.core.io import read_image, write_image
 from retreg.core.geometry import map_points
 from retreg.core.metrics import mean_corner_error
@@ -97,8 +97,10 @@ def test_register_checkerboard_tile_can_be_chosen(tmp_path):
                                   overlays.checkerboard(fixed_img, warped, 10))
 
 
-@pytest.mark.parametrize("kind, expected", [("fused", fused), ("two-colour", overlays.two_colour),
-                                             ("fusion", overlays.two_colour)])
+@pytest.mark.parametrize("kind, expected", [
+    ("fused", fused), ("two-colour", overlays.two_colour), ("fusion", overlays.two_colour),
+    ("fused-learned", lambda f, w: fused(f, w, method="learned")),
+    ("fusion-mask-learned", lambda f, w: fusion_view("fusion-mask-learned", f, w))])
 def test_register_writes_the_fused_and_two_colour_views(tmp_path, kind, expected):
     fixed, moving, _, _ = _write_pair(tmp_path, "a", seed=1, deg=8.0, shift=(12, -9))
     code = main(["register", str(fixed), str(moving), "--mode", "cfcf", "--matcher", "sift",
@@ -267,3 +269,19 @@ def test_a_command_whose_extra_is_missing_names_the_extra(monkeypatch, capsys):
     monkeypatch.setattr(train_command, "run", needs_lightning)
     assert main(["train", "--config", "x.yaml"]) == 2
     assert "pip install 'retreg[train]'" in capsys.readouterr().err
+
+
+def test_train_fusion_trains_from_a_config_and_says_where_the_weights_are(tmp_path, capsys):
+    config = tmp_path / "fusion.yaml"
+    config.write_text(f"""
+name: tiny_fusion
+out_dir: {tmp_path / "run"}
+max_epochs: 1
+steps_per_epoch: 1
+model: {{stem: 4, dim: 16}}
+data: {{synth_cases: 1, synth_size: 96, fire_root: null, crop: 64, batch_size: 2, val_cases: 1}}
+""")
+    assert main(["train-fusion", "--config", str(config)]) == 0
+    assert (tmp_path / "run" / "tiny_fusion.safetensors").is_file()
+    assert "trained 1 steps" in capsys.readouterr().out
+    assert main(["train-fusion", "--config", str(tmp_path / "missing.yaml")]) == 2

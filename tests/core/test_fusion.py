@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from retreg.core.fusion import field, fused
+from retreg.core.fusion import VIEWS, field, fused, fusion_mask, fusion_view
 from retreg.core.warp import warp_moving
 
 N = 160
@@ -61,21 +61,24 @@ def test_a_thin_line_only_in_the_fixed_image_keeps_most_of_its_contrast():
     assert _line_contrast(_luma(out), 60) <= 0.8 * _line_contrast(_luma(fixed), 60) < 0
 
 
-def test_outside_the_moving_field_the_fixed_image_is_unchanged():
+@pytest.mark.parametrize("method", ["classical", "learned"])
+def test_outside_the_moving_field_the_fixed_image_is_unchanged(method):
     fixed, moving = _fundus(), _gray()
     shift = np.array([[1, 0, 50], [0, 1, 0], [0, 0, 1.0]])
     warped = warp_moving(moving, shift, fixed.shape)  # no data in the left 50 columns
-    out = fused(fixed, warped)
+    out = fused(fixed, warped, method=method)
     assert not field(warped)[:, :50].any()
     np.testing.assert_array_equal(out[:, :50], fixed[:, :50])
     assert not np.array_equal(out[:, 60:], fixed[:, 60:])
 
 
-def test_where_only_the_moving_image_has_data_it_is_shown_in_gray():
+@pytest.mark.parametrize("method", ["classical", "learned"])
+def test_where_only_the_moving_image_has_data_it_is_shown_in_gray(method):
     fixed, moving = _fundus(), _gray()
     only_fixed = np.zeros((N, N), bool)
     only_fixed[:, :100] = True
-    out = fused(fixed, moving, fixed_field=only_fixed, moving_field=np.ones((N, N), bool))
+    out = fused(fixed, moving, fixed_field=only_fixed, moving_field=np.ones((N, N), bool),
+                method=method)
     right = out[:, 110:].astype(int)
     assert np.abs(right[..., 0] - right[..., 1]).max() <= 1  # gray moving: no chroma
     assert np.corrcoef(right[..., 1].ravel(), moving[:, 110:].ravel())[0, 1] > 0.99
@@ -115,3 +118,32 @@ def test_colour_and_gray_8_and_16_bit_inputs_give_the_same_view(fixed_kind, movi
 def test_fusing_images_of_different_sizes_is_a_value_error():
     with pytest.raises(ValueError, match="same size"):
         fused(np.zeros((10, 10), np.uint8), np.zeros((10, 11), np.uint8))
+
+
+@pytest.mark.parametrize("method", ["classical", "learned"])
+def test_the_mask_shows_whose_detail_is_kept(method):
+    fixed, moving = _fundus(), _gray()
+    fixed[:, 60:62] = (90, 30, 20)  # a dark CF vessel only the fixed image has
+    moving[:, 80:82] = 200  # a bright vessel only the moving image has
+    shift = np.array([[1, 0, 40], [0, 1, 0], [0, 0, 1.0]])
+    warped = warp_moving(moving, shift, fixed.shape)  # and no moving data left of column 40
+    mask = fusion_mask(fixed, warped, method)
+    assert mask.shape == (N, N) and mask.dtype == np.float32
+    assert mask[:, :38].max() < 0.01
+    assert mask[20:-20, 120:122].mean() > 0.9  # the moving image's line
+    assert mask[20:-20, 60:62].mean() < 0.1  # the fixed image's line
+
+
+def test_every_fusion_view_is_an_rgb_image_of_the_fixed_size():
+    fixed, moving = _fundus(), _gray()
+    for kind in VIEWS:
+        img = fusion_view(kind, fixed, moving)
+        assert img.shape == (N, N, 3) and img.dtype == np.uint8
+    assert np.array_equal(fusion_view("fused", fixed, moving), fused(fixed, moving))
+
+
+def test_an_unknown_method_or_view_is_refused():
+    with pytest.raises(ValueError, match="method"):
+        fused(_fundus(), _gray(), method="magic")
+    with pytest.raises(ValueError, match="view"):
+        fusion_view("fused-magic", _fundus(), _gray())

@@ -287,6 +287,30 @@ def test_the_fused_view_is_offered_and_made_once_per_transform(qtbot, window, pa
     assert ov.current_kind() == "two-colour"
 
 
+def test_the_learned_fused_view_and_the_masks_are_offered_cached_and_saved(
+        qtbot, window, pair_files, tmp_path, monkeypatch):
+    from retreg.core.fusion import fusion_view
+
+    open_and_register(qtbot, window, pair_files)
+    ov = window.overlay_view
+    labels = [ov.kind.itemText(i) for i in range(ov.kind.count())]
+    assert {"Fused-learned", "Fusion-mask", "Fusion-mask-learned"} <= set(labels)
+    shown = {}
+    for kind in ("fused-learned", "fusion-mask-learned"):
+        ov.set_kind(kind)
+        shown[kind] = ov.composed()
+        np.testing.assert_array_equal(shown[kind],
+                                      fusion_view(kind, ov._fixed_display, ov.warped()))
+    ov.set_kind("fused-learned")
+    assert ov.composed() is shown["fused-learned"]  # made once per warped image
+    ov.set_kind("fusion-mask-learned")
+    out = tmp_path / "mask.png"
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName",
+                        lambda *a, **k: (str(out), "PNG (*.png)"))
+    window.save_overlay_png()
+    np.testing.assert_array_equal(read_image(out), shown["fusion-mask-learned"])
+
+
 def test_transform_switch_reestimates_instantly_and_undoes(qtbot, window, pair_files):
     open_and_register(qtbot, window, pair_files)
     affine = window.doc.matrix.copy()

@@ -7,12 +7,15 @@ import pytest
 
 from retreg.training.config import DataConfig, RunConfig, TrainConfig
 from retreg.training.finetune import FinetuneConfig, FinetuneData, FinetuneEval
+from retreg.training.fusion_train import FusionTrainConfig
 from retreg.training.realpairs import HCheck
 
 CONFIGS = sorted(Path(str(files("retreg.training").joinpath("configs"))).glob("*.yaml"))
 
 
 def _kind(path: Path) -> type[RunConfig]:
+    if path.name.startswith("fusion"):
+        return FusionTrainConfig
     return FinetuneConfig if path.name.startswith("finetune") else TrainConfig
 
 

@@ -1,0 +1,167 @@
+"""``train_fusion(config) -> FusionTrainResult``: self-supervised training of the fusion-mask net
+(``core.fusion_net``) on aligned pairs (``training.fusion_data``) with the losses of
+``training.fusion_losses``; used by ``retreg train-fusion``. Lightning, like the matcher's
+training: seed, CSV logs, checkpoints (best by validation loss, and last), then safetensors +
+card + run.json with the provenance record."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader
+
+from retreg.core.atomic import atomic_write_text
+from retreg.core.fusion_net import FusionNet, FusionNetConfig, card_path, save_fusion_net
+from retreg.core.provenance import run_record
+from retreg.training.config import RunConfig
+from retreg.training.fusion_data import (FusionCrops, FusionDataConfig, fire_pairs,
+                                         fire_training_ids, synthetic_pairs, whole_pairs)
+from retreg.training.fusion_losses import FusionLossConfig, detail_ratio, fusion_loss, pyramid_blend
+
+MONITOR = ("val/loss", "min")
+
+
+@dataclass
+class FusionTrainConfig(RunConfig):
+    name: str = "retreg_fusion"
+    out_dir: str = "runs/retreg_fusion"
+    max_epochs: int = 40
+    steps_per_epoch: int = 50
+    torch_threads: int = 1
+    val_every_epochs: int = 5
+    model: FusionNetConfig = field(default_factory=FusionNetConfig)
+    data: FusionDataConfig = field(default_factory=FusionDataConfig)
+    loss: FusionLossConfig = field(default_factory=FusionLossConfig)
+
+
+@dataclass
+class FusionTrainResult:
+    out_dir: Path
+    weights: Path | None  # None when stopped before the first step
+    card: Path | None
+    steps: int
+    minutes: float
+    metrics: dict[str, float]
+
+
+class FusionLightning(pl.LightningModule):
+    def __init__(self, config: FusionTrainConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.model = FusionNet(config.model)
+
+    def _terms(self, batch: dict) -> tuple[dict, torch.Tensor]:
+        ab, valid = batch["ab"], batch["valid"]
+        m = self.model(ab)
+        return fusion_loss(ab[:, :1], ab[:, 1:], m, valid, self.config.loss), m
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        terms, _ = self._terms(batch)
+        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()},
+                      batch_size=batch["ab"].shape[0])
+        return terms["total"]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        terms, m = self._terms(batch)
+        ab, valid = batch["ab"], batch["valid"]
+        fused = pyramid_blend(ab[:, :1], ab[:, 1:], m)
+        self.log_dict({"val/loss": terms["total"], "val/grad": terms["grad"],
+                       "val/lowfreq": terms["lowfreq"],
+                       "val/detail": detail_ratio(fused, ab[:, :1], ab[:, 1:], valid)},
+                      batch_size=1, prog_bar=True)
+
+    def configure_optimizers(self):
+        o, total = self.config.optim, self.config.max_epochs * self.config.steps_per_epoch
+        opt = torch.optim.AdamW(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+
+        def factor(step: int) -> float:
+            """Linear warm-up, then cosine decay to 5 % by the last planned step."""
+            if step < o.warmup_steps:
+                return (step + 1) / o.warmup_steps
+            t = min(1.0, (step - o.warmup_steps) / max(1, total - o.warmup_steps))
+            return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def config_hash(cfg: FusionTrainConfig) -> str:
+    """First 12 hex digits of the SHA-256 of the config as sorted JSON."""
+    text = json.dumps(cfg.to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def train_fusion(config: FusionTrainConfig | dict | str | Path, *,
+                 max_minutes: float | None = None) -> FusionTrainResult:
+    """Train, checkpoint under ``out_dir``, export the weights (``export`` or
+    ``out_dir/<name>.safetensors``) with a card, and write ``run.json``."""
+    cfg = FusionTrainConfig.load(config)
+    if max_minutes is not None:
+        cfg.max_minutes = max_minutes
+    torch.set_num_threads(cfg.torch_threads)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    d = cfg.data
+    # The record is taken now: the code as it was when the run started, not when it ended.
+    record = {**run_record(cfg.to_dict(), cfg.seed), "config_hash": config_hash(cfg)}
+    start = time.perf_counter()
+    synth = synthetic_pairs(d.synth_seed_start, d.synth_cases, d.synth_size)
+    fire_root = Path(d.fire_root) if d.fire_root else None
+    have_fire = fire_root is not None and (fire_root / "data").is_dir()
+    real = fire_pairs(fire_root, d.fire_side) if have_fire else []
+    total = cfg.max_epochs * cfg.steps_per_epoch
+    train_set = FusionCrops(synth, real, d.crop, d.real_fraction, total * d.batch_size, cfg.seed)
+    val = whole_pairs(synthetic_pairs(d.val_seed_start, d.val_cases, d.synth_size))
+    module = FusionLightning(cfg)
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, max_epochs=cfg.max_epochs,
+        limit_train_batches=cfg.steps_per_epoch, check_val_every_n_epoch=cfg.val_every_epochs,
+        num_sanity_val_steps=0,
+        max_time=dt.timedelta(minutes=cfg.max_minutes) if cfg.max_minutes else None,
+        gradient_clip_val=cfg.optim.grad_clip, logger=CSVLogger(out_dir, name="logs"),
+        callbacks=[ModelCheckpoint(dirpath=out_dir / "checkpoints", monitor=MONITOR[0],
+                                   mode=MONITOR[1], save_top_k=1),
+                   ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="last",
+                                   save_top_k=1, every_n_epochs=1,
+                                   enable_version_counter=False)],
+        enable_progress_bar=False, log_every_n_steps=min(10, cfg.steps_per_epoch),
+        default_root_dir=out_dir)
+    trainer.fit(module, DataLoader(train_set, batch_size=d.batch_size, shuffle=False,
+                                   num_workers=0, drop_last=True), DataLoader(val, batch_size=None))
+    if trainer.global_step > 0:
+        trainer.validate(module, DataLoader(val, batch_size=None), verbose=False)
+    minutes = (time.perf_counter() - start) / 60
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    data = {"synthetic": {"seeds": [d.synth_seed_start, d.synth_seed_start + d.synth_cases - 1],
+                          "pairs": len(synth), "size": d.synth_size,
+                          "kinds": ["cf+fa", "cf+oct", "cf_clip+octa"]},
+            "fire_p": ({"pairs": [f"P{k}" for k in fire_training_ids(fire_root)],
+                        "side": d.fire_side, "warp": "homography fitted to the ground truth",
+                        "left_out": "P10-P19 (fusion benchmark), P37 (wrong ground truth)"}
+                       if have_fire else None),
+            "validation": {"seeds": [d.val_seed_start, d.val_seed_start + d.val_cases - 1]}}
+    atomic_write_text(out_dir / "run.json", json.dumps(
+        {**record, "steps": trainer.global_step, "minutes": minutes, "metrics": metrics,
+         "data": data}, indent=2, default=str))
+    weights = None
+    if trainer.global_step > 0:
+        card = {"format": "retreg-fusion-card", "version": 1, "name": cfg.name,
+                "parameters": sum(p.numel() for p in module.model.parameters()),
+                "training": {"data": data, "steps": trainer.global_step,
+                             "epochs": trainer.current_epoch, "minutes": round(minutes, 1),
+                             "crop": d.crop, "batch_size": d.batch_size},
+                "validation": {"metrics": metrics}, "provenance": record}
+        weights = save_fusion_net(module.model, cfg.export or out_dir / f"{cfg.name}.safetensors",
+                                  card)
+    return FusionTrainResult(out_dir, weights, card_path(weights) if weights else None,
+                             trainer.global_step, minutes, metrics)
