@@ -1,9 +1,9 @@
 """The registration result: fixed image and warped moving image combined by a core overlay.
 
 The warped image and the fusion views are cached per transform (the learned ones run a net);
-changing the overlay kind, tile size or alpha only recombines. Large images are combined at display resolution (longest side
-``DISPLAY_SIDE``): full-resolution overlays of a 2912-px fundus pair take about a second each,
-too slow to follow live edits. The item is stretched back over full-resolution coordinates, so
+changing the overlay kind, tile size or alpha only recombines. Large images are combined at
+display resolution (longest side ``DISPLAY_SIDE``): full-resolution overlays of a 2912-px fundus
+pair take about a second each, too slow to follow live edits. The item is stretched back over full-resolution coordinates, so
 the view stays linked to the fixed image's view. A transform that throws the moving image off
 the fixed frame (``core.warp.placement_problem``) is not drawn: the view says why instead.
 """
