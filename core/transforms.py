@@ -31,7 +31,7 @@ TRIM = 3.0  # trimmed least squares: drop residuals beyond TRIM x their median .
 TRIM_FLOOR_PX = 2.0  # ... but never below this many fixed px
 SMOOTH_NODES = 16  # displacement grid nodes per side of the moving image
 SMOOTH_LAMBDA = 0.1  # weight of the grid's first-difference penalty
-SMOOTH_RIDGE = 1e-3  # pulls nodes without evidence back to the quadratic
+SMOOTH_RIDGE = 1e-3  # pulls nodes without evidence to zero displacement (the quadratic)
 INVERSE_STEP = 16  # px between the fixed-frame nodes where a warp's inverse is solved
 
 
@@ -283,20 +283,27 @@ def _differences(n: int) -> np.ndarray:
     return d
 
 
-def _smooth_lstsq(moving: np.ndarray, fixed: np.ndarray, base: Quadratic,
+def _smooth_lstsq(moving: np.ndarray, fixed: np.ndarray, matrix: np.ndarray,
                   extent: tuple[int, int]) -> Smooth:
+    """Quadratic and displacement grid fitted together, the grid's differences penalised: the
+    grid takes the local motion, the quadratic the curvature of the whole. (Fitting the grid to
+    the quadratic's residuals let local bumps bend the quadratic, which then extrapolated them
+    beyond the evidence.)"""
     n = SMOOTH_NODES
-    wts = _bilinear(moving, extent, n)
+    q0 = Quadratic(np.zeros((6, 2)), *_normalisation(moving), matrix)
+    a = np.hstack([q0._design(moving), _bilinear(moving, extent, n)])
     d = _differences(n)
-    lhs = wts.T @ wts + SMOOTH_LAMBDA * d.T @ d + SMOOTH_RIDGE * np.eye(n * n)
-    grid = np.linalg.solve(lhs, wts.T @ (fixed - base.map_points(moving)))
-    return Smooth(base, grid.reshape(n, n, 2), extent)
+    pen = np.zeros((6 + n * n, 6 + n * n))
+    pen[6:, 6:] = SMOOTH_LAMBDA * d.T @ d + SMOOTH_RIDGE * np.eye(n * n)
+    x = np.linalg.solve(a.T @ a + pen, a.T @ fixed)
+    return Smooth(Quadratic(x[:6], q0.centre, q0.half, matrix), x[6:].reshape(n, n, 2), extent)
 
 
 def _fit(kind: str, moving: np.ndarray, fixed: np.ndarray, matrix: np.ndarray,
          extent: tuple[int, int]) -> NonRigid:
-    q = _quadratic_lstsq(moving, fixed, matrix, _normalisation(moving))
-    return q if kind == "quadratic" else _smooth_lstsq(moving, fixed, q, extent)
+    if kind == "smooth":
+        return _smooth_lstsq(moving, fixed, matrix, extent)
+    return _quadratic_lstsq(moving, fixed, matrix, _normalisation(moving))
 
 
 def _trimmed(kind: str, moving: np.ndarray, fixed: np.ndarray, matrix: np.ndarray,
