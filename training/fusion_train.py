@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from retreg.training.config import RunConfig
 from retreg.training.fusion_data import (FusionCrops, FusionDataConfig, fire_pairs,
                                          fire_training_ids, synthetic_pairs, whole_pairs)
 from retreg.training.fusion_losses import FusionLossConfig, detail_ratio, fusion_loss, pyramid_blend
+from retreg.training.module import warmup_cosine
 
 MONITOR = ("val/loss", "min")
 
@@ -82,16 +82,7 @@ class FusionLightning(pl.LightningModule):
     def configure_optimizers(self):
         o, total = self.config.optim, self.config.max_epochs * self.config.steps_per_epoch
         opt = torch.optim.AdamW(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
-
-        def factor(step: int) -> float:
-            """Linear warm-up, then cosine decay to 5 % by the last planned step."""
-            if step < o.warmup_steps:
-                return (step + 1) / o.warmup_steps
-            t = min(1.0, (step - o.warmup_steps) / max(1, total - o.warmup_steps))
-            return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return warmup_cosine(opt, o.warmup_steps, total)
 
 
 def config_hash(cfg: FusionTrainConfig) -> str:

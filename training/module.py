@@ -15,6 +15,20 @@ from retreg.core.types import Matches
 from retreg.training.config import TrainConfig
 from retreg.training.losses import loftr_loss
 
+def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
+                  ) -> dict:
+    """Lightning's ``configure_optimizers`` answer: linear warm-up over ``warmup_steps``, then
+    cosine decay to 5 % by ``total_steps``, stepped every optimiser step."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        t = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
 SUCCESS_PX_AT_512 = 5.0  # a registration succeeds when its mean corner error is below this
 RANSAC_THRESHOLD_PX = 3.0  # at the model's input resolution
 
@@ -85,13 +99,4 @@ class LoftrLightning(pl.LightningModule):
         rest = [p for p in self.model.parameters() if id(p) not in ids]
         opt = torch.optim.AdamW([{"params": backbone, "lr": o.lr * o.backbone_lr_mult},
                                  {"params": rest, "lr": o.lr}], weight_decay=o.weight_decay)
-
-        def factor(step: int) -> float:
-            """Linear warm-up, then cosine decay to 5 % by the last planned step."""
-            if step < o.warmup_steps:
-                return (step + 1) / o.warmup_steps
-            t = min(1.0, (step - o.warmup_steps) / max(1, total - o.warmup_steps))
-            return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return warmup_cosine(opt, o.warmup_steps, total)

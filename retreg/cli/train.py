@@ -28,9 +28,14 @@ def run(args) -> int:
     result = train(args.config, devices=args.devices, strategy=args.strategy,
                    resume=args.resume, max_minutes=args.max_minutes,
                    progress_bar=not args.no_progress)
+    print_trained(result)
+    return 0
+
+
+def print_trained(result) -> None:
+    """One line on a finished training run (nothing when it exported no weights)."""
     if result.weights is not None:
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items())
                             if k.startswith("val/"))
         print(f"trained {result.steps} steps ({result.minutes:.1f} min); weights: {result.weights}; "
               f"card: {result.card}; {metrics}")
-    return 0

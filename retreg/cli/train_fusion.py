@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from retreg.cli.train import print_trained
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train-fusion", help="train the learned fused view's mask net from a YAML "
@@ -17,10 +19,5 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from retreg.training.fusion_train import train_fusion  # torch and Lightning load only here
 
-    result = train_fusion(args.config, max_minutes=args.max_minutes)
-    if result.weights is not None:
-        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items())
-                            if k.startswith("val/"))
-        print(f"trained {result.steps} steps ({result.minutes:.1f} min); weights: "
-              f"{result.weights}; card: {result.card}; {metrics}")
+    print_trained(train_fusion(args.config, max_minutes=args.max_minutes))
     return 0

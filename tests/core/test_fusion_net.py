@@ -11,12 +11,7 @@ from retreg.core.fusion_net import (FusionNet, FusionNetConfig, SwinBlock, load_
 from retreg.resources import bundled_fusion_weights
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("h, w", [(37, 50), (64, 64), (8, 100)])

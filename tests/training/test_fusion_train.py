@@ -17,12 +17,7 @@ from retreg.training.fusion_train import train_fusion
 from retreg.training.synth import render_case
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _t(x):
