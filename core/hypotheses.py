@@ -7,6 +7,12 @@ working pixels back to the prepared moving image's working pixels. ``search`` tr
 the policy's order until one is convincing, scores each with ``coarse_fit`` (binned on the
 fixed image's working grid, fitted in full resolution like the pipeline's estimate) and lets
 those of one rotation (and, for OCTA, of the cleanest zoom) ``vote``.
+
+Most real pairs need far less than the whole policy, but only the verdict on the refined result
+can tell which: ``efforts`` gives the pipeline a cheap first look (the first rotation, and for
+partial-overlap modalities one shift aimed at the overlap the first fit found) before the whole
+policy, and a ``SearchMemo`` keeps every variant's fit so the second effort never matches a
+variant twice.
 """
 from __future__ import annotations
 
@@ -41,6 +47,10 @@ class SearchPolicy:
     ``shift_fractions`` of its side in each of ``shift_directions``. Convincing = an affine
     consensus of at least ``accept_inliers`` binned matches and ``accept_ratio`` of them, within
     ``score_threshold_px`` working pixels of the fixed image.
+
+    ``aimed_shift`` replaces the blind shifts by one aimed at the overlap the best fit so far
+    found (``aim``), when that fit has at least half of ``accept_inliers``. ``first_look``: the
+    pipeline tries ``first_look_policy()`` before this policy (``efforts``).
     """
 
     rotations: tuple[int, ...] = (0, 180, 90, 270)
@@ -53,6 +63,8 @@ class SearchPolicy:
     accept_inliers: int = 24
     accept_ratio: float = 0.3
     score_threshold_px: float = 3.0
+    aimed_shift: bool = False
+    first_look: bool = True
 
     def __post_init__(self) -> None:
         if not self.rotations or any(r % 90 for r in self.rotations):
@@ -61,8 +73,23 @@ class SearchPolicy:
             raise ValueError(f"zooms must be non-empty positive factors, got {self.zooms}")
 
 
+    def first_look_policy(self) -> "SearchPolicy":
+        """The cheap first effort: the first rotation only, every zoom and pitch, and an aimed
+        shift instead of the blind ones."""
+        return replace(self, rotations=self.rotations[:1], shift_fractions=(), aimed_shift=True,
+                       first_look=False)
+
+
 NO_SEARCH = SearchPolicy(rotations=(0,), zooms=(1.0,), pitch_tolerance=float("inf"),
-                         shift_fractions=())
+                         shift_fractions=(), first_look=False)
+
+
+def efforts(policy: SearchPolicy) -> tuple[SearchPolicy, ...]:
+    """The policies the pipeline runs in turn until a result is judged ok: the first look,
+    then ``policy`` itself (whose result is what ``policy`` alone gives)."""
+    if not policy.first_look:
+        return (policy,)
+    return (policy.first_look_policy(), replace(policy, first_look=False))
 
 
 @dataclass(frozen=True)
@@ -165,6 +192,21 @@ def moved(v: Variant, dx: int, dy: int) -> Variant:
                    shift_px=(dx, dy))
 
 
+def aim(fit: "CoarseFit", v: Variant, fixed: PreparedImage, threshold_px: float
+        ) -> tuple[int, int] | None:
+    """The shift (working px) that moves unturned variant ``v`` onto the overlap ``fit`` found:
+    the median displacement of its inliers (full-res ``threshold_px``); None without a model
+    or for a turned variant, whose working frame is not its original's."""
+    if fit.model is None or v.rotation_deg % 360:
+        return None
+    b = fit.binned
+    ok = residuals(fit.model, b.kpts_moving, b.kpts_fixed) <= threshold_px
+    if not ok.any():
+        return None
+    d = np.median(fixed.to_work(b.kpts_fixed[ok]) - v.image.to_work(b.kpts_moving[ok]), axis=0)
+    return int(round(d[0])), int(round(d[1]))
+
+
 @dataclass(frozen=True)
 class CoarseFit:
     """``matches`` in the frame of the fit, the indices ``kept`` by spatial binning, their affine
@@ -253,10 +295,22 @@ def _score(matcher: Matcher, fixed: PreparedImage, moving: PreparedImage, v: Var
     return coarse_fit(work, fixed.work_size, threshold_px, (fixed, moving))
 
 
+SearchMemo = dict  # variant key -> CoarseFit, for one (fixed, moving) pair: see ``search``
+
+
+def _key(v: Variant) -> tuple:
+    return v.rotation_deg % 360, v.pitch_variant, v.shift_px, v.zoom
+
+
 def search(matcher: Matcher, fixed: PreparedImage, moving: PreparedImage,
-           policy: SearchPolicy = SearchPolicy()) -> tuple[Matches, Hypothesis]:
+           policy: SearchPolicy = SearchPolicy(), memo: SearchMemo | None = None
+           ) -> tuple[Matches, Hypothesis]:
     """Matches (full resolution) between ``fixed`` and ``moving`` from the variant ``policy``
-    finds best, and which variant that was. An easy pair costs one ``matcher.match``."""
+    finds best, and which variant that was. An easy pair costs one ``matcher.match``.
+
+    ``memo`` (empty at first, then passed again for the same pair and matcher) keeps each
+    variant's fit, so a later search reuses what an earlier one matched."""
+    memo = {} if memo is None else memo
     bases = [as_given(moving)]
     ratio = np.asarray(moving.scale) / np.asarray(fixed.scale)
     zooms = policy.zooms if moving.modality in policy.zoom_modalities else (1.0,)
@@ -267,7 +321,10 @@ def search(matcher: Matcher, fixed: PreparedImage, moving: PreparedImage,
 
     def attempt(v: Variant) -> None:
         nonlocal best
-        fit = _score(matcher, fixed, moving, v, policy.score_threshold_px)
+        key = _key(v)
+        if key not in memo:
+            memo[key] = _score(matcher, fixed, moving, v, policy.score_threshold_px)
+        fit = memo[key]
         tried.append((v, fit))
         if best is None or fit.inliers > best.inliers:
             best = fit
@@ -281,7 +338,15 @@ def search(matcher: Matcher, fixed: PreparedImage, moving: PreparedImage,
                 attempt(turned(zoomed(base, z), deg))
         if convincing():
             break
-    if {fixed.modality, moving.modality} <= policy.shift_modalities and not convincing():
+    full_px = policy.score_threshold_px * float(np.mean(fixed.scale))
+    shifting = {fixed.modality, moving.modality} <= policy.shift_modalities
+    if policy.aimed_shift and shifting and not convincing() and \
+            best.inliers >= policy.accept_inliers // 2:
+        v = next(v for v, s in tried if s is best)
+        shift = aim(best, v, fixed, full_px)
+        if shift is not None and shift != (0, 0):
+            attempt(moved(v, *shift))
+    if shifting and policy.shift_fractions and not convincing():
         base = bases[next(v.pitch_variant for v, s in tried if s is best)]
         h, w = base.image.work.shape
         for frac, (ux, uy) in ((f, u) for f in policy.shift_fractions
@@ -296,7 +361,7 @@ def search(matcher: Matcher, fixed: PreparedImage, moving: PreparedImage,
         win, matches, support = 0, tried[0][1].matches, tried[0][1].inliers
     else:
         win, matches, support = vote([f for _, f in tried], [v.rotation_deg for v, _ in tried],
-                                     policy.score_threshold_px * float(np.mean(fixed.scale)))
+                                     full_px)
     v, fit = tried[win]
     return matches, Hypothesis(v.rotation_deg, v.pitch_variant, v.shift_px, fit.inliers,
                                support, n_tried, v.zoom)

@@ -175,26 +175,50 @@ def _bbox_side(mask: np.ndarray) -> int:
 _FOV_SCALED = ("cf", "fa")
 
 
-def prepare(img: np.ndarray, modality: str, working_side: int = 512) -> PreparedImage:
-    """Resize so the FOV (CF, FA) or the frame (OCT, OCTA) spans ``working_side`` px.
+@dataclass(frozen=True)
+class Source:
+    """What ``prepare`` derives from the full-resolution image whatever the working side: the
+    informative channel (float32 [0, 1]), the FOV mask and the side that sets the scale. Kept
+    so an image prepared at two working sides (matcher and fine stage) is read through once."""
 
-    The frame itself is capped at ``MAX_FRAME_FACTOR * working_side`` so a small FOV in a huge
-    frame cannot blow up the working image.
-    """
+    image: np.ndarray
+    modality: str
+    channel: np.ndarray
+    fov: np.ndarray
+    side: int
+
+
+def source(img: np.ndarray, modality: str) -> Source:
+    """The working-side-independent part of ``prepare``."""
     _check_modality(modality)
-    if working_side < 32:
-        raise ValueError(f"working_side must be >= 32 px, got {working_side}")
     channel = _channel(img, modality)
     h, w = channel.shape
     fov_full = fov_mask(channel)
     side = _bbox_side(fov_full) if modality in _FOV_SCALED else max(h, w)
-    f = min(working_side / side, MAX_FRAME_FACTOR * working_side / max(h, w))
+    return Source(img, modality, channel, fov_full, side)
+
+
+def prepare(img: np.ndarray | Source, modality: str, working_side: int = 512) -> PreparedImage:
+    """Resize so the FOV (CF, FA) or the frame (OCT, OCTA) spans ``working_side`` px.
+
+    The frame itself is capped at ``MAX_FRAME_FACTOR * working_side`` so a small FOV in a huge
+    frame cannot blow up the working image. ``img`` may be the image's ``source`` (of the same
+    ``modality``), which spares the full-resolution work.
+    """
+    _check_modality(modality)
+    if working_side < 32:
+        raise ValueError(f"working_side must be >= 32 px, got {working_side}")
+    src = img if isinstance(img, Source) else source(img, modality)
+    if src.modality != modality:
+        raise ValueError(f"the source was made for {src.modality}, not {modality}")
+    h, w = src.channel.shape
+    f = min(working_side / src.side, MAX_FRAME_FACTOR * working_side / max(h, w))
     wn, hn = max(1, round(w * f)), max(1, round(h * f))
     interp = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
-    work = _enhance(cv2.resize(channel, (wn, hn), interpolation=interp), modality)
-    fov = cv2.resize(fov_full.astype(np.uint8), (wn, hn), interpolation=cv2.INTER_NEAREST) > 0
+    work = _enhance(cv2.resize(src.channel, (wn, hn), interpolation=interp), modality)
+    fov = cv2.resize(src.fov.astype(np.uint8), (wn, hn), interpolation=cv2.INTER_NEAREST) > 0
     return PreparedImage(
-        original=img,
+        original=src.image,
         modality=modality,
         work=work,
         vessels=vessel_map(work, modality, fov, working_side),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -18,10 +18,10 @@ from retreg.core.estimation import (MIN_POINTS, estimate, estimate_with_affine_f
 from retreg.core.field import (FieldClip, FieldPrior, field_clips, field_width,
                                implausible_field, is_whole_photo)
 from retreg.core.geometry import map_points
-from retreg.core.hypotheses import SearchPolicy, search
+from retreg.core.hypotheses import SearchMemo, SearchPolicy, efforts, search
 from retreg.core.io import read_image
 from retreg.core.matchers import Matcher, get_matcher
-from retreg.core.modality import prepare
+from retreg.core.modality import Source, prepare, source
 from retreg.core.refine import RefineConfig, correspondences, refine
 from retreg.core.selection import spatial_binning
 from retreg.core.transforms import PolishFit, after, fit_polish, residuals
@@ -145,29 +145,83 @@ def register(fixed_img: np.ndarray | str | os.PathLike, moving_img: np.ndarray |
     A non-rigid ``transform`` ("quadratic" | "smooth") is a homography (``matrix``) plus a
     polish fitted on its inliers (``nonrigid``), timed as ``polish``; when the evidence does
     not support the polish, ``nonrigid`` is None and ``polish_note`` says why.
+
+    The search runs in ``efforts`` (a cheap first look, then the whole policy), each over every
+    candidate fixed frame (the image as given, or a whole photo's field clips), until a result
+    is judged ok; else the best judged one (verdict, then the later effort, then inliers) is
+    returned. Stage timings add up over everything tried.
     """
     mode = Mode(mode)
     _check_transform(transform)
     matcher = matcher if matcher is not None else get_matcher("default")
     t0 = time.perf_counter()
     fixed_arr, moving_arr = _as_image(fixed_img), _as_image(moving_img)
-    fixed = prepare(fixed_arr, mode.fixed_modality, matcher.working_side)
-    if mode is Mode.CFOCTA and config.field is not None and is_whole_photo(fixed):
-        return _register_in_photo(fixed_arr, moving_arr, fixed, mode, matcher, transform, config,
-                                  t0)
-    return _register_prepared(fixed_arr, moving_arr, fixed, mode, matcher, transform, config, t0)
+    fixed = _Frame.of(fixed_arr, mode.fixed_modality, matcher.working_side)
+    moving = _Frame.of(moving_arr, mode.moving_modality, matcher.working_side)
+    timings = {"prepare": time.perf_counter() - t0}
+    if mode is Mode.CFOCTA and config.field is not None and is_whole_photo(fixed.prepared):
+        t = time.perf_counter()
+        frames = [_Frame.of(fc.clip, mode.fixed_modality, matcher.working_side, fc)
+                  for fc in field_clips(fixed_arr, fixed.prepared, config.field)]
+        timings["locate"] = time.perf_counter() - t
+    else:
+        frames = [fixed]
+    best = None
+    for rank_effort, policy in enumerate(efforts(config.search)):
+        for frame in frames:
+            res = _register_prepared(frame, moving, mode, matcher, transform,
+                                     replace(config, search=policy))
+            if frame.clip is not None:
+                res = in_photo(res, frame.clip, fixed_arr.shape)
+            for stage, secs in res.timings.items():
+                timings[stage] = timings.get(stage, 0.0) + secs
+            rank = (_LEVEL_RANK[res.verdict.level], -rank_effort, -res.n_inliers)
+            if best is None or rank < best[0]:
+                best = (rank, res)
+            if res.verdict.ok:
+                break
+        if best[1].verdict.ok:
+            break
+    result = best[1]
+    result.timings = {**timings, "total": time.perf_counter() - t0}
+    return result
 
 
-def _register_prepared(fixed_arr: np.ndarray, moving_arr: np.ndarray, fixed: PreparedImage,
-                       mode: Mode, matcher: Matcher, transform: str, config: RegistrationConfig,
-                       t0: float) -> RegistrationResult:
-    """``register`` once the fixed image is prepared (``t0``: when the call began)."""
+@dataclass
+class _Frame:
+    """An image of the pair (for the fixed side: the image as given, or a field ``clip`` of a
+    whole photo) and what every effort on it reuses: its full-resolution ``source``, its
+    preparation for the matcher and, on first use, for the fine stage, and the search memo."""
+
+    image: np.ndarray
+    source: Source
+    prepared: PreparedImage
+    clip: FieldClip | None = None
+    memo: SearchMemo = field(default_factory=dict)
+    sides: dict[int, PreparedImage] = field(default_factory=dict)
+
+    @staticmethod
+    def of(image: np.ndarray, modality: str, side: int, clip: FieldClip | None = None
+           ) -> "_Frame":
+        src = source(image, modality)
+        return _Frame(image, src, prepare(src, modality, side), clip)
+
+    def at(self, side: int) -> PreparedImage:
+        """The image prepared at working ``side`` (the fine stage's), made once."""
+        if side not in self.sides:
+            self.sides[side] = prepare(self.source, self.source.modality, side)
+        return self.sides[side]
+
+
+def _register_prepared(frame: _Frame, moving_frame: _Frame, mode: Mode, matcher: Matcher,
+                       transform: str, config: RegistrationConfig) -> RegistrationResult:
+    """One effort of ``register`` on one fixed frame, with the stage timings it spent."""
     timings: dict[str, float] = {}
-    moving = prepare(moving_arr, mode.moving_modality, matcher.working_side)
-    timings["prepare"] = time.perf_counter() - t0
+    fixed_arr, fixed = frame.image, frame.prepared
+    moving_arr, moving = moving_frame.image, moving_frame.prepared
 
     t = time.perf_counter()
-    matches, hypothesis = search(matcher, fixed, moving, config.search)
+    matches, hypothesis = search(matcher, fixed, moving, config.search, frame.memo)
     timings["match"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -183,9 +237,9 @@ def _register_prepared(fixed_arr: np.ndarray, moving_arr: np.ndarray, fixed: Pre
     fine_pair = None
     if config.refine is not None and est.ok:
         t = time.perf_counter()
-        fine_pair = ((fixed, moving) if matcher.working_side == config.refine.working_side else
-                     (prepare(fixed_arr, mode.fixed_modality, config.refine.working_side),
-                      prepare(moving_arr, mode.moving_modality, config.refine.working_side)))
+        side = config.refine.working_side
+        fine_pair = ((fixed, moving) if matcher.working_side == side else
+                     (frame.at(side), moving_frame.at(side)))
         fine = refine(*fine_pair, est.matrix, global_type(transform), config.refine)
         if fine.accepted:
             matches, selected = fine.matches, np.arange(len(fine.matches))
@@ -208,39 +262,10 @@ def _register_prepared(fixed_arr: np.ndarray, moving_arr: np.ndarray, fixed: Pre
     t = time.perf_counter()
     result.verdict = assess(result, fixed, moving, config.verdict)
     timings["verdict"] = time.perf_counter() - t
-    timings["total"] = time.perf_counter() - t0
     return result
 
 
 _LEVEL_RANK = {"ok": 0, "low confidence": 1, "failed": 2}
-
-
-def _register_in_photo(photo: np.ndarray, moving_arr: np.ndarray, fixed: PreparedImage,
-                       mode: Mode, matcher: Matcher, transform: str, config: RegistrationConfig,
-                       t0: float) -> RegistrationResult:
-    """cfocta onto a whole photo: register onto the candidate field clips in turn until one is
-    judged ok, return the best (verdict first, then inliers) in photo pixels, failed when its
-    field's size contradicts the prior. Stage timings add up over the candidates tried."""
-    t = time.perf_counter()
-    clips = field_clips(photo, fixed, config.field)
-    located = time.perf_counter() - t
-    best, timings = None, {"prepare": time.perf_counter() - t0 - located, "locate": located}
-    for fc in clips:
-        t = time.perf_counter()
-        prepared = prepare(fc.clip, mode.fixed_modality, matcher.working_side)
-        res = in_photo(_register_prepared(fc.clip, moving_arr, prepared, mode, matcher, transform,
-                                          config, t), fc, photo.shape)
-        for stage, secs in res.timings.items():
-            if stage != "total":
-                timings[stage] = timings.get(stage, 0.0) + secs
-        rank = (_LEVEL_RANK[res.verdict.level], -res.n_inliers)
-        if best is None or rank < best[0]:
-            best = (rank, res)
-        if res.verdict.ok:
-            break
-    result = best[1]
-    result.timings = {**timings, "total": time.perf_counter() - t0}
-    return result
 
 
 def _in_frame(result: RegistrationResult, to_frame: np.ndarray, shape: tuple[int, ...]

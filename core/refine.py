@@ -23,6 +23,7 @@ import numpy as np
 
 from retreg.core.estimation import estimate
 from retreg.core.geometry import map_points, rescale_matrix
+from retreg.core.morphology import erode_ellipse
 from retreg.core.transforms import Mapping, Quadratic, Smooth, inverse_map, inverse_points
 from retreg.core.types import Matches, PreparedImage
 
@@ -91,11 +92,6 @@ def _warp_moving(moving: PreparedImage, mapping: Mapping, fixed: PreparedImage
     return vessels, fov
 
 
-def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    return cv2.erode(mask.astype(np.uint8), kernel) > 0
-
-
 def _template_centres(fixed_vessels: np.ndarray, valid: np.ndarray, grid: int, radius: int,
                       min_density: float) -> np.ndarray:
     """(N, 2) int (x, y): per grid cell, the valid pixel whose patch holds the most vessel."""
@@ -155,7 +151,7 @@ def correspondences(fixed: PreparedImage, moving: PreparedImage, mapping: Mappin
     warped, warped_fov = _warp_moving(moving, mapping, fixed)
     patch = config.patch_radius
     reach = patch + search
-    valid = _erode(fixed.fov, patch) & _erode(warped_fov, reach)
+    valid = erode_ellipse(fixed.fov, patch) & erode_ellipse(warped_fov, reach)
     h, w = valid.shape
     border = np.zeros_like(valid)
     border[reach:h - reach, reach:w - reach] = True

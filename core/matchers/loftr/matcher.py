@@ -6,6 +6,7 @@ image it is given is the hypothesis search's business (``core.hypotheses``), not
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from retreg.core.geometry import pad_to_multiple
 from retreg.core.representation import model_input
 from retreg.core.types import Matches, PreparedImage
 
+from .backbone import Features
 from .model import COARSE_STRIDE, RetRegLoFTR
 from .weights import load_model
 
@@ -34,6 +36,7 @@ class LoftrMatcher:
     def __init__(self, model: RetRegLoFTR, device: str = "cpu") -> None:
         self.model = model.to(device).eval()
         self.device = device
+        self._fixed: tuple[bytes, Features] | None = None  # (input digest, its features)
 
     @classmethod
     def from_weights(cls, path: str | Path, device: str = "cpu") -> "LoftrMatcher":
@@ -48,10 +51,21 @@ class LoftrMatcher:
         x, v = _padded(model_input(img, channels=self.model.config.channels), img.fov)
         return x.to(self.device), v.to(self.device)
 
+    @torch.no_grad()
+    def _fixed_features(self, x0: torch.Tensor) -> Features:
+        """``x0``'s backbone features, reused while the same fixed input comes again (the
+        hypothesis search matches many moving variants against one fixed image). The key is
+        a digest of the input itself, so a changed image can never get stale features."""
+        key = hashlib.blake2b(x0.cpu().numpy().tobytes(), digest_size=16).digest()
+        key += str(tuple(x0.shape)).encode()
+        if self._fixed is None or self._fixed[0] != key:
+            self._fixed = (key, self.model.encode_fixed(x0))
+        return self._fixed[1]
+
     def match(self, fixed: PreparedImage, moving: PreparedImage) -> Matches:
         x0, v0 = self._input(fixed)
         x1, v1 = self._input(moving)
-        out = self.model.match(x0, x1, v0, v1)
+        out = self.model.match(self._fixed_features(x0), x1, v0, v1)
         return Matches(fixed.to_full(out.kpts0.cpu().numpy().astype(np.float64)),
                        moving.to_full(out.kpts1.cpu().numpy().astype(np.float64)),
                        out.conf.cpu().numpy())

@@ -10,7 +10,7 @@ from torch import nn
 
 from retreg.core.geometry import cell_centres
 
-from .backbone import DualBackbone
+from .backbone import DualBackbone, Features
 from .coarse import CoarseMatching, cell_fraction, mutual_nearest
 from .fine import FineOutput, FineRefiner
 from .transformer import CoarseTransformer
@@ -92,17 +92,26 @@ class RetRegLoFTR(nn.Module):
         self.coarse_matching = CoarseMatching(c.temperature)
         self.fine = FineRefiner(d_coarse, d_fine, c.fine_window)
 
-    def forward_coarse(self, image0: torch.Tensor, image1: torch.Tensor,
+    def _check_input(self, name: str, img: torch.Tensor) -> None:
+        if img.ndim != 4 or img.shape[1] != len(self.config.channels):
+            raise ValueError(f"{name} must be (B, {len(self.config.channels)}, H, W), "
+                             f"got {tuple(img.shape)}")
+        if img.shape[2] % COARSE_STRIDE or img.shape[3] % COARSE_STRIDE:
+            raise ValueError(f"{name} height and width must be multiples of {COARSE_STRIDE}")
+
+    def encode_fixed(self, image0: torch.Tensor) -> Features:
+        """The fixed side's backbone features: ``forward_coarse`` and ``match`` take them in
+        place of ``image0``, so a search over moving variants encodes the fixed image once."""
+        self._check_input("image0", image0)
+        return self.backbone.forward_fixed(image0)
+
+    def forward_coarse(self, image0: torch.Tensor | Features, image1: torch.Tensor,
                        vessel0: torch.Tensor | None = None,
                        vessel1: torch.Tensor | None = None) -> CoarseOutput:
-        """``vessel0``/``vessel1`` (B, H, W) feed the optional vessel prior (training only)."""
-        for name, img in (("image0", image0), ("image1", image1)):
-            if img.ndim != 4 or img.shape[1] != len(self.config.channels):
-                raise ValueError(f"{name} must be (B, {len(self.config.channels)}, H, W), "
-                                 f"got {tuple(img.shape)}")
-            if img.shape[2] % COARSE_STRIDE or img.shape[3] % COARSE_STRIDE:
-                raise ValueError(f"{name} height and width must be multiples of {COARSE_STRIDE}")
-        f0 = self.backbone.forward_fixed(image0)
+        """``image0`` is the fixed image or its ``encode_fixed`` features; ``vessel0``/``vessel1``
+        (B, H, W) feed the optional vessel prior (training only)."""
+        f0 = image0 if isinstance(image0, Features) else self.encode_fixed(image0)
+        self._check_input("image1", image1)
         f1 = self.backbone.forward_moving(image1)
         tok0, tok1 = self.transformer(f0.coarse, f1.coarse)
         v0 = cell_fraction(vessel0, COARSE_STRIDE) if vessel0 is not None else None
@@ -120,16 +129,17 @@ class RetRegLoFTR(nn.Module):
         return self.fine(out.fine0, out.fine1, out.tok0[b, i], out.tok1[b, j], b, pts0, pts1)
 
     @torch.no_grad()
-    def match(self, image0: torch.Tensor, image1: torch.Tensor,
+    def match(self, image0: torch.Tensor | Features, image1: torch.Tensor,
               valid0: torch.Tensor | None = None, valid1: torch.Tensor | None = None,
               threshold: float | None = None) -> MatchOutput:
-        """Mutual-nearest coarse matches refined to sub-pixel; ``valid0``/``valid1`` (B, H, W)
-        bool restrict matches to cells mostly inside the field of view."""
+        """Mutual-nearest coarse matches refined to sub-pixel; ``image0`` as in
+        ``forward_coarse``; ``valid0``/``valid1`` (B, H, W) bool restrict matches to cells
+        mostly inside the field of view."""
         out = self.forward_coarse(image0, image1)
         keep0 = cell_fraction(valid0, COARSE_STRIDE) > 0.5 if valid0 is not None else None
         keep1 = cell_fraction(valid1, COARSE_STRIDE) > 0.5 if valid1 is not None else None
         thr = self.config.match_threshold if threshold is None else threshold
         cm = mutual_nearest(out.log_conf, thr, keep0, keep1)
         fine = self.refine(out, cm.b, cm.i, cm.j)
-        pts0 = coarse_cell_centres(out.hw0, image0.device)[cm.i]
+        pts0 = coarse_cell_centres(out.hw0, image1.device)[cm.i]
         return MatchOutput(cm.b, pts0, fine.kpts1, cm.conf)
