@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from retreg.core.geometry import map_points
-from retreg.core.hypotheses import (CoarseFit, SearchPolicy, as_given, at_fixed_pitch,
-                                    coarse_fit, moved, search, turned, vote, zoomed)
+from retreg.core.hypotheses import (NO_SEARCH, CoarseFit, SearchPolicy, as_given,
+                                    at_fixed_pitch, coarse_fit, efforts, moved, search, turned,
+                                    vote, zoomed)
 from retreg.core.matchers import get_matcher
 from retreg.core.modality import prepare
 from retreg.core.pipeline import RegistrationConfig, register
@@ -140,6 +141,37 @@ def test_unconvincing_pairs_try_every_rotation_then_shifts_by_a_third_then_two_t
     for seen, v in zip(matcher.seen, plan):
         np.testing.assert_array_equal(seen.work, v.image.work)
         np.testing.assert_array_equal(seen.fov, v.image.fov)
+
+
+def test_a_memo_spares_the_matcher_every_variant_it_has_already_matched(pair):
+    fixed, moving = pair
+    matcher = Scripted(lambda i, f, img: _noise(f, img, 40, i))
+    memo = {}
+    first = search(matcher, fixed, moving, POLICY.first_look_policy(), memo)
+    n_first = len(matcher.seen)
+    full = search(matcher, fixed, moving, POLICY, memo)
+    assert len(matcher.seen) == 20  # the first look's variant was not matched again
+    fresh = Scripted(lambda i, f, img: _noise(f, img, 40, i))
+    assert search(fresh, fixed, moving, POLICY)[1] == full[1]  # same as without the memo
+    assert n_first == 1 and first[1].tried == 1  # 40 noise matches: no shift worth aiming
+
+
+def test_the_first_look_tries_the_first_rotation_then_one_shift_aimed_at_the_overlap(pair):
+    fixed, moving = pair
+    offset = _shift(60, -40)  # the overlap: moving content sits 60 px left, 40 px down of it
+    matcher = Scripted(lambda i, f, img: _agreeing(f, as_given(moving), offset, 30, 300, i)
+                       if i == 0 else _noise(f, img, 40, i))  # 30 of 330: not convincing
+    _, hyp = search(matcher, fixed, moving, POLICY.first_look_policy())
+    assert len(matcher.seen) == 2 and hyp.tried == 2
+    np.testing.assert_array_equal(matcher.seen[1].work, moved(as_given(moving), 60, -40).image.work)
+
+
+def test_the_pipeline_looks_first_then_runs_the_whole_policy():
+    first, whole = efforts(POLICY)
+    assert first.rotations == POLICY.rotations[:1] and not first.shift_fractions
+    assert first.aimed_shift and first.zooms == POLICY.zooms
+    assert whole == replace(POLICY, first_look=False)
+    assert efforts(NO_SEARCH) == (NO_SEARCH,)
 
 
 def test_unconvincing_pairs_of_different_pitch_also_try_each_rotation_at_the_fixed_pitch():

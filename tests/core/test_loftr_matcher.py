@@ -56,3 +56,18 @@ def test_bundled_model_registers_an_unseen_rotated_synthetic_pair(mode, angle):
     result = register(fixed, warped, mode, matcher=get_matcher("loftr"))
     assert result.ok, result.reason
     assert mean_corner_error(result.matrix, np.linalg.inv(T), 512, 512) < 5.0
+
+
+def test_the_fixed_images_features_are_reused_but_never_stale(weights):
+    warm = LoftrMatcher.from_weights(weights)
+    fixed_a = prepare(fundus_like(300, 1), "cf", warm.working_side)
+    fixed_b = prepare(fundus_like(300, 3), "cf", warm.working_side)
+    moving = prepare(fundus_like(240, 2), "fa", warm.working_side)
+    first = warm.match(fixed_a, moving)
+    again = warm.match(fixed_a, moving)  # served from the encoded fixed image
+    other = warm.match(fixed_b, moving)  # another fixed image: encoded afresh
+    fresh = LoftrMatcher.from_weights(weights).match(fixed_b, moving)
+    for x, y in ((first, again), (other, fresh)):
+        np.testing.assert_array_equal(x.kpts_fixed, y.kpts_fixed)
+        np.testing.assert_array_equal(x.kpts_moving, y.kpts_moving)
+    assert not np.array_equal(first.kpts_moving, other.kpts_moving)

@@ -3,10 +3,11 @@ import cv2
 import numpy as np
 import pytest
 
-from retreg.core.modality import ModeChoice, fov_mask, guess_mode, prepare, preprocess
+from retreg.core.modality import ModeChoice, fov_mask, guess_mode, prepare, preprocess, source
 from retreg.core.representation import model_input
 from retreg.core.types import Mode
 from retreg.core.vessels import vessel_map
+from tests.helpers import fundus_like
 
 
 @pytest.mark.parametrize("fixed, moving, mode", [
@@ -139,3 +140,15 @@ def test_resolve_mode_prefers_the_user_then_the_file_names_and_never_assumes():
         resolve_mode("x.png", "y.png")
     with pytest.raises(ModeError, match="unknown mode 'cfxx'"):
         resolve_mode("a_cf.png", "a_fa.png", "cfxx")
+
+
+def test_an_image_prepared_from_its_source_is_the_image_prepared_directly():
+    img = fundus_like(300, 4)
+    src = source(img, "cf")
+    for side in (96, 160):
+        a, b = prepare(src, "cf", side), prepare(img, "cf", side)
+        assert a.scale == b.scale and a.original is img
+        for name in ("work", "vessels", "fov"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    with pytest.raises(ValueError, match="made for cf"):
+        prepare(src, "fa", 96)

@@ -9,7 +9,7 @@ import retreg.core.matchers as matchers
 from retreg.core.errors import ModelLoadError
 from retreg.core.geometry import map_points
 from retreg.core.matchers import Matcher, available_matchers, get_matcher
-from retreg.core.hypotheses import NO_SEARCH
+from retreg.core.hypotheses import NO_SEARCH, SearchPolicy
 from retreg.core.field import FieldClip, field_width
 from retreg.core.pipeline import (RegistrationConfig, estimate_from_points, in_photo, reestimate,
                                   register)
@@ -167,6 +167,38 @@ def test_no_search_gives_the_matcher_the_moving_image_as_prepared_only():
     result = register(cf, np.zeros_like(fa), "cffa", matcher=get_matcher("classical"),
                       config=RegistrationConfig(search=NO_SEARCH))
     assert result.hypothesis.tried == 1
+
+
+class _Counting:
+    """The classical matcher, counting its passes."""
+
+    def __init__(self) -> None:
+        self.inner, self.passes = get_matcher("classical"), 0
+        self.name, self.working_side = self.inner.name, self.inner.working_side
+
+    def match(self, fixed, moving):
+        self.passes += 1
+        return self.inner.match(fixed, moving)
+
+
+def test_a_pair_judged_ok_at_the_first_look_costs_one_network_pass():
+    cf, fa = _fundus_pair(seed=3)
+    matcher = _Counting()
+    result = register(cf, cv2.warpPerspective(fa, _similarity(1.05, 6, -20, 10), (SIZE, SIZE)),
+                      "cffa", matcher=matcher)
+    assert result.verdict.ok and matcher.passes == 1
+
+
+def test_a_pair_the_first_look_cannot_judge_ok_gets_the_whole_search_without_rematching():
+    cf, _ = _fundus_pair(seed=3)
+    blank = np.zeros_like(cf)
+    matcher = _Counting()
+    result = register(cf, blank, "cffa", matcher=matcher)
+    alone = register(cf, blank, "cffa", matcher=get_matcher("classical"),
+                     config=RegistrationConfig(search=SearchPolicy(first_look=False)))
+    assert matcher.passes == alone.hypothesis.tried == 20  # the first look's pass is reused
+    assert (result.status, result.reason, result.hypothesis) == (alone.status, alone.reason,
+                                                                alone.hypothesis)
 
 
 def _clip_to_photo(s: float, x0: float, y0: float) -> np.ndarray:
