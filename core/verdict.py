@@ -98,8 +98,10 @@ def _ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
         return 0.0
     x, y = a[mask].astype(np.float64), b[mask].astype(np.float64)
     x, y = x - x.mean(), y - y.mean()
-    den = np.sqrt((x @ x) * (y @ y))
-    return float(x @ y / den) if den > 1e-12 else 0.0
+    # einsum, not BLAS: a threaded BLAS dot stalls for tens of ms when the cores are busy
+    sxx, syy, sxy = (float(np.einsum("i,i->", u, v)) for u, v in ((x, x), (y, y), (x, y)))
+    den = np.sqrt(sxx * syy)
+    return sxy / den if den > 1e-12 else 0.0
 
 
 def _warped(moving: PreparedImage, m_work: np.ndarray, size: tuple[int, int]
