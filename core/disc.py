@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from retreg.core.io import to_float01
-from retreg.core.modality import prepare
+from retreg.core.modality import Source, prepare
 from retreg.core.warp import square_clip
 
 WORKING_SIDE = 512  # the FOV is normalised to this side; the disc is ~1/8 of it across
@@ -35,11 +35,12 @@ def _zscore(score: np.ndarray, inside: np.ndarray) -> np.ndarray:
     return (score - vals.mean()) / (vals.std() + 1e-9)
 
 
-def locate_disc(cf_rgb: np.ndarray) -> tuple[float, float]:
-    """Full-resolution (x, y) of the optic-disc centre of a colour fundus image (RGB or gray)."""
+def locate_disc(cf_rgb: np.ndarray | Source) -> tuple[float, float]:
+    """Full-resolution (x, y) of the optic-disc centre of a colour fundus image (RGB or gray),
+    or of its ``Source`` (which spares the full-resolution channel and FOV)."""
     prep = prepare(cf_rgb, "cf", WORKING_SIDE)
     h, w = prep.work.shape
-    img = to_float01(np.asarray(cf_rgb))
+    img = to_float01(np.asarray(prep.original))
     small = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
     bright = small if small.ndim == 2 else small[:, :, :2].mean(axis=2)  # red + green
     bright = bright.astype(np.float32)
@@ -57,16 +58,17 @@ def locate_disc(cf_rgb: np.ndarray) -> tuple[float, float]:
     return float(fx), float(fy)
 
 
-def clip_around_disc(cf_rgb: np.ndarray, side_px: int, out_side: int = 512
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def clip_around_disc(cf_rgb: np.ndarray, side_px: int, out_side: int = 512,
+                     centre: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A square ``side_px`` clip centred on the disc (shifted to stay inside the photo),
     resampled to ``out_side``; returns (clip, 3x3 matrix mapping clip pixels -> photo pixels),
-    so a moving -> clip transform composes to moving -> photo as ``matrix @ H``."""
+    so a moving -> clip transform composes to moving -> photo as ``matrix @ H``. ``centre``:
+    the disc's ``locate_disc`` position when already known."""
     if side_px < 8 or out_side < 8:
         raise ValueError(f"clip sides must be >= 8 px, got side_px={side_px}, out_side={out_side}")
     h, w = cf_rgb.shape[:2]
     side = int(min(side_px, h, w))
-    cx, cy = locate_disc(cf_rgb)
+    cx, cy = locate_disc(cf_rgb) if centre is None else centre
     x0 = int(np.clip(round(cx - side / 2), 0, w - side))
     y0 = int(np.clip(round(cy - side / 2), 0, h - side))
     return square_clip(cf_rgb, x0, y0, side, out_side)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from retreg.core.disc import clip_around_disc
+from retreg.core.disc import clip_around_disc, locate_disc
+from retreg.core.modality import Source
 from retreg.core.types import PreparedImage
 
 MM_PER_DEGREE = 0.28  # retina: about 0.28-0.29 mm per degree of visual angle (adult eye)
@@ -76,13 +77,17 @@ def is_whole_photo(cf: PreparedImage) -> bool:
     return float(cf.fov.mean()) < _WHOLE_PHOTO_FOV_SHARE
 
 
-def field_clips(photo: np.ndarray, cf: PreparedImage, prior: FieldPrior) -> list[FieldClip]:
-    """One disc-centred clip per scan size the prior allows (``cf``: the photo, prepared)."""
+def field_clips(photo: np.ndarray | Source, cf: PreparedImage, prior: FieldPrior
+                ) -> list[FieldClip]:
+    """One disc-centred clip per scan size the prior allows (``cf``: the photo, prepared;
+    ``photo`` may be its ``Source``)."""
     diameter = fov_diameter(cf)
+    disc = locate_disc(photo)
+    image = photo.image if isinstance(photo, Source) else photo
     out = []
     for mm in prior.sizes_mm:
         field = prior.field_px(mm, diameter)
-        clip, to_photo = clip_around_disc(photo, round(CLIP_MARGIN * field), CLIP_SIDE)
+        clip, to_photo = clip_around_disc(image, round(CLIP_MARGIN * field), CLIP_SIDE, disc)
         out.append(FieldClip(clip, to_photo, mm, field))
     return out
 

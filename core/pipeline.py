@@ -162,7 +162,7 @@ def register(fixed_img: np.ndarray | str | os.PathLike, moving_img: np.ndarray |
     if mode is Mode.CFOCTA and config.field is not None and is_whole_photo(fixed.prepared):
         t = time.perf_counter()
         frames = [_Frame.of(fc.clip, mode.fixed_modality, matcher.working_side, fc)
-                  for fc in field_clips(fixed_arr, fixed.prepared, config.field)]
+                  for fc in field_clips(fixed.source, fixed.prepared, config.field)]
         timings["locate"] = time.perf_counter() - t
     else:
         frames = [fixed]

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from retreg.core.disc import clip_around_disc, locate_disc
+from retreg.core.modality import source
 from retreg.training.synth import render_case
 from retreg.training.synth.scene import make_scene
 from retreg.training.synth.view import full_view
@@ -35,3 +36,13 @@ def test_clip_matrix_maps_clip_pixels_onto_the_same_photo_pixels():
 def test_clip_smaller_than_8_px_is_a_value_error():
     with pytest.raises(ValueError, match="clip sides"):
         clip_around_disc(np.zeros((100, 100, 3), np.uint8), side_px=4)
+
+
+def test_the_disc_is_found_at_the_same_place_from_the_photo_or_its_source():
+    photo = render_case(10_000_003, size=512)["cf"]
+    assert locate_disc(source(photo, "cf")) == locate_disc(photo)
+    centre = locate_disc(photo)
+    a, ma = clip_around_disc(photo, 200, 128)
+    b, mb = clip_around_disc(photo, 200, 128, centre=centre)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(ma, mb)
