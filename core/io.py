@@ -62,14 +62,21 @@ def _to_rgb_layout(img: np.ndarray, path: Path) -> np.ndarray:
     raise ImageReadError(f"{path.name}: unsupported image layout {img.shape}")
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read PNG / JPEG / TIFF as uint8 or uint16, ``HxW`` gray or ``HxWx3`` RGB."""
+def check_image_file(path: str | os.PathLike) -> Path:
+    """``ImageReadError`` unless ``path`` is a non-empty file whose header ``read_image`` can
+    take (a cheap look, no decoding: bad inputs fail before any slow work)."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: file does not exist")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path.name}: file is empty")
     _probe_header(path)
+    return path
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read PNG / JPEG / TIFF as uint8 or uint16, ``HxW`` gray or ``HxWx3`` RGB."""
+    path = check_image_file(path)
     data = np.fromfile(path, dtype=np.uint8)  # fromfile + imdecode: works with non-ASCII paths
     try:
         img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from retreg.core import overlays
 from retreg.core.fusion import VIEWS as FUSION_VIEWS, fusion_view
 from retreg.core.atomic import atomic_write_bytes
-from retreg.core.io import read_image, write_image
+from retreg.core.io import check_image_file, read_image, write_image
 from retreg.core.matchers import available_matchers, get_matcher
 from retreg.core.modality import resolve_mode
 from retreg.core.pipeline import register
@@ -91,12 +92,16 @@ def _judged_failed(res) -> bool:
 def run(args) -> int:
     if (args.overlay is None) != (args.overlay_out is None):
         raise ValueError("--overlay and --overlay-out must be given together")
-    fixed, moving = read_image(args.fixed), read_image(args.moving)  # missing files first
-    choice = resolve_mode(args.fixed, args.moving, args.mode, fixed, moving)
+    check_image_file(args.fixed), check_image_file(args.moving)  # bad files fail at once
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Loading the model imports torch (~1.5 s): done beside the decoding, not after it.
+        loading = pool.submit(get_matcher, args.matcher, weights=args.weights)
+        fixed, moving = read_image(args.fixed), read_image(args.moving)
+        choice = resolve_mode(args.fixed, args.moving, args.mode, fixed, moving)
+        matcher = loading.result()
     mode = choice.mode
     if choice.source == "content":
         print(choice.describe(), file=sys.stderr)
-    matcher = get_matcher(args.matcher, weights=args.weights)
     res = register(fixed, moving, mode, matcher=matcher, transform=args.transform,
                    config=registration_config(args))
     print(_summary(res, args.fixed, args.moving))
