@@ -30,7 +30,7 @@ CV_FOLDS = 5
 TRIM = 3.0  # trimmed least squares: drop residuals beyond TRIM x their median ...
 TRIM_FLOOR_PX = 2.0  # ... but never below this many fixed px
 SMOOTH_NODES = 16  # displacement grid nodes per side of the moving image
-SMOOTH_LAMBDA = 0.1  # weight of the grid's first-difference penalty
+SMOOTH_LAMBDA = 0.1  # weight of the grid's second-difference (bending) penalty
 SMOOTH_RIDGE = 1e-3  # pulls nodes without evidence to zero displacement (the quadratic)
 INVERSE_STEP = 16  # px between the fixed-frame nodes where a warp's inverse is solved
 
@@ -272,14 +272,18 @@ def _bilinear(pts: np.ndarray, extent: tuple[int, int], n: int) -> np.ndarray:
     return out
 
 
-def _differences(n: int) -> np.ndarray:
-    """First differences between horizontally and vertically adjacent nodes of an n x n grid."""
+def _second_differences(n: int) -> np.ndarray:
+    """Second differences along rows and columns of an n x n grid (x[i-1] - 2 x[i] + x[i+1]):
+    a bending penalty, so beyond the evidence the grid carries its slope on rather than
+    flattening out (a first-difference penalty did, and extrapolated worse)."""
     idx = np.arange(n * n).reshape(n, n)
-    pairs = np.concatenate([np.stack([idx[:, :-1].ravel(), idx[:, 1:].ravel()], 1),
-                            np.stack([idx[:-1, :].ravel(), idx[1:, :].ravel()], 1)])
-    d = np.zeros((len(pairs), n * n))
-    d[np.arange(len(pairs)), pairs[:, 0]] = 1.0
-    d[np.arange(len(pairs)), pairs[:, 1]] = -1.0
+    triples = np.concatenate([
+        np.stack([idx[:, :-2].ravel(), idx[:, 1:-1].ravel(), idx[:, 2:].ravel()], 1),
+        np.stack([idx[:-2, :].ravel(), idx[1:-1, :].ravel(), idx[2:, :].ravel()], 1)])
+    d = np.zeros((len(triples), n * n))
+    rows = np.arange(len(triples))
+    for col, weight in zip(triples.T, (1.0, -2.0, 1.0)):
+        d[rows, col] = weight
     return d
 
 
@@ -292,7 +296,7 @@ def _smooth_lstsq(moving: np.ndarray, fixed: np.ndarray, matrix: np.ndarray,
     n = SMOOTH_NODES
     q0 = Quadratic(np.zeros((6, 2)), *_normalisation(moving), matrix)
     a = np.hstack([q0._design(moving), _bilinear(moving, extent, n)])
-    d = _differences(n)
+    d = _second_differences(n)
     pen = np.zeros((6 + n * n, 6 + n * n))
     pen[6:, 6:] = SMOOTH_LAMBDA * d.T @ d + SMOOTH_RIDGE * np.eye(n * n)
     x = np.linalg.solve(a.T @ a + pen, a.T @ fixed)
