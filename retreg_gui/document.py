@@ -23,7 +23,7 @@ from retreg.core import transforms
 from retreg.core.errors import AnnotationError
 from retreg.core.pipeline import fit_points, reestimate
 from retreg.core.transforms import Mapping, NonRigid
-from retreg.core.types import Mode, RegistrationResult
+from retreg.core.types import NONRIGID_TYPES, Mode, RegistrationResult
 
 if TYPE_CHECKING:
     from retreg.core.verdict import Verdict
@@ -93,6 +93,8 @@ class Document:
         self.residuals: dict[int, float] = {}
         self.selected_ids: tuple[int, ...] = ()
         self.refusal = ""  # why the last refused edit was refused
+        # (id(result), type) -> (result, result re-estimated as type), made in the background
+        self._prepared: dict[tuple[int, str], tuple[RegistrationResult, RegistrationResult]] = {}
         self._refit()
 
     # ------------------------------------------------------------------ observers
@@ -173,6 +175,7 @@ class Document:
         self._notify(HISTORY)
 
     def _clear_history(self) -> None:
+        self._prepared.clear()
         self._history, self._texts = [self._state], [""]
         self._index, self._clean_index = 0, 0
 
@@ -235,11 +238,29 @@ class Document:
             return
         st = self._state
         if st.model_fit and st.result is not None:
-            result = reestimate(st.result, transform_type)
+            ready = self._prepared.get((id(st.result), transform_type))
+            result = (ready[1] if ready is not None and ready[0] is st.result
+                      else reestimate(st.result, transform_type))
             after = DocState(pairs_from_result(result), transform_type, result, True)
         else:
             after = dataclasses.replace(st, transform_type=transform_type)
         self._push(f"Transform: {transform_type}", after)
+
+    def slow_switches(self) -> tuple[str, ...]:
+        """The transform types a switch from the model's result shown would have to refit
+        slowly (the non-rigid ones; a 3x3 refit takes milliseconds), not yet prepared."""
+        st = self._state
+        if not st.model_fit or st.result is None or not st.result.ok:
+            return ()
+        return tuple(t for t in NONRIGID_TYPES
+                     if t != st.transform_type and (id(st.result), t) not in self._prepared)
+
+    def offer_prepared(self, base: RegistrationResult, transform_type: str,
+                       result: RegistrationResult) -> None:
+        """Keep ``reestimate(base, transform_type)`` made elsewhere (a background thread), so
+        switching to that type from ``base`` is instant. Dropped once the images change."""
+        if any(state.result is base for state in self._history):
+            self._prepared[(id(base), transform_type)] = (base, result)
 
     def _edit_pairs(self, text: str, pairs: tuple[ann_io.PointPair, ...]) -> None:
         """An edit that leaves the pairs as they are is no step (and keeps the model's fit)."""

@@ -31,7 +31,7 @@ from retreg.gui.training_panel import TrainingPanel
 from retreg.gui.views.overlay_view import OverlayView
 from retreg.gui.views.pair_view import PairView
 from retreg.gui.views.residual_table import ResidualTable
-from retreg.gui.workers import RegisterRunner
+from retreg.gui.workers import RegisterRunner, SwitchPreparer
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)"
 # Banner and overlay frame colours of a verdict that is not ok: (background, text).
@@ -53,6 +53,7 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         self.controller = Controller(self.doc, Path(self.settings.weights())
                                      if self.settings.weights() else None)
         self.runner = RegisterRunner(self)
+        self.switches = SwitchPreparer(self)  # slow transform switches, made ahead
         self.recovery = RecoveryStore(self.doc, recovery_dir or self.settings.recovery_dir())
         self.autosave = QtCore.QTimer(self)
         self.autosave.setSingleShot(True)
@@ -301,6 +302,7 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         self.autosave.timeout.connect(self.save_recovery)
         self.runner.worker.finished.connect(self._on_registered)
         self.runner.worker.failed.connect(self._on_register_failed)
+        self.switches.ready.connect(self._on_switch_prepared)
         self.runner.busy_changed.connect(self._on_busy)
         self.pair_view.status_message.connect(self.statusBar().showMessage)
         self.table.pair_activated.connect(self.pair_view.center_on_pair)
@@ -580,6 +582,7 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
             return  # the user opened other images meanwhile
         self.statusBar().showMessage(done.message, 15000)
         self.statusBar().setToolTip(done.message)  # the whole line, where fields cut it
+        self.switches.prepare(self.doc.result, self.doc.slow_switches())
         if done.comparison:
             QtWidgets.QMessageBox.information(self, "Before and after", done.comparison)
         self.registration_done.emit(result.ok)
@@ -597,6 +600,12 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         except RetRegError as exc:
             show_error(self, "Cannot change transform", str(exc))
         self.select_data(self.transform_combo, self.doc.transform_type)
+        self.switches.prepare(self.doc.result, self.doc.slow_switches())
+
+    @QtCore.Slot(object, str, object)
+    def _on_switch_prepared(self, base: RegistrationResult, transform_type: str,
+                            result: RegistrationResult) -> None:
+        self.doc.offer_prepared(base, transform_type, result)
 
     def choose_weights(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
@@ -698,6 +707,7 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         self._closed = True
         self.save_settings()
         self.runner.shutdown()
+        self.switches.shutdown()
         self.autosave.stop()
 
     # ================================================================== look and help

@@ -15,7 +15,7 @@ from PySide6 import QtCore
 
 from retreg.core.errors import RetRegError
 from retreg.core.matchers import get_matcher
-from retreg.core.pipeline import register
+from retreg.core.pipeline import reestimate, register
 from retreg.gui.controller import RegisterJob
 
 
@@ -52,6 +52,42 @@ class RegisterWorker(QtCore.QObject):
             self.failed.emit(job, user_message(exc), traceback.format_exc())
             return
         self.finished.emit(job, result)
+
+
+class SwitchPreparer(QtCore.QObject):
+    """Re-estimates the model's result under the slow transform types (``reestimate``, the
+    non-rigid ones take ~0.5 s on a 2912-px pair) on a background thread while the user looks
+    at the result, so a later switch to one of them is instant (``Document.offer_prepared``).
+    ``ready`` (base result, transform type, re-estimated result) is emitted per type."""
+
+    ready = QtCore.Signal(object, str, object)
+
+    def __init__(self, parent: QtCore.QObject | None = None) -> None:
+        super().__init__(parent)
+        self.pool = QtCore.QThreadPool(self)
+        self.pool.setMaxThreadCount(1)
+
+    def prepare(self, base: Any, types: tuple[str, ...]) -> None:
+        if types:
+            self.pool.start(_Reestimate(self, base, types))
+
+    def shutdown(self) -> None:
+        """Wait for the work in flight (at most one re-estimate per type)."""
+        self.pool.waitForDone()
+
+
+class _Reestimate(QtCore.QRunnable):
+    def __init__(self, owner: SwitchPreparer, base: Any, types: tuple[str, ...]) -> None:
+        super().__init__()
+        self.owner, self.base, self.types = owner, base, types
+
+    def run(self) -> None:
+        for t in self.types:
+            try:
+                out = reestimate(self.base, t)
+            except Exception:  # noqa: BLE001 - the switch itself refits and reports it
+                continue
+            self.owner.ready.emit(self.base, t, out)
 
 
 class RegisterRunner(QtCore.QObject):

@@ -323,6 +323,17 @@ def test_transform_switch_reestimates_instantly_and_undoes(qtbot, window, pair_f
     np.testing.assert_allclose(window.doc.matrix, affine)
 
 
+def test_slow_transform_switches_are_prepared_while_the_user_looks(qtbot, window, pair_files,
+                                                                   monkeypatch):
+    import retreg.gui.document as document
+
+    open_and_register(qtbot, window, pair_files)
+    qtbot.waitUntil(lambda: not window.doc.slow_switches(), timeout=60_000)
+    monkeypatch.setattr(document, "reestimate", lambda *a: pytest.fail("refitted on the click"))
+    window.set_transform("smooth")
+    assert window.doc.transform_type == "smooth" and window.doc.result.transform_type == "smooth"
+
+
 def test_selecting_a_table_row_centres_both_views_on_the_pair(qtbot, window, pair_files):
     open_and_register(qtbot, window, pair_files)
     box = window.pair_view.box

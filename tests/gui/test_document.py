@@ -294,3 +294,20 @@ def test_a_quadratic_without_enough_points_shows_the_homography_and_says_why(doc
         doc.add_pair(tuple(f), tuple(m))
     assert doc.matrix is not None and doc.nonrigid is None
     assert "too few" in doc.polish_note and doc.polish_note.endswith("the homography stands")
+
+
+def test_a_switch_prepared_in_the_background_is_used_as_it_was_made(doc, monkeypatch):
+    import retreg.gui.document as document
+
+    doc.apply_result(model_result())
+    base = doc.result
+    assert doc.slow_switches() == ("quadratic", "smooth")
+    prepared = document.reestimate(base, "quadratic")
+    doc.offer_prepared(base, "quadratic", prepared)
+    doc.offer_prepared(model_result(), "smooth", prepared)  # not this document's: ignored
+    assert doc.slow_switches() == ("smooth",)
+    monkeypatch.setattr(document, "reestimate", lambda *a: pytest.fail("refitted again"))
+    doc.set_transform_type("quadratic")
+    assert doc.result is prepared and doc.transform_type == "quadratic"
+    doc.set_images(None, None, doc.fixed_img, doc.moving_img, Mode.CFFA)
+    assert doc._prepared == {}  # new images: nothing prepared is kept
