@@ -69,8 +69,8 @@ class RegistrationConfig:
     field: FieldPrior | None = FieldPrior()
 
 
-def _as_image(img: np.ndarray | str | os.PathLike) -> np.ndarray:
-    return img if isinstance(img, np.ndarray) else read_image(img)
+def _as_image(img: np.ndarray | Source | str | os.PathLike) -> np.ndarray | Source:
+    return img if isinstance(img, (np.ndarray, Source)) else read_image(img)
 
 
 def _check_transform(transform_type: str) -> None:
@@ -130,10 +130,12 @@ def _estimate_selected(matches: Matches, selected: np.ndarray, transform_type: s
         min_inliers=config.min_inliers, polish=config.polish)
 
 
-def register(fixed_img: np.ndarray | str | os.PathLike, moving_img: np.ndarray | str | os.PathLike,
+def register(fixed_img: np.ndarray | Source | str | os.PathLike,
+             moving_img: np.ndarray | Source | str | os.PathLike,
              mode: Mode | str, matcher: Matcher | None = None, transform: str = "affine",
              config: RegistrationConfig = RegistrationConfig()) -> RegistrationResult:
-    """Register ``moving_img`` onto ``fixed_img`` (arrays as from ``read_image``, or paths).
+    """Register ``moving_img`` onto ``fixed_img`` (arrays as from ``read_image``, paths, or
+    their ``modality.source`` for the mode's modalities, made while something else waits).
 
     When the fine stage runs (``config.refine``, after a successful coarse estimate) and its
     refit is accepted, the result describes the refined fit: ``matches`` are the refined
@@ -155,9 +157,9 @@ def register(fixed_img: np.ndarray | str | os.PathLike, moving_img: np.ndarray |
     _check_transform(transform)
     matcher = matcher if matcher is not None else get_matcher("default")
     t0 = time.perf_counter()
-    fixed_arr, moving_arr = _as_image(fixed_img), _as_image(moving_img)
-    fixed = _Frame.of(fixed_arr, mode.fixed_modality, matcher.working_side)
-    moving = _Frame.of(moving_arr, mode.moving_modality, matcher.working_side)
+    fixed = _Frame.of(_as_image(fixed_img), mode.fixed_modality, matcher.working_side)
+    moving = _Frame.of(_as_image(moving_img), mode.moving_modality, matcher.working_side)
+    fixed_arr = fixed.image
     timings = {"prepare": time.perf_counter() - t0}
     if mode is Mode.CFOCTA and config.field is not None and is_whole_photo(fixed.prepared):
         t = time.perf_counter()
@@ -201,10 +203,10 @@ class _Frame:
     sides: dict[int, PreparedImage] = field(default_factory=dict)
 
     @staticmethod
-    def of(image: np.ndarray, modality: str, side: int, clip: FieldClip | None = None
-           ) -> "_Frame":
-        src = source(image, modality)
-        return _Frame(image, src, prepare(src, modality, side), clip)
+    def of(image: np.ndarray | Source, modality: str, side: int,
+           clip: FieldClip | None = None) -> "_Frame":
+        src = image if isinstance(image, Source) else source(image, modality)
+        return _Frame(src.image, src, prepare(src, modality, side), clip)
 
     def at(self, side: int) -> PreparedImage:
         """The image prepared at working ``side`` (the fine stage's), made once."""

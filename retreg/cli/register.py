@@ -20,7 +20,7 @@ from retreg.core.fusion import VIEWS as FUSION_VIEWS, fusion_view
 from retreg.core.atomic import atomic_write_bytes
 from retreg.core.io import check_image_file, read_image, write_image
 from retreg.core.matchers import available_matchers, get_matcher
-from retreg.core.modality import resolve_mode
+from retreg.core.modality import resolve_mode, source
 from retreg.core.pipeline import register
 from retreg.core.provenance import run_record
 from retreg.core.types import TRANSFORM_TYPES, Mode
@@ -94,15 +94,17 @@ def run(args) -> int:
         raise ValueError("--overlay and --overlay-out must be given together")
     check_image_file(args.fixed), check_image_file(args.moving)  # bad files fail at once
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # Loading the model imports torch (~1.5 s): done beside the decoding, not after it.
+        # Loading the model imports torch (~1.5 s): done beside the decoding and the
+        # full-resolution preparation, not after them.
         loading = pool.submit(get_matcher, args.matcher, weights=args.weights)
         fixed, moving = read_image(args.fixed), read_image(args.moving)
         choice = resolve_mode(args.fixed, args.moving, args.mode, fixed, moving)
+        mode = choice.mode
+        sources = source(fixed, mode.fixed_modality), source(moving, mode.moving_modality)
         matcher = loading.result()
-    mode = choice.mode
     if choice.source == "content":
         print(choice.describe(), file=sys.stderr)
-    res = register(fixed, moving, mode, matcher=matcher, transform=args.transform,
+    res = register(*sources, mode, matcher=matcher, transform=args.transform,
                    config=registration_config(args))
     print(_summary(res, args.fixed, args.moving))
 

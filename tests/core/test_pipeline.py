@@ -10,6 +10,7 @@ from retreg.core.errors import ModelLoadError
 from retreg.core.geometry import map_points
 from retreg.core.matchers import Matcher, available_matchers, get_matcher
 from retreg.core.hypotheses import NO_SEARCH, SearchPolicy
+from retreg.core.modality import source
 from retreg.core.field import FieldClip, field_width
 from retreg.core.pipeline import (RegistrationConfig, estimate_from_points, in_photo, reestimate,
                                   register)
@@ -179,6 +180,17 @@ class _Counting:
     def match(self, fixed, moving):
         self.passes += 1
         return self.inner.match(fixed, moving)
+
+
+def test_register_takes_the_images_sources_made_beforehand():
+    cf, fa = _fundus_pair(seed=3)
+    moving = cv2.warpPerspective(fa, _similarity(1.05, 6, -20, 10), (SIZE, SIZE))
+    direct = register(cf, moving, "cffa", matcher=get_matcher("classical"))
+    ahead = register(source(cf, "cf"), source(moving, "fa"), "cffa",
+                     matcher=get_matcher("classical"))
+    np.testing.assert_array_equal(ahead.matrix, direct.matrix)
+    with pytest.raises(ValueError, match="made for fa"):
+        register(cf, source(moving, "fa"), "cfoct", matcher=get_matcher("classical"))
 
 
 def test_a_pair_judged_ok_at_the_first_look_costs_one_network_pass():
