@@ -1,6 +1,4 @@
 """``python -m retreg.cli`` runs the ``retreg`` command line."""
-import sys
+from retreg.cli import cli
 
-from retreg.cli import main
-
-sys.exit(main())
+cli()

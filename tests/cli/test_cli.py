@@ -1,6 +1,8 @@
 """`retreg register` and `retreg evaluate` end to end on small synthetic fundus-like pairs."""
 import csv
 import json
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -84,6 +86,21 @@ def test_register_writes_json_with_the_known_transform(tmp_path, capsys):
     fixed_img, warped = read_image(fixed), read_image(tmp_path / "w.png")
     expected = overlays.checkerboard(fixed_img, warped, overlays.default_tile(fixed_img.shape))
     np.testing.assert_array_equal(read_image(tmp_path / "o.png"), expected)
+
+
+def test_the_register_executable_writes_everything_before_its_quick_exit(tmp_path):
+    fixed, moving, _, _ = _write_pair(tmp_path, "a", seed=1, deg=8.0, shift=(12, -9))
+    out, overlay = tmp_path / "r.json", tmp_path / "o.png"
+    run = subprocess.run([sys.executable, "-m", "retreg.cli", "register", str(fixed), str(moving),
+                          "--mode", "cfcf", "--matcher", "sift", "--json", str(out),
+                          "--overlay", "checkerboard", "--overlay-out", str(overlay)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "ok:" in run.stdout
+    assert json.loads(out.read_text())["status"] == "ok" and read_image(overlay).size
+    missing = subprocess.run([sys.executable, "-m", "retreg.cli", "register",
+                              str(tmp_path / "none.png"), str(moving)],
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
 
 
 def test_register_checkerboard_tile_can_be_chosen(tmp_path):
