@@ -406,6 +406,14 @@ def train_fast(config: FastTrainConfig | dict | str | Path, *, max_minutes: floa
     val_set = _pairs(cfg, val_source, n_val, VALIDATION_SEED_START)
     val = [val_set[i] for i in range(len(val_set))]  # rendered once
     module = FastLightning(cfg)
+    if cfg.init_weights:  # a new stage from exported weights (fresh optimiser and schedule)
+        from retreg.core.matchers.fast.weights import load_model
+
+        start_from = load_model(cfg.init_weights)
+        if start_from.config != cfg.model:
+            raise ValueError(f"init_weights {cfg.init_weights}: its architecture "
+                             f"{start_from.config} differs from model {cfg.model}")
+        module.model.load_state_dict(start_from.state_dict())
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, max_epochs=cfg.max_epochs,
         limit_train_batches=cfg.steps_per_epoch, check_val_every_n_epoch=cfg.val_every_epochs,
