@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--matcher", choices=available_matchers(), default="default")
     ap.add_argument("--weights", default=None, help="weights of a learned matcher (default: bundled)")
+    ap.add_argument("--record", default=None, help="results file name (default: bench_synthetic, "
+                                                   "+ _MATCHER for a matcher other than default)")
     ap.add_argument("--ransac-px", type=float, default=RegistrationConfig().ransac_threshold_px,
                     help="RANSAC threshold in working pixels (pipeline default)")
     ap.add_argument("--scales", type=float, nargs="+", metavar="S",
@@ -98,7 +100,7 @@ def main() -> None:
     per_mode = {m: {"success": float(np.mean(np.asarray(e) < SUCCESS_PX)),
                     "median_px": float(np.median(e)), "p90_px": float(np.percentile(e, 90))}
                 for m, e in errors.items()}
-    save("bench_synthetic" + ("" if args.matcher in ("default", "loftr") else f"_{args.matcher}"),
+    save(args.record or "bench_synthetic" + ("" if args.matcher == "default" else f"_{args.matcher}"),
          vars(args), SEED_START, {
         "per_mode": per_mode, "success": float(np.mean(allerr < SUCCESS_PX)),
         "median_px": float(np.median(allerr)), "median_register_ms": 1000 * statistics.median(times),
