@@ -184,12 +184,13 @@ class KeypointMatches:
 def mutual_nearest(k0: Keypoints, k1: Keypoints, config: FastConfig) -> KeypointMatches:
     """Mutual nearest neighbours of the descriptors (+ Lowe's ratio when ``config.ratio`` < 1);
     confidence = the pair's dual-softmax probability, in [0, 1]."""
+    dev = k0.desc.device
     if len(k0.xy) == 0 or len(k1.xy) == 0:
-        empty = torch.zeros(0, dtype=torch.long)
-        return KeypointMatches(empty, empty, torch.zeros(0))
+        empty = torch.zeros(0, dtype=torch.long, device=dev)
+        return KeypointMatches(empty, empty, torch.zeros(0, device=dev))
     sim = k0.desc @ k1.desc.T
     j = sim.argmax(1)
-    i = torch.arange(len(j))
+    i = torch.arange(len(j), device=dev)
     mutual = sim.argmax(0)[j] == i
     prob = (sim / config.temperature).softmax(1) * (sim / config.temperature).softmax(0)
     conf = prob[i, j]
