@@ -11,6 +11,7 @@ seeds) gets a random moving-image warp: rotation uniform in [-90, 90] deg, scale
 
     python benchmarks/bench_synthetic.py --cases 25 --threads 2
     python benchmarks/bench_synthetic.py --cases 10 --scales 0.5 0.7 1 1.4 2
+    python benchmarks/bench_synthetic.py --cases 10 --matcher fast --threads 1
 """
 from __future__ import annotations
 
@@ -22,9 +23,8 @@ import cv2
 import numpy as np
 import torch
 
-from retreg.core.matchers import DEFAULT_WEIGHTS
 from record import save  # benchmarks/record.py (scripts run with benchmarks/ on sys.path)
-from retreg.core.matchers.loftr import LoftrMatcher
+from retreg.core.matchers import Matcher, available_matchers, get_matcher
 from retreg.core.metrics import mean_corner_error
 from retreg.core.pipeline import RegistrationConfig, register
 from retreg.core.types import Hypothesis
@@ -39,7 +39,7 @@ GEOMETRY = AugmentConfig(rotation_deg=90.0, scale_range=(0.85, 1.15), translate_
                          hflip_p=0.0, vflip_p=0.0)
 
 
-def run_case(matcher: LoftrMatcher, case: dict, mode: str, rng: np.random.Generator,
+def run_case(matcher: Matcher, case: dict, mode: str, rng: np.random.Generator,
              config: RegistrationConfig, geometry: AugmentConfig = GEOMETRY
              ) -> tuple[float, float, Hypothesis]:
     """(mean corner error px, seconds, hypothesis) for one warped pair."""
@@ -59,14 +59,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, default=25, help="cases per mode")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    ap.add_argument("--matcher", choices=available_matchers(), default="default")
+    ap.add_argument("--weights", default=None, help="weights of a learned matcher (default: bundled)")
+    ap.add_argument("--record", default=None, help="results file name (default: bench_synthetic, "
+                                                   "+ _MATCHER for a matcher other than default)")
     ap.add_argument("--ransac-px", type=float, default=RegistrationConfig().ransac_threshold_px,
                     help="RANSAC threshold in working pixels (pipeline default)")
     ap.add_argument("--scales", type=float, nargs="+", metavar="S",
                     help="sweep these exact moving-image scales instead of the default range")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    matcher = LoftrMatcher.from_weights(args.weights)
+    matcher = get_matcher(args.matcher, weights=args.weights)
     config = RegistrationConfig(ransac_threshold_px=args.ransac_px)
     if args.scales:
         return sweep(matcher, config, args)
@@ -81,7 +84,7 @@ def main() -> None:
             times.append(secs)
             rotated += hyp.rotation_deg != 0
             shifted += any(hyp.shift_px)
-    print(f"weights: {args.weights}; {args.cases} cases per mode; RANSAC {args.ransac_px} "
+    print(f"matcher: {args.matcher}; weights: {args.weights or 'bundled'}; {args.cases} cases per mode; RANSAC {args.ransac_px} "
           f"working px; threads {args.threads}")
     print(f"{'mode':8s} {'success':>8s} {'median px':>10s} {'p90 px':>8s}")
     for mode, errs in errors.items():
@@ -97,14 +100,15 @@ def main() -> None:
     per_mode = {m: {"success": float(np.mean(np.asarray(e) < SUCCESS_PX)),
                     "median_px": float(np.median(e)), "p90_px": float(np.percentile(e, 90))}
                 for m, e in errors.items()}
-    save("bench_synthetic", vars(args), SEED_START, {
+    save(args.record or "bench_synthetic" + ("" if args.matcher == "default" else f"_{args.matcher}"),
+         vars(args), SEED_START, {
         "per_mode": per_mode, "success": float(np.mean(allerr < SUCCESS_PX)),
         "median_px": float(np.median(allerr)), "median_register_ms": 1000 * statistics.median(times),
         "rotation_hypotheses": f"{rotated}/{len(allerr)}",
         "shift_hypotheses": f"{shifted}/{len(allerr)}"})
 
 
-def sweep(matcher: LoftrMatcher, config: RegistrationConfig, args) -> None:
+def sweep(matcher: Matcher, config: RegistrationConfig, args) -> None:
     """Success and median error per mode at each exact scale of ``args.scales``."""
     table: dict[str, dict[str, dict[str, float]]] = {}
     print(f"{'scale':>6s} " + " ".join(f"{m:>16s}" for m in MODES) + "   (success / median px)")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 MODEL_NAME = "retreg_loftr_v1"
 FUSION_MODEL_NAME = "retreg_fusion_v1"
+FAST_MODEL_NAME = "retreg_fast_v1"
 
 
 def resource_path(*parts: str) -> Path:
@@ -24,6 +25,11 @@ def bundled_weights() -> Path:
 def bundled_fusion_weights() -> Path:
     """The bundled fusion-mask net's safetensors file (``core.fusion_net``)."""
     return resource_path("models", f"{FUSION_MODEL_NAME}.safetensors")
+
+
+def bundled_fast_weights() -> Path:
+    """The fast structural matcher's safetensors file (``core.matchers.fast``)."""
+    return resource_path("models", f"{FAST_MODEL_NAME}.safetensors")
 
 
 def sample_pair() -> tuple[Path, Path]:

@@ -6,15 +6,16 @@ from pathlib import Path
 from retreg.core.errors import ModelLoadError
 from retreg.core.matchers.base import Matcher
 from retreg.core.matchers.classical import classical_matcher, sift_matcher
-from retreg.resources import bundled_weights
+from retreg.resources import bundled_fast_weights, bundled_weights
 
 DEFAULT_WEIGHTS = bundled_weights()
+FAST_WEIGHTS = bundled_fast_weights()
 DEFAULT_MATCHER = "loftr"  # in every mode, CF-CF included
-_NAMES = ("default", "classical", "sift", "loftr")
+_NAMES = ("default", "classical", "sift", "loftr", "fast")
 
 
 def available_matchers() -> list[str]:
-    """Names ``get_matcher`` accepts (``loftr`` needs weights: bundled or given)."""
+    """Names ``get_matcher`` accepts (``loftr`` and ``fast`` need weights: bundled or given)."""
     return list(_NAMES)
 
 
@@ -30,6 +31,14 @@ def get_matcher(name: str = "default", weights: str | Path | None = None,
         return classical_matcher()
     if name == "sift":
         return sift_matcher()
+    if name == "fast":
+        from retreg.core.matchers.fast import FastMatcher  # lazy, like the LoFTR model
+
+        if weights is None and not FAST_WEIGHTS.is_file():
+            raise ModelLoadError(f"the bundled fast matcher is missing ({FAST_WEIGHTS}); "
+                                 "reinstall retreg, give --weights, or choose another --matcher")
+        return FastMatcher.from_weights(Path(weights) if weights is not None else FAST_WEIGHTS,
+                                        device=device)
     from retreg.core.matchers.loftr import LoftrMatcher  # lazy: torch is only needed for this one
 
     if weights is None and not DEFAULT_WEIGHTS.is_file():
