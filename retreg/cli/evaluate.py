@@ -28,7 +28,8 @@ def add_parser(sub) -> None:
     src.add_argument("--pairs", type=Path, metavar="CSV",
                      help="CSV with columns fixed,moving,gt,category (paths relative to it)")
     p.add_argument("--matcher", choices=available_matchers(), default="default")
-    p.add_argument("--weights", type=Path, help="safetensors weights for the loftr matcher")
+    p.add_argument("--weights", type=Path,
+                   help="safetensors weights of the learned matcher (loftr / default, fast)")
     add_field_args(p)
     p.add_argument("--transform", choices=TRANSFORM_TYPES, default="homography")
     p.add_argument("--mode", choices=[m.value for m in Mode],

@@ -46,7 +46,8 @@ def add_parser(sub) -> None:
                    help="quadratic / smooth: a homography plus a non-rigid polish (curved or "
                         "wide-field pairs); the JSON keeps both")
     p.add_argument("--matcher", choices=available_matchers(), default="default")
-    p.add_argument("--weights", type=Path, help="safetensors weights for the loftr matcher")
+    p.add_argument("--weights", type=Path,
+                   help="safetensors weights of the learned matcher (loftr / default, fast)")
     add_field_args(p)
     p.add_argument("--json", type=Path, metavar="OUT", help="write the result as JSON")
     p.add_argument("--warped", type=Path, metavar="OUT.png",
