@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from retreg.training.config import DataConfig, RunConfig, TrainConfig
+from retreg.training.fast_train import FastTrainConfig
 from retreg.training.finetune import FinetuneConfig, FinetuneData, FinetuneEval
 from retreg.training.fusion_train import FusionTrainConfig
 from retreg.training.realpairs import HCheck
@@ -16,6 +17,8 @@ CONFIGS = sorted(Path(str(files("retreg.training").joinpath("configs"))).glob("*
 def _kind(path: Path) -> type[RunConfig]:
     if path.name.startswith("fusion"):
         return FusionTrainConfig
+    if path.name.startswith("fast"):
+        return FastTrainConfig
     return FinetuneConfig if path.name.startswith("finetune") else TrainConfig
 
 
