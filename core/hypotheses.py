@@ -72,7 +72,6 @@ class SearchPolicy:
         if not self.zooms or min(self.zooms) <= 0:
             raise ValueError(f"zooms must be non-empty positive factors, got {self.zooms}")
 
-
     def first_look_policy(self) -> "SearchPolicy":
         """The cheap first effort: the first rotation only, every zoom and pitch, and an aimed
         shift instead of the blind ones."""
@@ -295,7 +294,7 @@ def _score(matcher: Matcher, fixed: PreparedImage, moving: PreparedImage, v: Var
     return coarse_fit(work, fixed.work_size, threshold_px, (fixed, moving))
 
 
-SearchMemo = dict  # variant key -> CoarseFit, for one (fixed, moving) pair: see ``search``
+SearchMemo = dict  # variant key -> CoarseFit, for one (fixed, moving) pair and scoring: ``search``
 
 
 def _key(v: Variant) -> tuple:
