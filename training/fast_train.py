@@ -430,7 +430,7 @@ def train_fast(config: FastTrainConfig | dict | str | Path, *, max_minutes: floa
     loader = DataLoader(train_set, batch_size=d.batch_size, shuffle=True, num_workers=0,
                         drop_last=True, collate_fn=_collate)
     val_loader = DataLoader(val, batch_size=d.batch_size, num_workers=0, collate_fn=_collate)
-    trainer.fit(module, loader, val_loader, ckpt_path=resume, weights_only=False)
+    trainer.fit(module, loader, val_loader, ckpt_path=resume, weights_only=True)
     if trainer.global_step > 0:
         trainer.validate(module, val_loader, verbose=False)
     minutes = (time.perf_counter() - start) / 60

@@ -112,3 +112,14 @@ def test_train_fast_runs_a_two_step_smoke_training(tmp_path, capsys):
     assert json.loads((tmp_path / "run" / "run.json").read_text())["config_hash"] == \
         prov["config_hash"]
     assert main(["train-fast", "--config", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_train_fast_resumes_from_its_last_checkpoint_without_unpickling(tmp_path):
+    from retreg.training.fast_train import train_fast
+
+    cfg = {**SMALL, "name": "tiny", "out_dir": str(tmp_path / "run"), "max_epochs": 1,
+           "steps_per_epoch": 2, "val_every_epochs": 1}
+    assert train_fast(cfg).steps == 2
+    resumed = train_fast({**cfg, "max_epochs": 2},
+                         resume=tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert resumed.steps == 4  # weights_only: the checkpoint holds no pickled objects
