@@ -15,7 +15,6 @@ metadata): loading never unpickles anything.
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,12 +22,11 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save
 from torch import nn
 
-from retreg.core.atomic import atomic_write_bytes, atomic_write_text
+from retreg.core import weights_file
 from retreg.core.errors import ModelLoadError
+from retreg.core.weights_file import load_state, save_with_config
 
 CONFIG_KEY = "retreg_fusion_config"
 PATCH = 2
@@ -163,44 +161,20 @@ class FusionNet(nn.Module):
         return torch.sigmoid(logits[:b] - logits[b:])[:, :, :h, :w]
 
 
-def card_path(weights: str | Path) -> Path:
-    """``x.safetensors`` -> ``x.card.json``."""
-    weights = Path(weights)
-    return weights.with_name(weights.name.removesuffix(".safetensors") + ".card.json")
-
-
 def save_fusion_net(model: FusionNet, path: str | Path, card: dict | None = None) -> Path:
     """Write ``path`` (safetensors, architecture in the metadata) and, when given, its card."""
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    path = atomic_write_bytes(path, save(state, metadata={
-        CONFIG_KEY: json.dumps(model.config.to_dict())}))
-    if card is not None:
-        atomic_write_text(card_path(path), json.dumps(
-            {**card, "architecture": model.config.to_dict()}, indent=2, default=str))
-    return path
+    return save_with_config(model, model.config.to_dict(), CONFIG_KEY, path, card)
 
 
 def load_fusion_net(path: str | Path) -> FusionNet:
     """The net stored in ``path``, in eval mode; ModelLoadError when it is missing, not
-    safetensors, or not fusion-net weights."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: fusion weights file does not exist")
+    safetensors, or not fusion-net weights (``core.weights_file``)."""
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError) as exc:
-        raise ModelLoadError(f"{path}: not a safetensors file ({exc})") from None
-    if CONFIG_KEY not in meta:
-        raise ModelLoadError(f"{path}: no fusion net config in the file (not fusion weights?)")
-    try:
-        model = FusionNet(FusionNetConfig.from_dict(json.loads(meta[CONFIG_KEY])))
-        model.load_state_dict(state, strict=True)
-    except (ValueError, TypeError, RuntimeError) as exc:
-        raise ModelLoadError(f"{path}: weights do not fit the stored architecture "
-                             f"({str(exc).splitlines()[0]})") from None
-    return model.eval()
+        config = FusionNetConfig.from_dict(weights_file.read_config(path, CONFIG_KEY,
+                                                                    "fusion net"))
+    except (ValueError, TypeError) as exc:
+        raise ModelLoadError(f"{path}: unreadable fusion net config ({exc})") from None
+    return load_state(FusionNet(config), path).eval()
 
 
 NET_SIDE = 768  # the net runs on a copy no longer than this; its mask is resized back

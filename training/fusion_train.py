@@ -19,7 +19,8 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from retreg.core.atomic import atomic_write_text
-from retreg.core.fusion_net import FusionNet, FusionNetConfig, card_path, save_fusion_net
+from retreg.core.fusion_net import FusionNet, FusionNetConfig, save_fusion_net
+from retreg.core.weights_file import card_path
 from retreg.core.provenance import run_record
 from retreg.training.config import RunConfig
 from retreg.training.fusion_data import (FusionCrops, FusionDataConfig, fire_pairs,

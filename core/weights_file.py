@@ -1,0 +1,76 @@
+"""One home for how RetReg's networks sit on disk: a safetensors file (tensors, plus the
+architecture config as JSON in its metadata under a per-network key) and a card JSON beside it.
+Loading never unpickles anything; every failure is a ``ModelLoadError`` saying why."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save
+from torch import nn
+
+from retreg.core.atomic import atomic_write_bytes, atomic_write_text
+from retreg.core.errors import ModelLoadError
+
+
+def card_path(weights: str | Path) -> Path:
+    """``x.safetensors`` -> ``x.card.json``."""
+    weights = Path(weights)
+    return weights.with_name(weights.name.removesuffix(".safetensors") + ".card.json")
+
+
+def save_with_config(model: nn.Module, config: dict, key: str, path: str | Path,
+                     card: dict | None = None) -> Path:
+    """Write ``model``'s tensors to ``path`` with ``config`` under metadata ``key`` and, when
+    given, ``card`` (plus the architecture) beside it; both written atomically."""
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    path = atomic_write_bytes(path, save(state, metadata={key: json.dumps(config)}))
+    if card is not None:
+        atomic_write_text(card_path(path), json.dumps({**card, "architecture": config},
+                                                      indent=2, default=str))
+    return path
+
+
+def _exists(path: Path) -> Path:
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: weights file does not exist")
+    return path
+
+
+def read_config(path: str | Path, key: str, what: str) -> dict:
+    """The config dict stored under ``key``; ``what`` names the network in the error when the
+    file holds another one's."""
+    path = _exists(Path(path))
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise ModelLoadError(f"{path}: not a safetensors file ({exc})") from None
+    if key not in meta:
+        raise ModelLoadError(f"{path}: no RetReg {what} config in the file (another "
+                             "network's weights, or not RetReg's?)")
+    try:
+        return json.loads(meta[key])
+    except ValueError as exc:
+        raise ModelLoadError(f"{path}: unreadable {what} config ({exc})") from None
+
+
+def read_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of ``path``, on the CPU."""
+    path = _exists(Path(path))
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise ModelLoadError(f"{path}: not a safetensors file ({exc})") from None
+
+
+def load_state(model: nn.Module, path: str | Path) -> nn.Module:
+    """``model`` with every tensor from ``path`` (strict: the file must fit it exactly)."""
+    try:
+        model.load_state_dict(read_state(path), strict=True)
+    except RuntimeError as exc:
+        raise ModelLoadError(f"{path}: weights do not fit the stored architecture "
+                             f"({str(exc).splitlines()[0]})") from None
+    return model
