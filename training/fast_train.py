@@ -1,4 +1,4 @@
-"""``train_fast(config) -> FastTrainResult``: the fast structural matcher (``core.matchers.fast``)
+"""``train_fast(config) -> RunResult``: the fast structural matcher (``core.matchers.fast``)
 on synthetic aligned pairs with known transforms; used by ``retreg train-fast``.
 
 Losses, all on the 1/8 grid of the shared encoder:
@@ -20,7 +20,6 @@ photometry), then the moving side turned by a random multiple of 90 degrees.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import math
 import time
@@ -50,6 +49,7 @@ from retreg.training.config import (CROSS_MODAL_MODES, VALIDATION_SEED_START, Ru
                                     check_keys, check_modes)
 from retreg.training.datasets import AffinePairDataset, SynthSource
 from retreg.training.module import RANSAC_THRESHOLD_PX, SUCCESS_PX_AT_512, warmup_cosine
+from retreg.training.runs import RunResult, config_hash, start_run
 from retreg.training.supervision import coarse_fine_gt
 
 DISTILL = ("none", "vessels", "teacher")
@@ -120,22 +120,6 @@ class FastTrainConfig(RunConfig):
     model: FastConfig = field(default_factory=FastConfig)
     data: FastDataConfig = field(default_factory=FastDataConfig)
     loss: FastLossConfig = field(default_factory=FastLossConfig)
-
-
-@dataclass
-class FastTrainResult:
-    out_dir: Path
-    weights: Path | None  # None when stopped before the first step
-    card: Path | None
-    steps: int
-    minutes: float
-    metrics: dict[str, float]
-
-
-def config_hash(cfg: RunConfig) -> str:
-    """First 12 hex digits of the SHA-256 of the config as sorted JSON."""
-    text = json.dumps(cfg.to_dict(), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 # ------------------------------------------------------------------------------------ data
@@ -383,17 +367,12 @@ def register_pair(model: FastNet, image0: torch.Tensor, image1: torch.Tensor,
 
 # ----------------------------------------------------------------------------------- train
 def train_fast(config: FastTrainConfig | dict | str | Path, *, max_minutes: float | None = None,
-               resume: str | Path | None = None) -> FastTrainResult:
+               resume: str | Path | None = None) -> RunResult:
     """Train, checkpoint under ``out_dir`` (best by validation loss, and last; ``resume`` from
     one), export the weights (``export`` or ``out_dir/<name>.safetensors``) with a card, and
     write ``run.json`` (config, config hash, seed, git commit, package versions, metrics)."""
     cfg = FastTrainConfig.load(config)
-    if max_minutes is not None:
-        cfg.max_minutes = max_minutes
-    torch.set_num_threads(cfg.torch_threads)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = start_run(cfg, max_minutes)
     d = cfg.data
     # The record is taken now: the code as it was when the run started.
     record = {**run_record(cfg.to_dict(), cfg.seed), "config_hash": config_hash(cfg)}
@@ -454,5 +433,5 @@ def train_fast(config: FastTrainConfig | dict | str | Path, *, max_minutes: floa
                 "validation": {"metrics": metrics}, "provenance": record}
         weights = save_weights(module.model, cfg.export or out_dir / f"{cfg.name}.safetensors",
                                card)
-    return FastTrainResult(out_dir, weights, card_path(weights) if weights else None,
+    return RunResult(out_dir, weights, card_path(weights) if weights else None,
                            trainer.global_step, minutes, metrics)

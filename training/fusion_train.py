@@ -1,4 +1,4 @@
-"""``train_fusion(config) -> FusionTrainResult``: self-supervised training of the fusion-mask net
+"""``train_fusion(config) -> RunResult``: self-supervised training of the fusion-mask net
 (``core.fusion_net``) on aligned pairs (``training.fusion_data``) with the losses of
 ``training.fusion_losses``; used by ``retreg train-fusion``. Lightning, like the matcher's
 training: seed, CSV logs, checkpoints (best by validation loss, and last), then safetensors +
@@ -6,7 +6,6 @@ card + run.json with the provenance record."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from retreg.training.fusion_data import (FusionCrops, FusionDataConfig, fire_pai
                                          fire_training_ids, synthetic_pairs, whole_pairs)
 from retreg.training.fusion_losses import FusionLossConfig, detail_ratio, fusion_loss, pyramid_blend
 from retreg.training.module import warmup_cosine
+from retreg.training.runs import RunResult, config_hash, start_run
 
 MONITOR = ("val/loss", "min")
 
@@ -42,16 +42,6 @@ class FusionTrainConfig(RunConfig):
     model: FusionNetConfig = field(default_factory=FusionNetConfig)
     data: FusionDataConfig = field(default_factory=FusionDataConfig)
     loss: FusionLossConfig = field(default_factory=FusionLossConfig)
-
-
-@dataclass
-class FusionTrainResult:
-    out_dir: Path
-    weights: Path | None  # None when stopped before the first step
-    card: Path | None
-    steps: int
-    minutes: float
-    metrics: dict[str, float]
 
 
 class FusionLightning(pl.LightningModule):
@@ -86,23 +76,12 @@ class FusionLightning(pl.LightningModule):
         return warmup_cosine(opt, o.warmup_steps, total)
 
 
-def config_hash(cfg: FusionTrainConfig) -> str:
-    """First 12 hex digits of the SHA-256 of the config as sorted JSON."""
-    text = json.dumps(cfg.to_dict(), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
 def train_fusion(config: FusionTrainConfig | dict | str | Path, *,
-                 max_minutes: float | None = None) -> FusionTrainResult:
+                 max_minutes: float | None = None) -> RunResult:
     """Train, checkpoint under ``out_dir``, export the weights (``export`` or
     ``out_dir/<name>.safetensors``) with a card, and write ``run.json``."""
     cfg = FusionTrainConfig.load(config)
-    if max_minutes is not None:
-        cfg.max_minutes = max_minutes
-    torch.set_num_threads(cfg.torch_threads)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = start_run(cfg, max_minutes)
     d = cfg.data
     # The record is taken now: the code as it was when the run started, not when it ended.
     record = {**run_record(cfg.to_dict(), cfg.seed), "config_hash": config_hash(cfg)}
@@ -155,5 +134,5 @@ def train_fusion(config: FusionTrainConfig | dict | str | Path, *,
                 "validation": {"metrics": metrics}, "provenance": record}
         weights = save_fusion_net(module.model, cfg.export or out_dir / f"{cfg.name}.safetensors",
                                   card)
-    return FusionTrainResult(out_dir, weights, card_path(weights) if weights else None,
+    return RunResult(out_dir, weights, card_path(weights) if weights else None,
                              trainer.global_step, minutes, metrics)
