@@ -24,7 +24,7 @@ from bench_synthetic import MODES, SEED_START, SUCCESS_PX, run_case
 from record import save  # benchmarks/record.py (scripts run with benchmarks/ on sys.path)
 from retreg.core.matchers import get_matcher
 from retreg.core.matchers.fast import FastMatcher
-from retreg.core.matchers.fast.model import detect, mutual_nearest
+from retreg.core.matchers.fast.model import mutual_nearest
 from retreg.core.pipeline import RegistrationConfig
 from retreg.training.fast_train import DISTILL, FastTrainConfig, config_hash, train_fast
 from retreg.training.synth import render_case
@@ -33,20 +33,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def pair_ms(matcher: FastMatcher, side: int = 512, repeats: int = 10) -> float:
-    """Median ms of network (both images) + top-K + mutual NN on a side x side pair."""
-    net, cfg = matcher.model, matcher.model.config
+    """Median ms of network (both images) + top-K + mutual NN on a side x side pair, through the
+    matcher's own inference path."""
+    cfg = matcher.config
     g = torch.Generator().manual_seed(0)
     x0 = torch.rand(1, len(cfg.channels), side, side, generator=g)
     x1 = torch.rand(1, len(cfg.channels), side, side, generator=g)
-    valid = torch.ones(1, side, side, dtype=torch.bool)
     times = []
-    with torch.no_grad():
-        for k in range(repeats + 2):
-            t = time.perf_counter()
-            k0, k1 = detect(net(x0), valid, cfg), detect(net(x1), valid, cfg)
-            mutual_nearest(k0, k1, cfg)
-            if k >= 2:  # two warm-up passes
-                times.append(time.perf_counter() - t)
+    for k in range(repeats + 2):
+        t = time.perf_counter()
+        mutual_nearest(matcher.detect(x0, None), matcher.detect(x1, None), cfg)
+        if k >= 2:  # two warm-up passes
+            times.append(time.perf_counter() - t)
     return 1000 * statistics.median(times)
 
 

@@ -139,3 +139,28 @@ def test_the_shipped_fast_matcher_recovers_a_known_synthetic_transform():
     result = register(case["cf"], warped, "cffa", matcher=get_matcher("fast"))
     assert result.ok, result.reason
     assert mean_corner_error(result.matrix, np.linalg.inv(T), 512, 512) < 5.0
+
+
+def test_mutual_nearest_confidence_is_the_dual_softmax_probability():
+    torch.manual_seed(3)
+    k = lambda n: Keypoints(torch.zeros(n, 2), torch.nn.functional.normalize(  # noqa: E731
+        torch.randn(n, 16), dim=1), torch.ones(n))
+    k0, k1, cfg = k(40), k(30), FastConfig(temperature=0.05)
+    m = mutual_nearest(k0, k1, cfg)
+    s = k0.desc @ k1.desc.T / cfg.temperature
+    dual = s.softmax(1) * s.softmax(0)
+    assert len(m.i) > 0
+    assert torch.allclose(m.conf, dual[m.i, m.j], rtol=1e-4, atol=1e-7)
+    with pytest.raises(ValueError, match="temperature"):
+        FastConfig(temperature=0.01)
+
+
+def test_the_matcher_finds_the_keypoints_of_the_plain_network(tiny_weights):
+    matcher = FastMatcher.from_weights(tiny_weights)
+    net = load_model(tiny_weights)
+    x = torch.rand(1, 1, 96, 96)
+    with torch.no_grad():
+        expected = detect(net(x), None, TINY)
+    got = matcher.detect(x, None)
+    assert torch.equal(got.xy, expected.xy)
+    assert torch.allclose(got.desc, expected.desc, atol=1e-5)

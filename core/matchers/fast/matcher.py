@@ -3,7 +3,8 @@
 One pass of a small detector/descriptor per image, top-K reliable keypoints inside the field of
 view, mutual nearest neighbours of their descriptors. The fixed image's keypoints are kept
 between calls with the same ``PreparedImage`` object, so the hypothesis search's variants of the
-moving image (``core.hypotheses``) cost one network pass each, not two.
+moving image (``core.hypotheses``) cost one network pass each, not two. The network runs as a
+folded, channels-last copy (``core.matchers.inference``).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from retreg.core.geometry import pad_to_multiple
 from retreg.core.representation import model_input
 from retreg.core.types import Matches, PreparedImage
 
+from ..inference import for_inference
 from .model import STRIDE, FastNet, Keypoints, detect, mutual_nearest
 from .weights import load_model
 
@@ -26,7 +28,8 @@ class FastMatcher:
     name = "fast"
 
     def __init__(self, model: FastNet, device: str = "cpu") -> None:
-        self.model = model.to(device).eval()
+        self.config = model.config
+        self.net = for_inference(model).to(device)
         self.device = device
         self._fixed: tuple[PreparedImage, Keypoints] | None = None
 
@@ -37,15 +40,21 @@ class FastMatcher:
 
     @property
     def working_side(self) -> int:
-        return self.model.config.working_side
+        return self.config.working_side
 
     @torch.no_grad()
+    def detect(self, x: torch.Tensor, valid: torch.Tensor | None) -> Keypoints:
+        """Top-K keypoints of one network input ``x`` (1, C, H, W), H and W multiples of 8,
+        inside ``valid`` (1, H, W) bool (None: everywhere)."""
+        out = self.net(x.to(self.device, memory_format=torch.channels_last))
+        return detect(out, None if valid is None else valid.to(self.device), self.config)
+
     def keypoints(self, img: PreparedImage) -> Keypoints:
         """Top-K keypoints of one prepared image, in its working-resolution pixels."""
-        x = pad_to_multiple(model_input(img, channels=self.model.config.channels), STRIDE)
+        x = pad_to_multiple(model_input(img, channels=self.config.channels), STRIDE)
         valid = pad_to_multiple(np.asarray(img.fov, bool), STRIDE)
-        out = self.model(torch.from_numpy(np.ascontiguousarray(x))[None].to(self.device))
-        return detect(out, torch.from_numpy(valid)[None].to(self.device), self.model.config)
+        return self.detect(torch.from_numpy(np.ascontiguousarray(x))[None],
+                           torch.from_numpy(valid)[None])
 
     def match(self, fixed: PreparedImage, moving: PreparedImage) -> Matches:
         if self._fixed is not None and self._fixed[0] is fixed:
@@ -54,7 +63,7 @@ class FastMatcher:
             k0 = self.keypoints(fixed)
             self._fixed = (fixed, k0)
         k1 = self.keypoints(moving)
-        m = mutual_nearest(k0, k1, self.model.config)
+        m = mutual_nearest(k0, k1, self.config)
         return Matches(fixed.to_full(k0.xy[m.i].cpu().numpy().astype(np.float64)),
                        moving.to_full(k1.xy[m.j].cpu().numpy().astype(np.float64)),
                        m.conf.cpu().numpy())

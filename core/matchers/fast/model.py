@@ -37,7 +37,7 @@ class FastConfig:
     working_side: int = 310  # FOV side (px) at which images are matched (= the LoFTR model's)
     widths: tuple[int, int, int] = (16, 48, 96)  # 1/4, 1/8 (mid level) and 1/32 channels
     descriptor_dim: int = 64
-    temperature: float = 0.1  # dual-softmax temperature (training loss and match confidence)
+    temperature: float = 0.1  # dual-softmax temperature (training loss, match confidence); >= 0.03
     top_k: int = 1024  # keypoints per image at matching
     ratio: float = 1.0  # Lowe ratio on descriptor distances; 1.0 turns it off
     min_confidence: float = 0.0  # matches below this dual-softmax confidence are dropped
@@ -53,8 +53,9 @@ class FastConfig:
             raise ValueError(f"widths must be three channel counts >= 4, got {self.widths}")
         if self.descriptor_dim < 8 or self.working_side < 64 or self.top_k < 1:
             raise ValueError("descriptor_dim >= 8, working_side >= 64 and top_k >= 1 required")
-        if not 0 < self.ratio <= 1 or not 0 <= self.min_confidence < 1 or self.temperature <= 0:
-            raise ValueError("ratio in (0, 1], min_confidence in [0, 1), temperature > 0 required")
+        if not 0 < self.ratio <= 1 or not 0 <= self.min_confidence < 1 or self.temperature < 0.03:
+            raise ValueError("ratio in (0, 1], min_confidence in [0, 1), temperature >= 0.03 "
+                             "required")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -192,8 +193,11 @@ def mutual_nearest(k0: Keypoints, k1: Keypoints, config: FastConfig) -> Keypoint
     j = sim.argmax(1)
     i = torch.arange(len(j), device=dev)
     mutual = sim.argmax(0)[j] == i
-    prob = (sim / config.temperature).softmax(1) * (sim / config.temperature).softmax(0)
-    conf = prob[i, j]
+    # The dual softmax at the chosen pairs only, from one exp of the whole matrix: |sim| <= 1,
+    # so exp((sim - 1) / T) lies in [exp(-2 / T), 1], far from float32's limits for T >= 0.03.
+    e = ((sim - 1) / config.temperature).exp()
+    e_ij = e[i, j]
+    conf = (e_ij / e.sum(1)) * (e_ij / e.sum(0)[j])
     keep = mutual & (conf >= config.min_confidence)
     if config.ratio < 1 and sim.shape[1] > 1:
         dist = (2 - 2 * sim.topk(2, dim=1).values).clamp(min=0).sqrt()
