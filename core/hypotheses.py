@@ -25,6 +25,7 @@ import numpy as np
 from retreg.core.estimation import estimate
 from retreg.core.geometry import residuals
 from retreg.core.matchers.base import Matcher
+from retreg.core.modality import MODALITIES
 from retreg.core.selection import spatial_binning
 from retreg.core.types import Hypothesis, Matches, PreparedImage
 from retreg.core.vessels import vessel_map
@@ -50,7 +51,9 @@ class SearchPolicy:
 
     ``aimed_shift`` replaces the blind shifts by one aimed at the overlap the best fit so far
     found (``aim``), when that fit has at least half of ``accept_inliers``. ``first_look``: the
-    pipeline tries ``first_look_policy()`` before this policy (``efforts``).
+    pipeline tries ``first_look_policy()`` before this policy (``efforts``). ``scale_zooms``:
+    after this policy, the pipeline tries the moving image zoomed by each of them, whatever its
+    modality (``zoom_policy``): real pairs differ in scale beyond the matcher's trained range.
     """
 
     rotations: tuple[int, ...] = (0, 180, 90, 270)
@@ -65,30 +68,49 @@ class SearchPolicy:
     score_threshold_px: float = 3.0
     aimed_shift: bool = False
     first_look: bool = True
+    scale_zooms: tuple[float, ...] = (1.4, 0.7, 2.0, 0.5)
 
     def __post_init__(self) -> None:
         if not self.rotations or any(r % 90 for r in self.rotations):
             raise ValueError(f"rotations must be non-empty multiples of 90, got {self.rotations}")
-        if not self.zooms or min(self.zooms) <= 0:
+        if not self.zooms or min(self.zooms + self.scale_zooms) <= 0:
             raise ValueError(f"zooms must be non-empty positive factors, got {self.zooms}")
 
     def first_look_policy(self) -> "SearchPolicy":
         """The cheap first effort: the first rotation only, every zoom and pitch, and an aimed
         shift instead of the blind ones."""
         return replace(self, rotations=self.rotations[:1], shift_fractions=(), aimed_shift=True,
-                       first_look=False)
+                       first_look=False, scale_zooms=())
+
+    def zoom_policy(self, zoom: float) -> "SearchPolicy":
+        """A scale effort: every rotation of the moving image zoomed by ``zoom``, whatever its
+        modality, at its own pitch, no shifts."""
+        return replace(self, zooms=(zoom,), zoom_modalities=frozenset(MODALITIES),
+                       pitch_tolerance=float("inf"), shift_fractions=(), aimed_shift=False,
+                       first_look=False, scale_zooms=())
 
 
 NO_SEARCH = SearchPolicy(rotations=(0,), zooms=(1.0,), pitch_tolerance=float("inf"),
-                         shift_fractions=(), first_look=False)
+                         shift_fractions=(), first_look=False, scale_zooms=())
 
 
-def efforts(policy: SearchPolicy) -> tuple[SearchPolicy, ...]:
-    """The policies the pipeline runs in turn until a result is judged ok: the first look,
-    then ``policy`` itself (whose result is what ``policy`` alone gives)."""
-    if not policy.first_look:
-        return (policy,)
-    return (policy.first_look_policy(), replace(policy, first_look=False))
+@dataclass(frozen=True)
+class Effort:
+    """One search policy the pipeline runs; among results the verdict puts at the same level,
+    the effort of lowest ``preference`` wins."""
+
+    policy: SearchPolicy
+    preference: int
+
+
+def efforts(policy: SearchPolicy) -> tuple[Effort, ...]:
+    """The efforts the pipeline runs in turn until a result is judged ok: the first look, then
+    ``policy`` itself (whose result is what ``policy`` alone gives, preferred at equal level),
+    then one scale effort per ``scale_zooms`` (least preferred: only an ok wins with them)."""
+    whole = replace(policy, first_look=False, scale_zooms=())
+    first = (Effort(policy.first_look_policy(), 1),) if policy.first_look else ()
+    return first + (Effort(whole, 0),) + tuple(Effort(policy.zoom_policy(z), 2)
+                                               for z in policy.scale_zooms)
 
 
 @dataclass(frozen=True)

@@ -148,10 +148,10 @@ def register(fixed_img: np.ndarray | Source | str | os.PathLike,
     polish fitted on its inliers (``nonrigid``), timed as ``polish``; when the evidence does
     not support the polish, ``nonrigid`` is None and ``polish_note`` says why.
 
-    The search runs in ``efforts`` (a cheap first look, then the whole policy), each over every
-    candidate fixed frame (the image as given, or a whole photo's field clips), until a result
-    is judged ok; else the best judged one (verdict, then the later effort, then inliers) is
-    returned. Stage timings add up over everything tried.
+    The search runs in ``efforts`` (a cheap first look, the whole policy, then one effort per
+    scale zoom), each over every candidate fixed frame (the image as given, or a whole photo's
+    field clips), until a result is judged ok; else the best judged one (verdict, then the
+    effort's preference, then inliers) is returned. Stage timings add up over everything tried.
     """
     mode = Mode(mode)
     _check_transform(transform)
@@ -169,15 +169,15 @@ def register(fixed_img: np.ndarray | Source | str | os.PathLike,
     else:
         frames = [fixed]
     best = None
-    for rank_effort, policy in enumerate(efforts(config.search)):
+    for effort in efforts(config.search):
         for frame in frames:
             res = _register_prepared(frame, moving, mode, matcher, transform,
-                                     replace(config, search=policy))
+                                     replace(config, search=effort.policy))
             if frame.clip is not None:
                 res = in_photo(res, frame.clip, fixed_arr.shape)
             for stage, secs in res.timings.items():
                 timings[stage] = timings.get(stage, 0.0) + secs
-            rank = (_LEVEL_RANK[res.verdict.level], -rank_effort, -res.n_inliers)
+            rank = (_LEVEL_RANK[res.verdict.level], effort.preference, -res.n_inliers)
             if best is None or rank < best[0]:
                 best = (rank, res)
             if res.verdict.ok:

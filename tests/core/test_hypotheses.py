@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from retreg.core.geometry import map_points
-from retreg.core.hypotheses import (NO_SEARCH, CoarseFit, SearchPolicy, as_given,
+from retreg.core.hypotheses import (NO_SEARCH, CoarseFit, Effort, SearchPolicy, as_given,
                                     at_fixed_pitch, coarse_fit, efforts, moved, search, turned,
                                     vote, zoomed)
 from retreg.core.matchers import get_matcher
@@ -166,12 +166,26 @@ def test_the_first_look_tries_the_first_rotation_then_one_shift_aimed_at_the_ove
     np.testing.assert_array_equal(matcher.seen[1].work, moved(as_given(moving), 60, -40).image.work)
 
 
-def test_the_pipeline_looks_first_then_runs_the_whole_policy():
-    first, whole = efforts(POLICY)
-    assert first.rotations == POLICY.rotations[:1] and not first.shift_fractions
-    assert first.aimed_shift and first.zooms == POLICY.zooms
-    assert whole == replace(POLICY, first_look=False)
-    assert efforts(NO_SEARCH) == (NO_SEARCH,)
+def test_the_pipeline_looks_first_then_runs_the_whole_policy_then_each_scale_zoom():
+    first, whole, *scales = efforts(POLICY)
+    assert first.policy.rotations == POLICY.rotations[:1] and not first.policy.shift_fractions
+    assert first.policy.aimed_shift and first.policy.zooms == POLICY.zooms
+    assert whole.policy == replace(POLICY, first_look=False, scale_zooms=())
+    assert [s.policy.zooms for s in scales] == [(z,) for z in POLICY.scale_zooms]
+    for s in scales:
+        assert s.policy.rotations == POLICY.rotations and not s.policy.shift_fractions
+        assert s.policy.zoom_modalities >= {"cf", "fa", "oct", "octa"}
+    # at equal verdict the whole policy's result wins, then the first look's, then a zoom's
+    assert whole.preference < first.preference < min(s.preference for s in scales)
+    assert efforts(NO_SEARCH) == (Effort(NO_SEARCH, 0),)
+
+
+def test_a_scale_effort_zooms_a_moving_modality_the_whole_policy_never_zooms(pair):
+    fixed, moving = pair  # cf / fa: not zoomed by the whole policy
+    matcher = Scripted(lambda i, f, img: _noise(f, img, 40, i))
+    _, hyp = search(matcher, fixed, moving, POLICY.zoom_policy(1.4))
+    assert hyp.tried == len(POLICY.rotations) and hyp.zoom == 1.4
+    assert all(seen.work.shape[0] == round(moving.work.shape[0] * 1.4) for seen in matcher.seen)
 
 
 def test_unconvincing_pairs_of_different_pitch_also_try_each_rotation_at_the_fixed_pitch():

@@ -201,14 +201,16 @@ def test_a_pair_judged_ok_at_the_first_look_costs_one_network_pass():
     assert result.verdict.ok and matcher.passes == 1
 
 
-def test_a_pair_the_first_look_cannot_judge_ok_gets_the_whole_search_without_rematching():
+def test_a_pair_no_effort_judges_ok_gets_every_effort_without_rematching():
     cf, _ = _fundus_pair(seed=3)
     blank = np.zeros_like(cf)
     matcher = _Counting()
     result = register(cf, blank, "cffa", matcher=matcher)
     alone = register(cf, blank, "cffa", matcher=get_matcher("classical"),
                      config=RegistrationConfig(search=SearchPolicy(first_look=False)))
-    assert matcher.passes == alone.hypothesis.tried == 20  # the first look's pass is reused
+    assert alone.hypothesis.tried == 20
+    # the first look's pass is reused; then every turn at each scale zoom
+    assert matcher.passes == 20 + 4 * len(SearchPolicy().scale_zooms)
     assert (result.status, result.reason, result.hypothesis) == (alone.status, alone.reason,
                                                                 alone.hypothesis)
 
