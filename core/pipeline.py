@@ -185,6 +185,8 @@ def register(fixed_img: np.ndarray | Source | str | os.PathLike,
         if best[1].verdict.ok:
             break
     result = best[1]
+    if result.hypothesis is not None:  # every variant matched for the pair, not only the winner's
+        result.hypothesis = replace(result.hypothesis, tried=sum(len(f.memo) for f in frames))
     result.timings = {**timings, "total": time.perf_counter() - t0}
     return result
 

@@ -134,7 +134,7 @@ class Hypothesis:
     shift_px: tuple[int, int] = (0, 0)  # moved by this many working pixels
     inliers: int = 0  # its own affine consensus
     support: int = 0  # inliers of its transform among the matches of its rotation's variants
-    tried: int = 1  # how many variants were tried
+    tried: int = 1  # how many input variants were matched (``register``: for the whole pair)
     zoom: float = 1.0  # its working image resampled this many times as large
 
 

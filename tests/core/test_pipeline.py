@@ -201,6 +201,22 @@ def test_a_pair_judged_ok_at_the_first_look_costs_one_network_pass():
     assert result.verdict.ok and matcher.passes == 1
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_pair_at_half_the_trained_scale_registers_through_a_scale_effort():
+    from retreg.core.metrics import mean_corner_error
+    from retreg.training.synth import render_case
+
+    case = render_case(10_200_042, size=512)  # unseen: training seeds 0-199
+    T = np.vstack([cv2.getRotationMatrix2D((255.5, 255.5), 30.0, 0.5), [0, 0, 1]])
+    T[:2, 2] += (20, -15)
+    warped = cv2.warpAffine(case["fa"], T[:2], (512, 512))
+    result = register(case["cf"], warped, "cffa", matcher=get_matcher("loftr"))
+    assert result.verdict.ok, result.verdict.reasons
+    assert result.hypothesis.zoom == 1.4
+    assert mean_corner_error(result.matrix, np.linalg.inv(T), 512, 512) < 5.0
+
+
 def test_a_pair_no_effort_judges_ok_gets_every_effort_without_rematching():
     cf, _ = _fundus_pair(seed=3)
     blank = np.zeros_like(cf)
@@ -208,9 +224,8 @@ def test_a_pair_no_effort_judges_ok_gets_every_effort_without_rematching():
     result = register(cf, blank, "cffa", matcher=matcher)
     alone = register(cf, blank, "cffa", matcher=get_matcher("classical"),
                      config=RegistrationConfig(search=SearchPolicy(first_look=False)))
-    assert alone.hypothesis.tried == 20
-    # the first look's pass is reused; then every turn at each scale zoom
-    assert matcher.passes == 20 + 4 * len(SearchPolicy().scale_zooms)
+    # the first look's pass is reused; then every turn at each scale zoom; all reported
+    assert matcher.passes == alone.hypothesis.tried == 20 + 4 * len(SearchPolicy().scale_zooms)
     assert (result.status, result.reason, result.hypothesis) == (alone.status, alone.reason,
                                                                 alone.hypothesis)
 
