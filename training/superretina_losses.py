@@ -79,35 +79,38 @@ def random_points(mask: torch.Tensor, n: int, generator: torch.Generator | None 
     return torch.stack([idx % w, idx // w], -1).float()
 
 
-def triplet_loss(desc0: torch.Tensor, desc1: torch.Tensor, p0: torch.Tensor, p1: torch.Tensor,
-                 valid: torch.Tensor, neg1: torch.Tensor, margin: float, radius: float
+def partner_loss(desc0: torch.Tensor, desc1: torch.Tensor, p0: torch.Tensor, p1: torch.Tensor,
+                 valid: torch.Tensor, neg1: torch.Tensor, temperature: float, radius: float
                  ) -> torch.Tensor:
-    """SuperRetina's descriptor loss, one direction: for each valid pair (p0, p1),
-    relu(margin + d(p0, p1) - d(p0, hardest negative)), distances between L2-normalised
-    descriptors; negatives are the other side's points ``p1`` of the other pairs plus ``neg1``
-    (B, R, 2), minus any within ``radius`` px of the true partner."""
+    """One direction of the descriptor loss: for each valid pair (p0, p1), the negative
+    log-likelihood of p1 among the candidates of the other image (softmax of cosine / temperature):
+    the partners of the other pairs plus ``neg1`` (B, R, 2) random points, minus any within
+    ``radius`` px of the true partner (they look alike legitimately).
+
+    SuperRetina uses a hardest-negative triplet loss here; from scratch on our budget it
+    collapsed (every descriptor alike, loss stuck at the margin for 120 steps: report), so the
+    same candidates are contrasted with InfoNCE, which cannot settle on a collapsed solution."""
     if not valid.any():
         return desc0.sum() * 0
     d0 = sample_descriptors(desc0, p0)
     cand = torch.cat([p1, neg1], 1)
     cand_ok = torch.cat([valid, torch.ones(neg1.shape[:2], dtype=torch.bool,
                                            device=valid.device)], 1)
-    dc = sample_descriptors(desc1, cand)
-    dist = (2 - 2 * torch.einsum("bnd,bmd->bnm", d0, dc)).clamp(min=1e-6).sqrt()
+    logits = torch.einsum("bnd,bmd->bnm", d0, sample_descriptors(desc1, cand)) / temperature
     n = p0.shape[1]
-    pos = dist[:, torch.arange(n), torch.arange(n)]
-    near = torch.cdist(p1, cand) < radius  # the partner itself and its neighbours
-    blocked = near | ~cand_ok[:, None, :]
-    neg = dist.masked_fill(blocked, 4.0).min(2).values
-    loss = F.relu(margin + pos - neg)
-    return loss[valid].mean()
+    eye = torch.zeros(n, cand.shape[1], dtype=torch.bool, device=valid.device)
+    eye[torch.arange(n), torch.arange(n)] = True
+    blocked = ((torch.cdist(p1, cand) < radius) & ~eye) | ~cand_ok[:, None, :]
+    logp = logits.masked_fill(blocked, float("-inf")).log_softmax(2)
+    nll = -logp[:, torch.arange(n), torch.arange(n)]
+    return nll[valid].mean()
 
 
-def descriptor_loss(desc0, desc1, p0, p1, valid, neg0, neg1, margin: float, radius: float
+def descriptor_loss(desc0, desc1, p0, p1, valid, neg0, neg1, temperature: float, radius: float
                     ) -> torch.Tensor:
-    """The triplet loss in both directions (fixed -> moving and moving -> fixed)."""
-    return (triplet_loss(desc0, desc1, p0, p1, valid, neg1, margin, radius)
-            + triplet_loss(desc1, desc0, p1, p0, valid, neg0, margin, radius)) / 2
+    """``partner_loss`` in both directions (fixed -> moving and moving -> fixed)."""
+    return (partner_loss(desc0, desc1, p0, p1, valid, neg1, temperature, radius)
+            + partner_loss(desc1, desc0, p1, p0, valid, neg0, temperature, radius)) / 2
 
 
 @dataclass

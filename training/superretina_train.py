@@ -3,7 +3,7 @@
 (``/work/shared/plans/superretina_plan_v5.md``); used by ``retreg train-superretina``.
 
 Phases (``phases.schedule``: (phase, epochs) blocks, switched by ``callbacks.PhaseSchedule``):
-1. warm-up: descriptor triplet loss at the ground-truth vessel junctions through ``T_0to1`` +
+1. warm-up: descriptor loss (``superretina_losses.partner_loss``) at the ground-truth vessel junctions through ``T_0to1`` +
    Dice of the FIXED heatmap against the Gaussian-blurred junctions;
 2. + geometric consistency: Dice of the fixed heatmap against the moving heatmap warped back
    through the true transform;
@@ -71,7 +71,7 @@ class PhaseConfig:
     des_weight: float = 1.0
     geo_weight: float = 1.0
     pke_des_weight: float = 0.5  # phase 4's exploration loss (lambda)
-    margin: float = 1.0  # triplet margin on descriptor distances (in [0, 2])
+    temperature: float = 0.1  # of the descriptor loss's softmax over candidates
     negatives: int = 256  # random negative positions per image, on top of the other keypoints
     negative_radius: float = 8.0  # px: candidates this close to the true partner are no negative
     pke: PKEConfig = field(default_factory=PKEConfig)
@@ -82,8 +82,8 @@ class PhaseConfig:
                                     for s in self.schedule):
             raise ValueError(f"schedule must be [phase, epochs] blocks, phase in {PHASES}, "
                              f"epochs >= 1; got {self.schedule}")
-        if min(self.sigma, self.margin) <= 0 or self.negatives < 1:
-            raise ValueError("sigma > 0, margin > 0 and negatives >= 1 required")
+        if min(self.sigma, self.temperature) <= 0 or self.negatives < 1:
+            raise ValueError("sigma > 0, temperature > 0 and negatives >= 1 required")
         if min(self.det_weight, self.des_weight, self.geo_weight, self.pke_des_weight) < 0:
             raise ValueError("loss weights must be >= 0")
 
@@ -209,7 +209,7 @@ class SuperRetinaLightning(pl.LightningModule):
         neg0 = random_points(mask0, p.negatives)
         neg1 = random_points(mask1, p.negatives)
         des = descriptor_loss(o0.desc, o1.desc, batch["anchors0"], batch["anchors1"],
-                              batch["anchors_valid"].bool(), neg0, neg1, p.margin,
+                              batch["anchors_valid"].bool(), neg0, neg1, p.temperature,
                               p.negative_radius)
         zero = des * 0
         label0 = gaussian_labels(batch["kpts0"], kv, hw, p.sigma)
@@ -227,7 +227,7 @@ class SuperRetinaLightning(pl.LightningModule):
             new = new_ok.float().sum(1).mean()
             if phase == 4:
                 pke_des = descriptor_loss(o0.desc, o1.desc, new0, new1, new_ok, neg0, neg1,
-                                          p.margin, p.negative_radius)
+                                          p.temperature, p.negative_radius)
         else:
             det = dice_loss(o0.heatmap, label0, mask0)
         geo = zero

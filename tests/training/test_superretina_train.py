@@ -1,5 +1,5 @@
 """Training of the SuperRetina-style matcher: soft labels, Dice, the warp back through the true
-transform, the triplet descriptor loss, PKE's acceptance rules (content threshold, cap, vessel
+transform, the descriptor loss, PKE's acceptance rules (content threshold, cap, vessel
 mask only, new points only), the phase schedule switching the loss terms, the config's checks,
 and ``retreg train-superretina`` running a smoke training to per-phase weights with provenance."""
 import json
@@ -59,12 +59,12 @@ def test_the_descriptor_loss_rewards_partners_that_match():
     p = torch.tensor([[[11.5, 19.5], [35.5, 43.5], [51.5, 11.5]]])
     valid = torch.ones(1, 3, dtype=torch.bool)
     neg = torch.tensor([[[3.5, 3.5], [59.5, 59.5]]])
-    same = descriptor_loss(desc, desc, p, p, valid, neg, neg, margin=1.0, radius=4.0)
+    same = descriptor_loss(desc, desc, p, p, valid, neg, neg, temperature=0.1, radius=4.0)
     other = descriptor_loss(desc, F.normalize(torch.randn(1, 16, 8, 8), dim=1), p, p, valid,
-                            neg, neg, margin=1.0, radius=4.0)
+                            neg, neg, temperature=0.1, radius=4.0)
     assert float(same) < float(other)
     none = descriptor_loss(desc, desc, p, p, torch.zeros(1, 3, dtype=torch.bool), neg, neg,
-                           1.0, 4.0)
+                           0.1, 4.0)
     assert float(none) == 0.0
 
 
