@@ -92,6 +92,16 @@ class PhaseConfig:
         return sum(e for _, e in self.schedule)
 
 
+def split_schedule(epochs: int) -> list[list[int]]:
+    """Phases 1-3 over ``epochs`` in the shipped config's proportions (10 : 8 : 12), each >= 1
+    (the app's training panel asks for a number of epochs only)."""
+    if epochs < 3:
+        raise ValueError(f"phases 1-3 need at least 3 epochs, got {epochs}")
+    p1 = max(1, round(epochs * 10 / 30))
+    p2 = max(1, min(epochs - p1 - 1, round(epochs * 8 / 30)))
+    return [[1, p1], [2, p2], [3, epochs - p1 - p2]]
+
+
 @dataclass
 class RealDataConfig:
     """Phase 4's real pairs: an exported real-pair folder (``tools/fire_to_realpairs.py``),
@@ -392,4 +402,5 @@ def train_superretina(config: SuperRetinaTrainConfig | dict | str | Path, *,
     if trainer.global_step > 0:
         weights = export(module.phase, Path(cfg.export or out_dir / f"{cfg.name}.safetensors"))
     return RunResult(out_dir, weights, card_path(weights) if weights else None,
-                     trainer.global_step, minutes, metrics)
+                     trainer.global_step, minutes, metrics,
+                     bool(cancel is not None and cancel()))

@@ -167,3 +167,15 @@ def test_train_superretina_exports_every_phase_with_provenance_and_resumes(tmp_p
     more = {**json.loads(config.read_text()), "max_epochs": 4,
             "phases": {**SMALL["phases"], "schedule": [[1, 1], [2, 1], [3, 2]]}}
     assert train_superretina(more, resume=run / "checkpoints" / "last.ckpt").steps == 4
+
+
+def test_split_schedule_covers_the_epochs_with_every_phase():
+    from retreg.training.superretina_train import split_schedule
+
+    for epochs in (3, 4, 7, 30):
+        s = split_schedule(epochs)
+        assert [p for p, _ in s] == [1, 2, 3] and sum(e for _, e in s) == epochs
+        assert min(e for _, e in s) >= 1
+    assert split_schedule(30) == [[1, 10], [2, 8], [3, 12]]
+    with pytest.raises(ValueError, match="at least 3"):
+        split_schedule(2)
