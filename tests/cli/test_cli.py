@@ -16,6 +16,7 @@ from retreg.core.geometry import map_points
 from retreg.core.metrics import mean_corner_error
 from retreg.cli import main
 from retreg.core.errors import DatasetError
+from retreg.core.matchers import SUPERRETINA_WEIGHTS
 from retreg.core.evaluation import csv_pairs, fire_pairs
 
 SIZE = 384
@@ -302,3 +303,19 @@ data: {{synth_cases: 1, synth_size: 96, fire_root: null, crop: 64, batch_size: 2
     assert (tmp_path / "run" / "tiny_fusion.safetensors").is_file()
     assert "trained 1 steps" in capsys.readouterr().out
     assert main(["train-fusion", "--config", str(tmp_path / "missing.yaml")]) == 2
+
+
+@pytest.mark.skipif(not SUPERRETINA_WEIGHTS.is_file(), reason="superretina weights not exported")
+def test_register_with_the_superretina_matcher_recovers_the_bundled_sample(tmp_path, capsys):
+    from retreg.resources import resource_path, sample_pair
+
+    fixed, moving = sample_pair()
+    out = tmp_path / "r.json"
+    assert main(["register", str(fixed), str(moving), "--mode", "cffa", "--matcher",
+                 "superretina", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["status"] == "ok" and doc["matcher"] == "superretina"
+    truth = json.loads(resource_path("samples", "sample_truth.json").read_text())["cffa"]
+    h, w = read_image(fixed).shape[:2]
+    err = mean_corner_error(np.array(doc["transform"]["matrix"]), np.array(truth["matrix"]), w, h)
+    assert err < 5.0
