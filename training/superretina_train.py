@@ -258,7 +258,8 @@ class SuperRetinaLightning(pl.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         terms = self.terms(batch, min(self.phase, 3))
         self.log_dict({"val/loss": terms["loss"], "val/det": terms["det"],
-                       "val/des": terms["des"]}, batch_size=batch["image0"].shape[0])
+                       "val/des": terms["des"]}, batch_size=batch["image0"].shape[0],
+                      sync_dist=True)
         for k in range(batch["image0"].shape[0]):
             for name, value in validate_pair(self.model, {key: v[k] for key, v in batch.items()}
                                              ).items():
@@ -271,7 +272,8 @@ class SuperRetinaLightning(pl.LightningModule):
                        "val/mce_median_px512": min(float(np.median(errors)), 1e4),
                        "val/det_recall": float(np.mean(v.get("det_recall", [0.0]))),
                        "val/gt_nn_correct": float(np.mean(v.get("gt_nn_correct", [0.0]))),
-                       "val/keypoints": float(np.mean(v.get("keypoints", [0.0])))})
+                       "val/keypoints": float(np.mean(v.get("keypoints", [0.0])))},
+                      sync_dist=True)
 
     def configure_optimizers(self):
         o, total = self.config.optim, self.config.max_epochs * self.config.steps_per_epoch
@@ -323,11 +325,13 @@ def _card(cfg: SuperRetinaTrainConfig, module: SuperRetinaLightning, record: dic
 
 def train_superretina(config: SuperRetinaTrainConfig | dict | str | Path, *,
                       max_minutes: float | None = None, resume: str | Path | None = None,
-                      progress: ProgressFn | None = None, cancel=None) -> RunResult:
+                      progress: ProgressFn | None = None, cancel=None, devices: int = 1,
+                      strategy: str = "auto") -> RunResult:
     """Train through ``phases.schedule``, checkpoint every epoch under ``out_dir`` (``resume``
     from ``checkpoints/last.ckpt``), export the weights at every phase end and at the end
     (``export`` or ``out_dir/<name>.safetensors``) with cards, and write ``run.json`` (config,
-    config hash, seed, git commit, package versions, metrics)."""
+    config hash, seed, git commit, package versions, metrics). With ``devices`` > 1 (e.g.
+    ``strategy="ddp"``) only rank 0 writes; the others return no weights."""
     cfg = SuperRetinaTrainConfig.load(config)
     out_dir = start_run(cfg, max_minutes)
     d = cfg.data
@@ -366,7 +370,9 @@ def train_superretina(config: SuperRetinaTrainConfig | dict | str | Path, *,
                              f"{start_from.config} differs from model {cfg.model}")
         module.model.load_state_dict(start_from.state_dict())
 
-    def export(phase: int, path: Path) -> Path:
+    def export(phase: int, path: Path) -> Path | None:
+        if not trainer.is_global_zero:
+            return None
         minutes = (time.perf_counter() - start) / 60
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         return save_weights(module.model, path, _card(cfg, module, record, data,
@@ -381,7 +387,7 @@ def train_superretina(config: SuperRetinaTrainConfig | dict | str | Path, *,
     if progress is not None or cancel is not None:
         callbacks.append(ProgressReporter(total, progress, cancel))
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_epochs=cfg.max_epochs,
+        accelerator="cpu", devices=devices, strategy=strategy, max_epochs=cfg.max_epochs,
         limit_train_batches=cfg.steps_per_epoch, check_val_every_n_epoch=cfg.val_every_epochs,
         num_sanity_val_steps=0,
         max_time=dt.timedelta(minutes=cfg.max_minutes) if cfg.max_minutes else None,
@@ -391,16 +397,18 @@ def train_superretina(config: SuperRetinaTrainConfig | dict | str | Path, *,
         default_root_dir=out_dir)
     val_loader = DataLoader(val, batch_size=d.batch_size, num_workers=0, collate_fn=collate)
     trainer.fit(module, loader, val_loader, ckpt_path=resume, weights_only=True)
-    if trainer.global_step > 0:
+    if trainer.world_size == 1 and trainer.global_step > 0:
         trainer.validate(module, val_loader, verbose=False)
     minutes = (time.perf_counter() - start) / 60
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    atomic_write_text(out_dir / "run.json", json.dumps(
-        {**record, "steps": trainer.global_step, "minutes": minutes, "metrics": metrics,
-         "data": data}, indent=2, default=str))
     weights = None
-    if trainer.global_step > 0:
-        weights = export(module.phase, Path(cfg.export or out_dir / f"{cfg.name}.safetensors"))
+    if trainer.is_global_zero:
+        atomic_write_text(out_dir / "run.json", json.dumps(
+            {**record, "steps": trainer.global_step, "minutes": minutes, "metrics": metrics,
+             "data": data}, indent=2, default=str))
+        if trainer.global_step > 0:
+            weights = export(module.phase,
+                             Path(cfg.export or out_dir / f"{cfg.name}.safetensors"))
     return RunResult(out_dir, weights, card_path(weights) if weights else None,
                      trainer.global_step, minutes, metrics,
                      bool(cancel is not None and cancel()))
