@@ -3,7 +3,14 @@
 # (one torch thread; the LoFTR model in the same runs). Run from the repository root after
 #   retreg train-superretina --config training/configs/superretina_v1.yaml        (phases 1-3)
 #   retreg train-superretina --config training/configs/superretina_v1_phase4.yaml (phase 4)
-# and copying the phase-3 export to resources/models/. Argument: which part (all by default).
+# copying the phase-3 export to resources/models/, calibrating its matching defaults there
+#   python benchmarks/calibrate_superretina.py resources/models/retreg_superretina_v1.safetensors \
+#       --cases 3 --thresholds 0.3 0.1 0.03 --write
+# and giving the phase-1/2 and phase-4 weights the same defaults
+#   python tools/superretina_matching_defaults.py --from resources/models/retreg_superretina_v1.safetensors \
+#       runs/retreg_superretina_v1/retreg_superretina_v1_phase{1,2}.safetensors \
+#       runs/retreg_superretina_v1_phase4/retreg_superretina_v1_phase4.safetensors
+# Argument: which part (all by default).
 set -euo pipefail
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
 PY=${PY:-.venv/bin/python}
