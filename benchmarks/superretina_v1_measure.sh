@@ -34,10 +34,11 @@ if [[ $part == all || $part == fire ]]; then
   $RETREG evaluate --fire "$FIRE" --matcher loftr --out $OUT/fire_loftr_vs_superretina
 fi
 if [[ $part == all || $part == cfocta ]]; then
-  for m in superretina loftr; do
-    $RETREG evaluate --pairs benchmarks/data/cfocta_dev/pairs.csv --mode cfocta --matcher $m \
-        --transform affine --thresholds 100 60 --out $OUT/cfocta_dev_${m}_vs_superretina
-  done
+  $RETREG evaluate --pairs benchmarks/data/cfocta_dev/pairs.csv --mode cfocta \
+      --matcher superretina --weights $W --transform affine --thresholds 100 60 \
+      --out $OUT/cfocta_dev_superretina
+  $RETREG evaluate --pairs benchmarks/data/cfocta_dev/pairs.csv --mode cfocta --matcher loftr \
+      --transform affine --thresholds 100 60 --out $OUT/cfocta_dev_loftr_vs_superretina
 fi
 if [[ $part == all || $part == speed ]]; then
   $PY benchmarks/bench_superretina_speed.py --threads 1
