@@ -375,9 +375,9 @@ def train_superretina(config: SuperRetinaTrainConfig | dict | str | Path, *,
             return None
         minutes = (time.perf_counter() - start) / 60
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        epochs = min(trainer.current_epoch + 1, cfg.max_epochs)  # the epoch counter runs on
         return save_weights(module.model, path, _card(cfg, module, record, data,
-                                                      trainer.global_step,
-                                                      trainer.current_epoch + 1, minutes,
+                                                      trainer.global_step, epochs, minutes,
                                                       metrics, phase))
 
     callbacks = [PhaseSchedule(cfg.phases.schedule,
