@@ -20,7 +20,8 @@ from retreg.core.types import TRANSFORM_TYPES, Mode, RegistrationResult
 from retreg.gui import palette
 from retreg.gui.case_browser import CaseBrowser
 from retreg.gui.controller import (AUTO_MODE, LINE_CAP, LINE_FILTERS, Controller, RegisterJob,
-                                   counts_text, detector_keypoints, order_pair, verdict_note, window_title)
+                                   counts_text, detector_keypoints, order_pair, verdict_note,
+                                   window_title)
 from retreg.gui.dialogs import AboutDialog, ShortcutsDialog, show_error
 from retreg.gui.document import Document
 from retreg.gui.file_actions import AnnotationFilesMixin

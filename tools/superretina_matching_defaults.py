@@ -2,7 +2,8 @@
 into others, in place, so that comparisons (the phase ablation, phase 4 before/after) differ in
 the trained weights only. The card notes where the defaults came from.
 
-    python tools/superretina_matching_defaults.py --from resources/models/retreg_superretina_v1.safetensors \
+    python tools/superretina_matching_defaults.py \
+        --from resources/models/retreg_superretina_v1.safetensors \
         runs/retreg_superretina_v1/retreg_superretina_v1_phase1.safetensors ...
 """
 from __future__ import annotations
@@ -12,7 +13,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from retreg.core.matchers.superretina.weights import card_path, load_model, read_config, save_weights
+from retreg.core.matchers.superretina.weights import (card_path, load_model, read_config,
+                                                      save_weights)
 
 
 def main() -> None:

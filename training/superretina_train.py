@@ -3,8 +3,8 @@
 (``/work/shared/plans/superretina_plan_v5.md``); used by ``retreg train-superretina``.
 
 Phases (``phases.schedule``: (phase, epochs) blocks, switched by ``callbacks.PhaseSchedule``):
-1. warm-up: descriptor loss (``superretina_losses.partner_loss``) at the ground-truth vessel junctions through ``T_0to1`` +
-   Dice of the FIXED heatmap against the Gaussian-blurred junctions;
+1. warm-up: descriptor loss (``superretina_losses.partner_loss``) at the ground-truth vessel
+   junctions through ``T_0to1`` + Dice of the FIXED heatmap against the blurred junctions;
 2. + geometric consistency: Dice of the fixed heatmap against the moving heatmap warped back
    through the true transform;
 3. + progressive keypoint expansion (``superretina_losses.mine_pke``): accepted new points join
@@ -380,8 +380,10 @@ def train_superretina(config: SuperRetinaTrainConfig | dict | str | Path, *,
                                                       trainer.global_step, epochs, minutes,
                                                       metrics, phase))
 
-    callbacks = [PhaseSchedule(cfg.phases.schedule,
-                               lambda ph: export(ph, out_dir / f"{cfg.name}_phase{ph}.safetensors")),
+    def export_phase(phase: int) -> None:
+        export(phase, out_dir / f"{cfg.name}_phase{phase}.safetensors")
+
+    callbacks = [PhaseSchedule(cfg.phases.schedule, export_phase),
                  ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="last",
                                  save_top_k=1, every_n_epochs=1, enable_version_counter=False)]
     if progress is not None or cancel is not None:

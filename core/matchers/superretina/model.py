@@ -40,7 +40,8 @@ class SuperRetinaConfig:
         self.widths = tuple(int(w) for w in self.widths)
         bad = [c for c in self.channels if c not in CHANNELS]
         if bad or not self.channels:
-            raise ValueError(f"channels must be a non-empty subset of {CHANNELS}, got {self.channels}")
+            raise ValueError(f"channels must be a non-empty subset of {CHANNELS}, "
+                             f"got {self.channels}")
         if len(self.widths) != 4 or min(self.widths) < 4:
             raise ValueError(f"widths must be four channel counts >= 4, got {self.widths}")
         if self.streams not in (1, 2):
@@ -98,7 +99,8 @@ class _Stream(nn.Module):
         for block, skip in zip(self.dec, reversed(skips[:-1])):
             y = block(torch.cat([F.interpolate(y, size=skip.shape[-2:], mode="bilinear",
                                                align_corners=False), skip], 1))
-        return SuperRetinaOutput(torch.sigmoid(self.det(y)), F.normalize(self.des(skips[-1]), dim=1))
+        return SuperRetinaOutput(torch.sigmoid(self.det(y)),
+                                 F.normalize(self.des(skips[-1]), dim=1))
 
 
 class SuperRetinaNet(nn.Module):
