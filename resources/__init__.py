@@ -10,6 +10,7 @@ from pathlib import Path
 MODEL_NAME = "retreg_loftr_v1"
 FUSION_MODEL_NAME = "retreg_fusion_v1"
 FAST_MODEL_NAME = "retreg_fast_v1"
+SUPERRETINA_MODEL_NAME = "retreg_superretina_v1"
 
 
 def resource_path(*parts: str) -> Path:
@@ -30,6 +31,11 @@ def bundled_fusion_weights() -> Path:
 def bundled_fast_weights() -> Path:
     """The fast structural matcher's safetensors file (``core.matchers.fast``)."""
     return resource_path("models", f"{FAST_MODEL_NAME}.safetensors")
+
+
+def bundled_superretina_weights() -> Path:
+    """The SuperRetina-style matcher's safetensors file (``core.matchers.superretina``)."""
+    return resource_path("models", f"{SUPERRETINA_MODEL_NAME}.safetensors")
 
 
 def sample_pair() -> tuple[Path, Path]:

@@ -218,6 +218,20 @@ def annotation_images(ann: ann_io.Annotation, path: Path) -> tuple[Path, Path]:
                  for r in (ann.fixed, ann.moving))
 
 
+def detector_keypoints(fixed: np.ndarray, moving: np.ndarray, mode: Mode,
+                       weights: Path | None = None) -> dict[str, np.ndarray]:
+    """The SuperRetina-style detector's keypoints on both images (full-resolution (N, 2) per
+    side), for the app's sanity overlay (plan v5: detections green beside the ground truth)."""
+    from retreg.core.matchers import get_matcher
+
+    matcher = get_matcher("superretina", weights=weights)
+    out = {}
+    for k, (side, img, modality) in enumerate(((FIXED, fixed, mode.fixed_modality),
+                                               (MOVING, moving, mode.moving_modality))):
+        out[side] = matcher.detections(prepare(img, modality, matcher.working_side), k)
+    return out
+
+
 def image_mismatches(ann: ann_io.Annotation, fixed: Path | None, moving: Path | None,
                      fixed_shape: tuple[int, ...], moving_shape: tuple[int, ...]) -> list[str]:
     """How the open images differ from those the annotation was made on: size (height and

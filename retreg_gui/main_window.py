@@ -20,7 +20,8 @@ from retreg.core.types import TRANSFORM_TYPES, Mode, RegistrationResult
 from retreg.gui import palette
 from retreg.gui.case_browser import CaseBrowser
 from retreg.gui.controller import (AUTO_MODE, LINE_CAP, LINE_FILTERS, Controller, RegisterJob,
-                                   counts_text, order_pair, verdict_note, window_title)
+                                   counts_text, detector_keypoints, order_pair, verdict_note,
+                                   window_title)
 from retreg.gui.dialogs import AboutDialog, ShortcutsDialog, show_error
 from retreg.gui.document import Document
 from retreg.gui.file_actions import AnnotationFilesMixin
@@ -211,6 +212,9 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         self.act_overlay = A("Next &overlay kind", self.overlay_view.cycle_kind, "O",
                              "fa5s.layer-group")
         self.act_lines = A("Next &line filter", self.cycle_lines, "L")
+        self.act_keypoints = A("Detector &keypoints (SuperRetina)", self.show_keypoints, "K",
+                               checkable=True, tip="The SuperRetina-style detector's keypoints "
+                               "(green) beside the point pairs (red) on both images")
         self.act_fit = A("&Fit to window", self.pair_view.reset_zoom, "F", "fa5s.expand")
         self.act_dark = A("&Dark palette", self.set_dark, "Ctrl+D", "fa5s.moon", checkable=True)
         self.act_training = self.training_dock.toggleViewAction()
@@ -248,7 +252,8 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         m.addSeparator()
         m.addActions(self.act_transforms)
         m = mb.addMenu("&View")
-        m.addActions([self.act_fit, self.act_overlay, self.act_lines, self.act_dark])
+        m.addActions([self.act_fit, self.act_overlay, self.act_lines, self.act_keypoints,
+                      self.act_dark])
         m.addSeparator()
         m.addActions([self.act_table, self.act_training, self.act_cases])
         m = mb.addMenu("&Help")
@@ -299,6 +304,7 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         s.document_changed.connect(self._on_document)
         s.history_changed.connect(self._on_history)
         s.edit_refused.connect(self._on_edit_refused)
+        s.images_changed.connect(self._on_new_images)
         self.autosave.timeout.connect(self.save_recovery)
         self.runner.worker.finished.connect(self._on_registered)
         self.runner.worker.failed.connect(self._on_register_failed)
@@ -711,6 +717,27 @@ class MainWindow(AnnotationFilesMixin, QtWidgets.QMainWindow):
         self.autosave.stop()
 
     # ================================================================== look and help
+    def _on_new_images(self) -> None:
+        self.act_keypoints.setChecked(False)  # the pair view has hidden the old keypoints
+
+    def show_keypoints(self, on: bool) -> None:
+        """Toggle the detector-keypoint overlay of the open pair (hidden again on new images)."""
+        d = self.doc
+        if not on or not d.has_images:
+            self.act_keypoints.setChecked(False)
+            self.pair_view.show_keypoints(None)
+            return
+        try:
+            shown = detector_keypoints(d.fixed_img, d.moving_img, d.mode or Mode.CFCF)
+        except RetRegError as exc:
+            self.act_keypoints.setChecked(False)
+            show_error(self, "Cannot show the detector keypoints", str(exc))
+            return
+        self.pair_view.show_keypoints(shown)
+        self.statusBar().showMessage(
+            f"Detector keypoints: {len(shown['fixed'])} fixed, {len(shown['moving'])} moving "
+            "(green); point pairs in red", 8000)
+
     def set_dark(self, on: bool) -> None:
         palette.apply(QtWidgets.QApplication.instance(), dark=bool(on))
         self.refresh_icons()

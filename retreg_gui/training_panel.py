@@ -1,8 +1,10 @@
-"""Training from the app: pretraining on synthetic data or sim-to-real fine-tuning on exported
-real pairs, in a QThread with progress, live loss/metric curves, cancel and resume.
+"""Training from the app: pretraining on synthetic data, sim-to-real fine-tuning on exported
+real pairs, or the SuperRetina-style matcher's phases 1-3, in a QThread with progress, live
+loss/metric curves, cancel and resume.
 
-The panel only builds a config and calls ``training.api.train`` / ``training.finetune.finetune``;
-when a run ends with weights, ``weights_ready`` offers them to the main window.
+The panel only builds a config and calls ``training.api.train`` / ``training.finetune.finetune``
+/ ``training.superretina_train.train_superretina``; when a LoFTR run ends with weights,
+``weights_ready`` offers them to the main window.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from retreg.gui.dialogs import show_error
 from retreg.gui.settings import Settings
 from retreg.gui.workers import start_training
 
-PRETRAIN, FINETUNE = "pretrain", "finetune"
+PRETRAIN, FINETUNE, SUPERRETINA = "pretrain", "finetune", "superretina"
 
 
 class PathField(NamedTuple):
@@ -72,6 +74,7 @@ class TrainingPanel(QtWidgets.QWidget):
         self.thread: QtCore.QThread | None = None
         self.worker = None
         self._t0 = 0.0
+        self._run_kind = PRETRAIN
         self._build()
 
     # ------------------------------------------------------------------ form
@@ -79,6 +82,8 @@ class TrainingPanel(QtWidgets.QWidget):
         self.kind = QtWidgets.QComboBox()
         self.kind.addItem("Pretrain on synthetic data", PRETRAIN)
         self.kind.addItem("Fine-tune on exported real pairs (sim-to-real)", FINETUNE)
+        self.kind.addItem("Pretrain the SuperRetina-style matcher (phases 1-3, synthetic)",
+                          SUPERRETINA)
         self.data_dir = self._path_field("Synthetic case folder (empty: render on the fly)",
                                          directory=True)
         self.real_dir = self._path_field("Exported real-pair folder (manifest.json)",
@@ -196,13 +201,17 @@ class TrainingPanel(QtWidgets.QWidget):
         return PathField(edit, box)
 
     def _on_kind(self) -> None:
-        pre = self.kind.currentData() == PRETRAIN
-        for key, visible in (("data", pre), ("real", not pre)):
+        kind = self.kind.currentData()
+        pre = kind != FINETUNE
+        # the SuperRetina-style trainer renders its synthetic cases on the fly
+        for key, visible in (("data", kind == PRETRAIN), ("real", not pre)):
             self.rows[key].setVisible(visible)
-        self.data_dir.widget.setVisible(pre)
+        self.data_dir.widget.setVisible(kind == PRETRAIN)
         self.real_dir.widget.setVisible(not pre)
         self.rows["cases"].setText("Synthetic cases" if pre else "Synthetic replay cases")
         self.lr.setValue(1e-3 if pre else 1e-4)
+        if kind == SUPERRETINA:
+            self.size.setValue(320)  # its working scale (training/configs/superretina_v1.yaml)
         # Fine-tuning keeps the best held-out weights rather than checkpoints: no resume.
         self.resume.setEnabled(pre)
         if not pre:
@@ -230,6 +239,8 @@ class TrainingPanel(QtWidgets.QWidget):
             raise ValueError(f"start weights {init} do not exist")
         if self.kind.currentData() == FINETUNE:
             return self._finetune_config(out, init, modes)
+        if self.kind.currentData() == SUPERRETINA:
+            return self._superretina_config(out, init, modes)
         return self._pretrain_config(out, init, modes)
 
     def _finetune_config(self, out: str, init: str | None, modes: list[str]):
@@ -266,7 +277,28 @@ class TrainingPanel(QtWidgets.QWidget):
                            init_backbone=init, torch_threads=1, data=data,
                            optim=OptimConfig(lr=self.lr.value()))
 
+    def _superretina_config(self, out: str, init: str | None, modes: list[str]):
+        from retreg.training.config import OptimConfig
+        from retreg.training.fast_train import FastDataConfig
+        from retreg.training.superretina_train import (PhaseConfig, SuperRetinaTrainConfig,
+                                                       split_schedule)
+
+        data = FastDataConfig(modes=modes, n_synth_cases=self.n_cases.value(),
+                              size=self.size.value(), batch_size=self.batch.value(),
+                              val_pairs_per_mode=self.val_pairs.value())
+        epochs = self.epochs.value()
+        return SuperRetinaTrainConfig(
+            name=Path(out).name or "retreg_superretina", out_dir=out, max_epochs=epochs,
+            steps_per_epoch=self.steps.value(), max_minutes=self.minutes.value() or None,
+            val_every_epochs=max(1, min(2, epochs)), init_weights=init, torch_threads=1,
+            data=data, phases=PhaseConfig(schedule=split_schedule(epochs)),
+            optim=OptimConfig(lr=self.lr.value(), weight_decay=0.01, warmup_steps=50))
+
     def _train_function(self):
+        if self.kind.currentData() == SUPERRETINA:
+            from retreg.training.superretina_train import train_superretina
+
+            return train_superretina
         if self.kind.currentData() == PRETRAIN:
             from retreg.training.api import train
 
@@ -301,6 +333,7 @@ class TrainingPanel(QtWidgets.QWidget):
         self.worker.failed.connect(self.on_failed)
         self.thread.finished.connect(self._on_thread_finished)
         self._t0 = time.perf_counter()
+        self._run_kind = self.kind.currentData()
         self.status.setText("Starting (preparing data)…")
         self.start_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
@@ -336,7 +369,11 @@ class TrainingPanel(QtWidgets.QWidget):
             text += f" Resume from {self.checkpoint()} with the checkbox above."
         self.status.setText(text + (f" Weights: {weights}" if weights else ""))
         self.run_finished.emit(state)
-        if weights:
+        if weights and self._run_kind == SUPERRETINA:  # not LoFTR weights: no re-registration
+            self.status.setText(self.status.text() + " (the app's superretina matcher uses the "
+                                "bundled weights; use these with `retreg register --matcher "
+                                "superretina --weights`)")
+        elif weights:
             self.weights_ready.emit(str(weights))
 
     @QtCore.Slot(str, str)

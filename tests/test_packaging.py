@@ -69,7 +69,8 @@ def test_the_wheel_holds_the_weights_and_samples_under_one_import_root(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert {"retreg/resources/models/retreg_loftr_v1.safetensors",
             "retreg/resources/models/retreg_fusion_v1.safetensors",
-            "retreg/resources/models/retreg_fast_v1.safetensors"} <= set(names)
+            "retreg/resources/models/retreg_fast_v1.safetensors",
+            "retreg/resources/models/retreg_superretina_v1.safetensors"} <= set(names)
     assert {"retreg/resources/samples/sample_cf_512.png",
             "retreg/resources/samples/sample_fa.png"} <= set(names)
     packages = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}

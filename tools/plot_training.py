@@ -46,7 +46,8 @@ def plot(metrics: dict, out: Path, title: str) -> None:
 
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4))
     for key, label in (("train/coarse", "coarse NLL"), ("train/fine", "fine L2"),
-                       ("val/loss", "validation loss")):
+                       ("train/des", "descriptor NLL"), ("train/det", "detector Dice"),
+                       ("train/geo", "geometric Dice"), ("val/loss", "validation loss")):
         if key in metrics:
             s, v = metrics[key]
             ax0.plot(s, smooth(v, 9) if key.startswith("train") else v, label=label,
@@ -54,6 +55,11 @@ def plot(metrics: dict, out: Path, title: str) -> None:
     if "sched/lambda" in metrics:
         s, v = metrics["sched/lambda"]
         ax0.plot(s, v, "--", color="gray", label="vessel prior lambda")
+    if "sched/phase" in metrics:  # phased training (SuperRetina-style): mark each new phase
+        s, v = metrics["sched/phase"]
+        for k in np.flatnonzero(np.diff(v)) + 1:
+            ax0.axvline(s[k - 1], color="gray", ls=":")
+            ax0.text(s[k - 1], ax0.get_ylim()[1], f" phase {int(v[k])}", va="top", fontsize=8)
     ax0.set_xlabel("step")
     ax0.set_yscale("log")
     ax0.set_title("training loss (moving average of 9)")
@@ -61,6 +67,11 @@ def plot(metrics: dict, out: Path, title: str) -> None:
     if "val/success" in metrics:
         s, v = metrics["val/success"]
         ax1.plot(s, 100 * v, "o-", label="success % (MCE < 5 px @512)")
+    for key, label in (("val/gt_nn_correct", "descriptor NN right at true junctions %"),
+                       ("val/det_recall", "true junctions detected (3 px) %")):
+        if key in metrics:
+            s, v = metrics[key]
+            ax1.plot(s, 100 * v, "^-", label=label)
     if "val/mce_median_px512" in metrics:
         s, v = metrics["val/mce_median_px512"]
         ax1b = ax1.twinx()

@@ -68,3 +68,36 @@ class ProgressReporter(Callback):
             self.progress(trainer.global_step, self.total_steps, metrics)
         if self.cancel is not None and self.cancel():
             trainer.should_stop = True
+
+
+def phase_at(epoch: int, schedule: list[tuple[int, int]]) -> int:
+    """The phase of ``epoch`` (0-based) in a schedule of (phase, epochs) blocks; past the end,
+    the last phase."""
+    end = 0
+    for phase, epochs in schedule:
+        end += epochs
+        if epoch < end:
+            return phase
+    return schedule[-1][0]
+
+
+class PhaseSchedule(Callback):
+    """Training in phases (the SuperRetina-style matcher's warm-up -> geometry -> PKE, plan v5):
+    sets ``pl_module.phase`` at each epoch start from ``schedule`` (the loss reads it), and
+    calls ``on_phase_end(phase)`` after the last epoch of each phase (snapshot weights for the
+    phase ablation). Derived from the epoch alone, so a resumed run lands in the right phase."""
+
+    def __init__(self, schedule: list[tuple[int, int]],
+                 on_phase_end: Callable[[int], None] | None = None) -> None:
+        self.schedule, self.on_phase_end = [tuple(s) for s in schedule], on_phase_end
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        pl_module.phase = phase_at(trainer.current_epoch, self.schedule)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        pl_module.log("sched/phase", float(pl_module.phase), on_epoch=True)
+        epoch, end = trainer.current_epoch, 0
+        for phase, epochs in self.schedule:
+            end += epochs
+            if epoch == end - 1 and self.on_phase_end is not None:
+                self.on_phase_end(phase)

@@ -38,3 +38,4 @@ class RunResult:
     steps: int
     minutes: float
     metrics: dict[str, float]
+    cancelled: bool = False  # stopped by the caller's ``cancel`` (the app's training panel)

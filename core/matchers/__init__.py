@@ -6,16 +6,18 @@ from pathlib import Path
 from retreg.core.errors import ModelLoadError
 from retreg.core.matchers.base import Matcher
 from retreg.core.matchers.classical import classical_matcher, sift_matcher
-from retreg.resources import bundled_fast_weights, bundled_weights
+from retreg.resources import bundled_fast_weights, bundled_superretina_weights, bundled_weights
 
 DEFAULT_WEIGHTS = bundled_weights()
 FAST_WEIGHTS = bundled_fast_weights()
+SUPERRETINA_WEIGHTS = bundled_superretina_weights()
 DEFAULT_MATCHER = "loftr"  # in every mode, CF-CF included
-_NAMES = ("default", "classical", "sift", "loftr", "fast")
+_NAMES = ("default", "classical", "sift", "loftr", "fast", "superretina")
 
 
 def available_matchers() -> list[str]:
-    """Names ``get_matcher`` accepts (``loftr`` and ``fast`` need weights: bundled or given)."""
+    """Names ``get_matcher`` accepts (``loftr``, ``fast`` and ``superretina`` need weights:
+    bundled or given)."""
     return list(_NAMES)
 
 
@@ -39,6 +41,15 @@ def get_matcher(name: str = "default", weights: str | Path | None = None,
                                  "reinstall retreg, give --weights, or choose another --matcher")
         return FastMatcher.from_weights(Path(weights) if weights is not None else FAST_WEIGHTS,
                                         device=device)
+    if name == "superretina":
+        from retreg.core.matchers.superretina import SuperRetinaMatcher  # lazy, as above
+
+        if weights is None and not SUPERRETINA_WEIGHTS.is_file():
+            raise ModelLoadError(f"the bundled superretina matcher is missing "
+                                 f"({SUPERRETINA_WEIGHTS}); reinstall retreg, give --weights, "
+                                 "or choose another --matcher")
+        return SuperRetinaMatcher.from_weights(
+            Path(weights) if weights is not None else SUPERRETINA_WEIGHTS, device=device)
     from retreg.core.matchers.loftr import LoftrMatcher  # lazy: torch is only needed for this one
 
     if weights is None and not DEFAULT_WEIGHTS.is_file():

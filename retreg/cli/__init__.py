@@ -12,7 +12,8 @@ from retreg import __version__
 
 # Top-level modules of the optional parts -> the extra that installs them.
 EXTRAS = {"lightning": "train", "yaml": "train", "PySide6": "gui"}
-COMMANDS = ("register", "evaluate", "synth", "train", "train_fusion", "train_fast", "finetune")
+COMMANDS = ("register", "evaluate", "synth", "train", "train_fusion", "train_fast",
+            "train_superretina", "finetune")
 # Commands whose every output is written and closed when ``run`` returns: the process may end
 # without the interpreter's teardown, which with torch loaded takes ~0.5 s of a ~3 s command.
 QUICK_EXIT = ("register",)

@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
                      help="CSV with columns fixed,moving,gt,category (paths relative to it)")
     p.add_argument("--matcher", choices=available_matchers(), default="default")
     p.add_argument("--weights", type=Path,
-                   help="safetensors weights of the learned matcher (loftr / default, fast)")
+                   help="safetensors weights of the learned matcher (loftr / default, fast, superretina)")
     add_field_args(p)
     p.add_argument("--transform", choices=TRANSFORM_TYPES, default="homography")
     p.add_argument("--mode", choices=[m.value for m in Mode],

@@ -47,7 +47,7 @@ def add_parser(sub) -> None:
                         "wide-field pairs); the JSON keeps both")
     p.add_argument("--matcher", choices=available_matchers(), default="default")
     p.add_argument("--weights", type=Path,
-                   help="safetensors weights of the learned matcher (loftr / default, fast)")
+                   help="safetensors weights of the learned matcher (loftr / default, fast, superretina)")
     add_field_args(p)
     p.add_argument("--json", type=Path, metavar="OUT", help="write the result as JSON")
     p.add_argument("--warped", type=Path, metavar="OUT.png",

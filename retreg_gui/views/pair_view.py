@@ -71,6 +71,7 @@ class PairView(QtWidgets.QWidget):
                       MOVING: self.glw.addLabel("Moving", row=0, col=1)}
         self.box = {FIXED: ImageBox("fixed"), MOVING: ImageBox("moving")}
         self.scatter, self.marker = {}, {}
+        self.detected, self.reference = {}, {}  # detector-keypoint overlay (show_keypoints)
         for col, side in enumerate((FIXED, MOVING)):
             box = self.box[side]
             self.glw.addItem(box, row=1, col=col)
@@ -80,6 +81,13 @@ class PairView(QtWidgets.QWidget):
             box.addItem(self.marker[side])
             self.scatter[side].setZValue(10)
             self.marker[side].setZValue(20)
+            self.detected[side] = pg.ScatterPlotItem(pxMode=True, size=5, pen=None,
+                                                     brush=pg.mkBrush(0, 220, 0, 220))
+            self.reference[side] = pg.ScatterPlotItem(pxMode=True, size=11, brush=None,
+                                                      pen=pg.mkPen(230, 0, 0, width=2))
+            for item in (self.detected[side], self.reference[side]):
+                item.setZValue(15)
+                box.addItem(item)
             box.hit_test = lambda x, y, r, s=side: self.pair_at(s, x, y, r)
             box.clicked.connect(lambda x, y, mods, s=side: self._on_click(s, x, y, mods))
             box.drag_moved.connect(lambda pid, x, y, s=side: self._on_drag(s, pid, x, y))
@@ -117,8 +125,20 @@ class PairView(QtWidgets.QWidget):
         session.selection_changed.connect(self.refresh)
 
     # ------------------------------------------------------------------ model -> view
+    def show_keypoints(self, detected: dict[str, np.ndarray] | None) -> None:
+        """Detector keypoints in green on each side and the document's point pairs (annotated
+        or ground truth) as red rings beside them; None hides both."""
+        for side in (FIXED, MOVING):
+            if detected is None:
+                self.detected[side].setData([])
+                self.reference[side].setData([])
+            else:
+                self.detected[side].setData(pos=np.asarray(detected[side], float).reshape(-1, 2))
+                self.reference[side].setData(pos=self._points(side))
+
     def _on_images(self) -> None:
         s = self.doc
+        self.show_keypoints(None)
         self.cancel_pending()
         self.box[FIXED].set_image(s.fixed_img)
         self.box[MOVING].set_image(s.moving_img)

@@ -19,6 +19,7 @@ from PySide6.QtTest import QTest  # noqa: E402
 from retreg.core import annotations as ann_io  # noqa: E402
 from retreg.core.geometry import map_points  # noqa: E402
 from retreg.core.io import read_image, write_image  # noqa: E402
+from retreg.core.matchers import SUPERRETINA_WEIGHTS  # noqa: E402
 from retreg.gui import app as gui_app  # noqa: E402
 from retreg.gui import file_actions  # noqa: E402
 from retreg.gui import main_window as mw  # noqa: E402
@@ -869,3 +870,18 @@ def test_dragging_a_point_off_its_image_is_refused_and_it_stays(qtbot, window, p
     assert window.statusBar().currentMessage().startswith(f"Move fixed point {pid} refused:")
     x, y = window.pair_view.scatter["fixed"].getData()
     assert (x[0], y[0]) == (200.0, 120.0)  # the dragged preview snapped back
+
+
+@pytest.mark.skipif(not SUPERRETINA_WEIGHTS.is_file(), reason="superretina weights not exported")
+def test_detector_keypoints_show_green_beside_the_red_point_pairs(qtbot, window, pair_files):
+    open_and_register(qtbot, window, pair_files)
+    view = window.pair_view
+    window.act_keypoints.trigger()
+    assert window.act_keypoints.isChecked()
+    for side in ("fixed", "moving"):
+        green = view.detected[side].getData()[0]
+        h, w = (window.doc.fixed_img if side == "fixed" else window.doc.moving_img).shape[:2]
+        assert len(green) > 10 and green.max() < max(h, w)
+        assert len(view.reference[side].getData()[0]) == len(window.doc.pairs) > 0
+    window.act_keypoints.trigger()  # off again
+    assert len(view.detected["fixed"].getData()[0]) == 0

@@ -141,3 +141,23 @@ def test_finetune_on_pairs_exported_from_the_app(qtbot, window, tmp_path, monkey
         assert run_panel(qtbot, panel) == "done"
     assert ready.args == [str(tmp_path / "ft" / "ft.safetensors")]
     assert "Held-out error" in panel.status.text()
+
+
+def test_the_panel_trains_the_superretina_matcher_through_its_phases(qtbot, window, tmp_path):
+    from retreg.core.matchers.superretina import SuperRetinaMatcher
+    from retreg.gui.training_panel import SUPERRETINA
+
+    panel = window.training
+    tiny_form(panel, tmp_path / "sr", epochs=3, steps=1)
+    panel.kind.setCurrentIndex(panel.kind.findData(SUPERRETINA))
+    assert panel.size.value() == 320 and not panel.data_dir.widget.isVisible()
+    panel.size.setValue(96)
+    offered = []
+    panel.weights_ready.connect(offered.append)
+    assert run_panel(qtbot, panel) == "done"
+    assert panel.progress.value() == 3 and "train/det" in panel.loss_plot.curves
+    assert offered == []  # not LoFTR weights: no re-registration offered
+    assert "--matcher superretina" in panel.status.text()
+    for phase in (1, 2, 3):
+        assert (tmp_path / "sr" / f"sr_phase{phase}.safetensors").is_file()
+    assert SuperRetinaMatcher.from_weights(tmp_path / "sr" / "sr.safetensors")

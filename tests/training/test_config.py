@@ -9,6 +9,7 @@ from retreg.training.config import DataConfig, RunConfig, TrainConfig
 from retreg.training.fast_train import FastTrainConfig
 from retreg.training.finetune import FinetuneConfig, FinetuneData, FinetuneEval
 from retreg.training.fusion_train import FusionTrainConfig
+from retreg.training.superretina_train import SuperRetinaTrainConfig
 from retreg.training.realpairs import HCheck
 
 CONFIGS = sorted(Path(str(files("retreg.training").joinpath("configs"))).glob("*.yaml"))
@@ -19,6 +20,8 @@ def _kind(path: Path) -> type[RunConfig]:
         return FusionTrainConfig
     if path.name.startswith("fast"):
         return FastTrainConfig
+    if path.name.startswith("superretina"):
+        return SuperRetinaTrainConfig
     return FinetuneConfig if path.name.startswith("finetune") else TrainConfig
 
 
