@@ -52,8 +52,9 @@ class SearchPolicy:
     ``aimed_shift`` replaces the blind shifts by one aimed at the overlap the best fit so far
     found (``aim``), when that fit has at least half of ``accept_inliers``. ``first_look``: the
     pipeline tries ``first_look_policy()`` before this policy (``efforts``). ``scale_zooms``:
-    after this policy, the pipeline tries the moving image zoomed by each of them, whatever its
-    modality (``zoom_policy``): real pairs differ in scale beyond the matcher's trained range.
+    after this policy, the pipeline tries the moving image zoomed by each of them when its
+    modality is not in ``zoom_modalities`` (``zoom_policy``, ``efforts``): real pairs differ in
+    scale beyond the matcher's trained range.
     """
 
     rotations: tuple[int, ...] = (0, 180, 90, 270)
@@ -103,14 +104,18 @@ class Effort:
     preference: int
 
 
-def efforts(policy: SearchPolicy) -> tuple[Effort, ...]:
+def efforts(policy: SearchPolicy, moving_modality: str | None = None) -> tuple[Effort, ...]:
     """The efforts the pipeline runs in turn until a result is judged ok: the first look, then
     ``policy`` itself (whose result is what ``policy`` alone gives, preferred at equal level),
-    then one scale effort per ``scale_zooms`` (least preferred: only an ok wins with them)."""
+    then one scale effort per ``scale_zooms`` (least preferred: only an ok wins with them).
+
+    A moving modality the policy already zooms (OCTA: its range follows the physical field
+    sizes) gets no scale efforts: on real CF-OCTA eyes they changed no result and cost the hard
+    pairs 4x the time (docs/decisions.md)."""
     whole = replace(policy, first_look=False, scale_zooms=())
     first = (Effort(policy.first_look_policy(), 1),) if policy.first_look else ()
-    return first + (Effort(whole, 0),) + tuple(Effort(policy.zoom_policy(z), 2)
-                                               for z in policy.scale_zooms)
+    zooms = () if moving_modality in policy.zoom_modalities else policy.scale_zooms
+    return first + (Effort(whole, 0),) + tuple(Effort(policy.zoom_policy(z), 2) for z in zooms)
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,7 @@ def register(fixed_img: np.ndarray | Source | str | os.PathLike,
     not support the polish, ``nonrigid`` is None and ``polish_note`` says why.
 
     The search runs in ``efforts`` (a cheap first look, the whole policy, then one effort per
-    scale zoom), each over every candidate fixed frame (the image as given, or a whole photo's
+    scale zoom unless the moving modality has zooms of its own), each over every candidate fixed frame (the image as given, or a whole photo's
     field clips), until a result is judged ok; else the best judged one (verdict, then the
     effort's preference, then inliers) is returned. Stage timings add up over everything tried.
     """
@@ -169,7 +169,7 @@ def register(fixed_img: np.ndarray | Source | str | os.PathLike,
     else:
         frames = [fixed]
     best = None
-    for effort in efforts(config.search):
+    for effort in efforts(config.search, mode.moving_modality):
         for frame in frames:
             res = _register_prepared(frame, moving, mode, matcher, transform,
                                      replace(config, search=effort.policy))

@@ -178,6 +178,8 @@ def test_the_pipeline_looks_first_then_runs_the_whole_policy_then_each_scale_zoo
     # at equal verdict the whole policy's result wins, then the first look's, then a zoom's
     assert whole.preference < first.preference < min(s.preference for s in scales)
     assert efforts(NO_SEARCH) == (Effort(NO_SEARCH, 0),)
+    # OCTA has its own zooms (the physical field sizes): no scale efforts
+    assert [e.policy for e in efforts(POLICY, "octa")] == [first.policy, whole.policy]
 
 
 def test_a_scale_effort_zooms_a_moving_modality_the_whole_policy_never_zooms(pair):
