@@ -157,13 +157,14 @@ def test_opening_a_pair_registers_it_and_shows_matches(qtbot, window, pair_files
 
 
 def test_a_hard_pair_is_named_in_the_status_bar(qtbot, window, pair_files, monkeypatch):
-    from retreg.core import pipeline
     from retreg.core.types import Hypothesis
+    from retreg.gui import workers
 
     hard = Hypothesis(rotation_deg=0, pitch_variant=0, shift_px=(40, 0), inliers=30, support=90,
-                      tried=20)  # the search reporting a shift hypothesis
-    real = pipeline.search
-    monkeypatch.setattr(pipeline, "search", lambda *args: (real(*args)[0], hard))
+                      tried=20)  # the search reporting a shift hypothesis after 20 variants
+    real = workers.register
+    monkeypatch.setattr(workers, "register", lambda *a, **k: dataclasses.replace(
+        real(*a, **k), hypothesis=hard))
     open_and_register(qtbot, window, pair_files)
     tip = window.statusBar().toolTip()
     assert tip.startswith("Hard pair: 20 input variants tried") and "shifted by (40, 0)" in tip
