@@ -54,7 +54,9 @@ class SearchPolicy:
     pipeline tries ``first_look_policy()`` before this policy (``efforts``). ``scale_zooms``:
     after this policy, the pipeline tries the moving image zoomed by each of them when its
     modality is not in ``zoom_modalities`` (``zoom_policy``, ``efforts``): real pairs differ in
-    scale beyond the matcher's trained range.
+    scale beyond the matcher's trained range. They run only when the best result so far has no
+    fit or one whose scale (moving -> fixed, working pixels) lies outside ``trained_scale``:
+    a fit at the trained scale says the matcher already sees both images at a scale it knows.
     """
 
     rotations: tuple[int, ...] = (0, 180, 90, 270)
@@ -70,6 +72,7 @@ class SearchPolicy:
     aimed_shift: bool = False
     first_look: bool = True
     scale_zooms: tuple[float, ...] = (1.4, 0.7, 2.0, 0.5)
+    trained_scale: tuple[float, float] = (0.85, 1.15)
 
     def __post_init__(self) -> None:
         if not self.rotations or any(r % 90 for r in self.rotations):
@@ -102,6 +105,7 @@ class Effort:
 
     policy: SearchPolicy
     preference: int
+    scale_search: bool = False  # a zoom: run only when the result so far is off the trained scale
 
 
 def efforts(policy: SearchPolicy, moving_modality: str | None = None) -> tuple[Effort, ...]:
@@ -115,7 +119,8 @@ def efforts(policy: SearchPolicy, moving_modality: str | None = None) -> tuple[E
     whole = replace(policy, first_look=False, scale_zooms=())
     first = (Effort(policy.first_look_policy(), 1),) if policy.first_look else ()
     zooms = () if moving_modality in policy.zoom_modalities else policy.scale_zooms
-    return first + (Effort(whole, 0),) + tuple(Effort(policy.zoom_policy(z), 2) for z in zooms)
+    return first + (Effort(whole, 0),) + tuple(Effort(policy.zoom_policy(z), 2, True)
+                                               for z in zooms)
 
 
 @dataclass(frozen=True)

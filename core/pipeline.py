@@ -17,7 +17,7 @@ from retreg.core.estimation import (MIN_POINTS, estimate, estimate_with_affine_f
                                     fit_least_squares, implausibility)
 from retreg.core.field import (FieldClip, FieldPrior, field_clips, field_width,
                                implausible_field, is_whole_photo)
-from retreg.core.geometry import map_points
+from retreg.core.geometry import linear_shape, map_points
 from retreg.core.hypotheses import SearchMemo, SearchPolicy, efforts, search
 from retreg.core.io import read_image
 from retreg.core.matchers import Matcher, get_matcher
@@ -27,7 +27,7 @@ from retreg.core.selection import spatial_binning
 from retreg.core.transforms import PolishFit, after, fit_polish, residuals
 from retreg.core.types import (NONRIGID_TYPES, TRANSFORM_TYPES, Estimate, Matches, Mode,
                                PreparedImage, RegistrationResult)
-from retreg.core.verdict import Verdict, VerdictConfig, assess
+from retreg.core.verdict import Verdict, VerdictConfig, assess, working_matrix
 
 
 # NCC passes around a non-rigid polish (``_polish_passes``): (search radius as a share of the
@@ -170,6 +170,8 @@ def register(fixed_img: np.ndarray | Source | str | os.PathLike,
         frames = [fixed]
     best = None
     for effort in efforts(config.search, mode.moving_modality):
+        if effort.scale_search and not _off_scale(best[1], config.search.trained_scale):
+            break
         for frame in frames:
             res = _register_prepared(frame, moving, mode, matcher, transform,
                                      replace(config, search=effort.policy))
@@ -189,6 +191,15 @@ def register(fixed_img: np.ndarray | Source | str | os.PathLike,
         result.hypothesis = replace(result.hypothesis, tried=sum(len(f.memo) for f in frames))
     result.timings = {**timings, "total": time.perf_counter() - t0}
     return result
+
+
+def _off_scale(result: RegistrationResult, trained: tuple[float, float]) -> bool:
+    """Whether ``result`` has no fit or one whose scale in the matcher's working pixels lies
+    outside ``trained`` (where a zoomed input could help)."""
+    if result.matrix is None or result.judged_on is None:
+        return True
+    scale = linear_shape(working_matrix(result.matrix, *result.judged_on))[0]
+    return not trained[0] <= scale <= trained[1]
 
 
 @dataclass

@@ -15,6 +15,7 @@ from retreg.core.field import FieldClip, field_width
 from retreg.core.pipeline import (RegistrationConfig, estimate_from_points, in_photo, reestimate,
                                   register)
 from retreg.core.types import Hypothesis
+from retreg.core.verdict import Verdict
 from tests.helpers import vessel_lines
 
 SIZE = 480
@@ -215,6 +216,18 @@ def test_a_pair_at_half_the_trained_scale_registers_through_a_scale_effort():
     assert result.verdict.ok, result.verdict.reasons
     assert result.hypothesis.zoom == 1.4
     assert mean_corner_error(result.matrix, np.linalg.inv(T), 512, 512) < 5.0
+
+
+def test_a_fit_at_the_trained_scale_gets_no_scale_efforts_even_when_not_judged_ok(monkeypatch):
+    from retreg.core import pipeline
+
+    monkeypatch.setattr(pipeline, "assess", lambda *a: Verdict("low confidence", ("judged so",)))
+    cf, fa = _fundus_pair(seed=3)
+    matcher = _Counting()
+    result = register(cf, cv2.warpPerspective(fa, _similarity(1.05, 6, -20, 10), (SIZE, SIZE)),
+                      "cffa", matcher=matcher)
+    assert result.matrix is not None and result.verdict.level == "low confidence"
+    assert matcher.passes == result.hypothesis.tried < 4 * len(SearchPolicy().rotations)
 
 
 def test_a_pair_no_effort_judges_ok_gets_every_effort_without_rematching():
