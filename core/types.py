@@ -224,9 +224,7 @@ class RegistrationResult:
             "n_matches": int(len(self.matches)),
             "n_selected": int(len(self.selected)),
             "n_inliers": self.n_inliers,
-            "median_residual_px": (
-                float(np.nanmedian(self.residuals[self.inliers])) if self.n_inliers else None
-            ),
+            "median_residual_px": _median_finite(self.residuals[self.inliers]),
             "timings_s": {k: float(v) for k, v in self.timings.items()},
             "fixed_shape": list(self.fixed_shape),
             "moving_shape": list(self.moving_shape),
@@ -236,3 +234,11 @@ class RegistrationResult:
             "verdict": None if self.verdict is None else self.verdict.to_json(),
             "located": self.located,
         }
+
+
+def _median_finite(values: np.ndarray) -> float | None:
+    """The median of the finite values, None when there are none (a failed fit's residuals are
+    NaN; JSON has no NaN)."""
+    finite = np.asarray(values, np.float64)
+    finite = finite[np.isfinite(finite)]
+    return float(np.median(finite)) if len(finite) else None

@@ -359,3 +359,11 @@ def test_manual_points_fit_a_quadratic_only_when_they_support_it():
     assert est.ok and not polish.ok and "too few" in polish.reason
     _, none = fit_points(_bowl(moving), moving, "affine", (SIZE, SIZE))
     assert none is None
+
+
+def test_a_result_whose_residuals_are_all_nan_reports_no_median_residual(synthetic_result):
+    failed = replace(synthetic_result[0], residuals=np.full_like(synthetic_result[0].residuals,
+                                                                 np.nan))
+    assert failed.n_inliers > 0 and failed.to_json()["median_residual_px"] is None
+    assert synthetic_result[0].to_json()["median_residual_px"] == pytest.approx(
+        float(np.median(synthetic_result[0].residuals[synthetic_result[0].inliers])))
