@@ -72,7 +72,7 @@ class SearchPolicy:
     aimed_shift: bool = False
     first_look: bool = True
     scale_zooms: tuple[float, ...] = (1.4, 0.7, 2.0, 0.5)
-    trained_scale: tuple[float, float] = (0.85, 1.15)
+    trained_scale: tuple[float, float] = (0.9, 1.1)
 
     def __post_init__(self) -> None:
         if not self.rotations or any(r % 90 for r in self.rotations):
