@@ -55,8 +55,9 @@ class SearchPolicy:
     after this policy, the pipeline tries the moving image zoomed by each of them when its
     modality is not in ``zoom_modalities`` (``zoom_policy``, ``efforts``): real pairs differ in
     scale beyond the matcher's trained range. They run only when the best result so far has no
-    fit or one whose scale (moving -> fixed, working pixels) lies outside ``trained_scale``:
-    a fit at the trained scale says the matcher already sees both images at a scale it knows.
+    fit or one whose scale (moving -> fixed, working pixels) lies outside ``known_scale``: a fit
+    well inside the trained 0.85-1.15 says the matcher already sees both images at a scale it
+    knows; the wrong fits of off-scale pairs gather at that range's edges.
     """
 
     rotations: tuple[int, ...] = (0, 180, 90, 270)
@@ -72,7 +73,7 @@ class SearchPolicy:
     aimed_shift: bool = False
     first_look: bool = True
     scale_zooms: tuple[float, ...] = (1.4, 0.7, 2.0, 0.5)
-    trained_scale: tuple[float, float] = (0.9, 1.1)
+    known_scale: tuple[float, float] = (0.9, 1.1)
 
     def __post_init__(self) -> None:
         if not self.rotations or any(r % 90 for r in self.rotations):
@@ -105,7 +106,7 @@ class Effort:
 
     policy: SearchPolicy
     preference: int
-    scale_search: bool = False  # a zoom: run only when the result so far is off the trained scale
+    scale_search: bool = False  # a zoom: run only when the result so far is off ``known_scale``
 
 
 def efforts(policy: SearchPolicy, moving_modality: str | None = None) -> tuple[Effort, ...]:

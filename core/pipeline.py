@@ -149,9 +149,11 @@ def register(fixed_img: np.ndarray | Source | str | os.PathLike,
     not support the polish, ``nonrigid`` is None and ``polish_note`` says why.
 
     The search runs in ``efforts`` (a cheap first look, the whole policy, then one effort per
-    scale zoom unless the moving modality has zooms of its own), each over every candidate fixed frame (the image as given, or a whole photo's
-    field clips), until a result is judged ok; else the best judged one (verdict, then the
-    effort's preference, then inliers) is returned. Stage timings add up over everything tried.
+    scale zoom when the fit so far is off ``SearchPolicy.known_scale`` and the moving modality
+    has no zooms of its own), each over every candidate fixed frame (the image as given, or a
+    whole photo's field clips), until a result is judged ok; else the best judged one (verdict,
+    then the effort's preference, then inliers) is returned. Stage timings add up over
+    everything tried.
     """
     mode = Mode(mode)
     _check_transform(transform)
@@ -170,7 +172,7 @@ def register(fixed_img: np.ndarray | Source | str | os.PathLike,
         frames = [fixed]
     best = None
     for effort in efforts(config.search, mode.moving_modality):
-        if effort.scale_search and not _off_scale(best[1], config.search.trained_scale):
+        if effort.scale_search and not _off_scale(best[1], config.search.known_scale):
             break
         for frame in frames:
             res = _register_prepared(frame, moving, mode, matcher, transform,

@@ -218,7 +218,7 @@ def test_a_pair_at_half_the_trained_scale_registers_through_a_scale_effort():
     assert mean_corner_error(result.matrix, np.linalg.inv(T), 512, 512) < 5.0
 
 
-def test_a_fit_at_the_trained_scale_gets_no_scale_efforts_even_when_not_judged_ok(monkeypatch):
+def test_a_fit_at_the_known_scale_gets_no_scale_efforts_even_when_not_judged_ok(monkeypatch):
     from retreg.core import pipeline
 
     monkeypatch.setattr(pipeline, "assess", lambda *a: Verdict("low confidence", ("judged so",)))
