@@ -24,7 +24,7 @@ from bench_synthetic import MODES, SEED_START, SUCCESS_PX, run_case
 from record import save  # benchmarks/record.py (scripts run with benchmarks/ on sys.path)
 from retreg.core.matchers import get_matcher
 from retreg.core.matchers.fast import FastMatcher
-from retreg.core.matchers.fast.model import mutual_nearest
+from retreg.core.matchers.keypoints import mutual_nearest
 from retreg.core.pipeline import RegistrationConfig
 from retreg.training.fast_train import DISTILL, FastTrainConfig, config_hash, train_fast
 from retreg.training.synth import render_case
@@ -42,7 +42,8 @@ def pair_ms(matcher: FastMatcher, side: int = 512, repeats: int = 10) -> float:
     times = []
     for k in range(repeats + 2):
         t = time.perf_counter()
-        mutual_nearest(matcher.detect(x0, None), matcher.detect(x1, None), cfg)
+        mutual_nearest(matcher.detect(x0, None), matcher.detect(x1, None), cfg.temperature,
+                       cfg.ratio, cfg.min_confidence)
         if k >= 2:  # two warm-up passes
             times.append(time.perf_counter() - t)
     return 1000 * statistics.median(times)

@@ -39,7 +39,8 @@ from retreg.core.atomic import atomic_write_text
 from retreg.core.geometry import map_points
 from retreg.core.hypotheses import coarse_fit
 from retreg.core.matchers.fast.model import (DUSTBIN, STRIDE, FastConfig, FastNet, FastOutput,
-                                             detect, mutual_nearest)
+                                             detect)
+from retreg.core.matchers.keypoints import mutual_nearest
 from retreg.core.matchers.fast.weights import card_path, save_weights
 from retreg.core.metrics import mean_corner_error
 from retreg.core.provenance import run_record
@@ -359,7 +360,8 @@ def register_pair(model: FastNet, image0: torch.Tensor, image1: torch.Tensor,
     model.train(was)
     k0 = detect(o0, mask0[None], model.config)
     k1 = detect(o1, mask1[None], model.config)
-    m = mutual_nearest(k0, k1, model.config)
+    c = model.config
+    m = mutual_nearest(k0, k1, c.temperature, c.ratio, c.min_confidence)
     matches = Matches(k0.xy[m.i].cpu().numpy(), k1.xy[m.j].cpu().numpy(), m.conf.cpu().numpy())
     h, w = image0.shape[1:]
     return coarse_fit(matches, (w, h), RANSAC_THRESHOLD_PX).model

@@ -37,8 +37,9 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from retreg.core.atomic import atomic_write_text
 from retreg.core.geometry import map_points as map_points_np
 from retreg.core.hypotheses import coarse_fit
+from retreg.core.matchers.keypoints import mutual_nearest
 from retreg.core.matchers.superretina.model import (SuperRetinaConfig, SuperRetinaNet, detect,
-                                                    mutual_nearest, sample_descriptors)
+                                                    sample_descriptors)
 from retreg.core.matchers.superretina.weights import card_path, load_model, save_weights
 from retreg.core.metrics import mean_corner_error
 from retreg.core.provenance import run_record
@@ -293,7 +294,7 @@ def validate_pair(model: SuperRetinaNet, item: dict) -> dict[str, float]:
     model.train(was)
     k0 = detect(o0, item["mask0"][None], model.config)
     k1 = detect(o1, item["mask1"][None], model.config)
-    m = mutual_nearest(k0, k1, model.config)
+    m = mutual_nearest(k0, k1, model.config.temperature, model.config.ratio)
     matches = Matches(k0.xy[m.i].cpu().numpy(), k1.xy[m.j].cpu().numpy(), m.conf.cpu().numpy())
     h, w = item["image0"].shape[1:]
     H = coarse_fit(matches, (w, h), RANSAC_THRESHOLD_PX).model

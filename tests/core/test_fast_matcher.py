@@ -9,7 +9,8 @@ import torch
 from retreg.core.errors import ModelLoadError
 from retreg.core.matchers import FAST_WEIGHTS, Matcher, available_matchers, get_matcher
 from retreg.core.matchers.fast import FastConfig, FastMatcher, FastNet
-from retreg.core.matchers.fast.model import Keypoints, detect, keypoint_positions, mutual_nearest
+from retreg.core.matchers.fast.model import detect, keypoint_positions
+from retreg.core.matchers.keypoints import Keypoints, mutual_nearest
 from retreg.core.matchers.fast.weights import load_model, read_config, save_weights
 from retreg.core.matchers.loftr import LoftrConfig, RetRegLoFTR
 from retreg.core.matchers.loftr.weights import save_weights as save_loftr
@@ -55,7 +56,7 @@ def test_mutual_nearest_keeps_only_mutual_pairs_with_unit_interval_confidence():
     d0 = torch.nn.functional.normalize(torch.tensor([[1.0, 0], [0.9, 0.1], [0, 1]]), dim=1)
     d1 = torch.nn.functional.normalize(torch.tensor([[1.0, 0.05], [0.05, 1]]), dim=1)
     k = lambda d: Keypoints(torch.zeros(len(d), 2), d, torch.ones(len(d)))  # noqa: E731
-    m = mutual_nearest(k(d0), k(d1), FastConfig())
+    m = mutual_nearest(k(d0), k(d1), FastConfig().temperature)
     assert sorted(zip(m.i.tolist(), m.j.tolist())) == [(0, 0), (2, 1)]
     assert torch.all((m.conf >= 0) & (m.conf <= 1))
 
@@ -146,7 +147,7 @@ def test_mutual_nearest_confidence_is_the_dual_softmax_probability():
     k = lambda n: Keypoints(torch.zeros(n, 2), torch.nn.functional.normalize(  # noqa: E731
         torch.randn(n, 16), dim=1), torch.ones(n))
     k0, k1, cfg = k(40), k(30), FastConfig(temperature=0.05)
-    m = mutual_nearest(k0, k1, cfg)
+    m = mutual_nearest(k0, k1, cfg.temperature)
     s = k0.desc @ k1.desc.T / cfg.temperature
     dual = s.softmax(1) * s.softmax(0)
     assert len(m.i) > 0

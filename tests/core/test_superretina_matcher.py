@@ -14,8 +14,8 @@ from retreg.core.matchers.fast import FastNet
 from retreg.core.matchers.fast.weights import save_weights as save_fast
 from retreg.core.matchers.superretina import (SuperRetinaConfig, SuperRetinaMatcher,
                                               SuperRetinaNet)
-from retreg.core.matchers.superretina.model import (Keypoints, SuperRetinaOutput, detect,
-                                                    local_maxima, mutual_nearest,
+from retreg.core.matchers.keypoints import Keypoints, mutual_nearest
+from retreg.core.matchers.superretina.model import (SuperRetinaOutput, detect, local_maxima,
                                                     sample_descriptors)
 from retreg.core.matchers.superretina.weights import (CONFIG_KEY, load_model, read_config,
                                                       save_weights)
@@ -92,9 +92,9 @@ def test_mutual_nearest_applies_the_ratio_test():
     d0 = torch.nn.functional.normalize(torch.tensor([[1.0, 0], [0, 1.0]]), dim=1)
     d1 = torch.nn.functional.normalize(torch.tensor([[1.0, 0.02], [0.05, 1], [0.06, 1]]), dim=1)
     k = lambda d: Keypoints(torch.zeros(len(d), 2), d, torch.ones(len(d)))  # noqa: E731
-    loose = mutual_nearest(k(d0), k(d1), SuperRetinaConfig(ratio=1.0))
+    loose = mutual_nearest(k(d0), k(d1), 0.1, ratio=1.0)
     assert sorted(zip(loose.i.tolist(), loose.j.tolist())) == [(0, 0), (1, 1)]
-    strict = mutual_nearest(k(d0), k(d1), SuperRetinaConfig(ratio=0.8))
+    strict = mutual_nearest(k(d0), k(d1), 0.1, ratio=0.8)
     assert list(zip(strict.i.tolist(), strict.j.tolist())) == [(0, 0)]  # (1, 1) is ambiguous
     assert torch.all((strict.conf >= 0) & (strict.conf <= 1))
 

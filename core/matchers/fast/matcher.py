@@ -18,7 +18,8 @@ from retreg.core.representation import model_input
 from retreg.core.types import Matches, PreparedImage
 
 from ..inference import for_inference
-from .model import STRIDE, FastNet, Keypoints, detect, mutual_nearest
+from ..keypoints import Keypoints, mutual_nearest
+from .model import STRIDE, FastNet, detect
 from .weights import load_model
 
 
@@ -63,7 +64,8 @@ class FastMatcher:
             k0 = self.keypoints(fixed)
             self._fixed = (fixed, k0)
         k1 = self.keypoints(moving)
-        m = mutual_nearest(k0, k1, self.config)
+        c = self.config
+        m = mutual_nearest(k0, k1, c.temperature, c.ratio, c.min_confidence)
         return Matches(fixed.to_full(k0.xy[m.i].cpu().numpy().astype(np.float64)),
                        moving.to_full(k1.xy[m.j].cpu().numpy().astype(np.float64)),
                        m.conf.cpu().numpy())

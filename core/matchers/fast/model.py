@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from kornia.feature.xfeat import BasicLayer
 from torch import nn
 
+from retreg.core.matchers.keypoints import MIN_TEMPERATURE, Keypoints
 from retreg.core.representation import CHANNELS
 
 STRIDE = 8
@@ -53,9 +54,9 @@ class FastConfig:
             raise ValueError(f"widths must be three channel counts >= 4, got {self.widths}")
         if self.descriptor_dim < 8 or self.working_side < 64 or self.top_k < 1:
             raise ValueError("descriptor_dim >= 8, working_side >= 64 and top_k >= 1 required")
-        if not 0 < self.ratio <= 1 or not 0 <= self.min_confidence < 1 or self.temperature < 0.03:
-            raise ValueError("ratio in (0, 1], min_confidence in [0, 1), temperature >= 0.03 "
-                             "required")
+        if not 0 < self.ratio <= 1 or not 0 <= self.min_confidence < 1 or self.temperature < MIN_TEMPERATURE:
+            raise ValueError("ratio in (0, 1], min_confidence in [0, 1), temperature >= "
+                             f"{MIN_TEMPERATURE} required")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -144,13 +145,6 @@ def cell_centres(h: int, w: int, device=None) -> torch.Tensor:
     return torch.stack([xs, ys], -1).reshape(-1, 2).float() * STRIDE + (STRIDE - 1) / 2.0
 
 
-@dataclass
-class Keypoints:
-    xy: torch.Tensor  # (N, 2) input pixels
-    desc: torch.Tensor  # (N, D) L2-normalised
-    score: torch.Tensor  # (N,) reliability in [0, 1]
-
-
 def detect(out: FastOutput, valid: torch.Tensor | None, config: FastConfig,
            index: int = 0) -> Keypoints:
     """The top-K most reliable cells of image ``index`` whose centre lies in ``valid``
@@ -173,33 +167,3 @@ def detect(out: FastOutput, valid: torch.Tensor | None, config: FastConfig,
                         (xy[:, 1] - (STRIDE - 1) / 2.0) / STRIDE / max(h - 1, 1)], -1) * 2 - 1
     d = F.grid_sample(desc, grid[None, None], mode="bilinear", align_corners=True)[0, :, 0].T
     return Keypoints(xy, F.normalize(d, dim=1), score)
-
-
-@dataclass
-class KeypointMatches:
-    i: torch.Tensor  # (M,) index into keypoints of image0
-    j: torch.Tensor  # (M,) index into keypoints of image1
-    conf: torch.Tensor  # (M,) dual-softmax confidence in [0, 1]
-
-
-def mutual_nearest(k0: Keypoints, k1: Keypoints, config: FastConfig) -> KeypointMatches:
-    """Mutual nearest neighbours of the descriptors (+ Lowe's ratio when ``config.ratio`` < 1);
-    confidence = the pair's dual-softmax probability, in [0, 1]."""
-    dev = k0.desc.device
-    if len(k0.xy) == 0 or len(k1.xy) == 0:
-        empty = torch.zeros(0, dtype=torch.long, device=dev)
-        return KeypointMatches(empty, empty, torch.zeros(0, device=dev))
-    sim = k0.desc @ k1.desc.T
-    j = sim.argmax(1)
-    i = torch.arange(len(j), device=dev)
-    mutual = sim.argmax(0)[j] == i
-    # The dual softmax at the chosen pairs only, from one exp of the whole matrix: |sim| <= 1,
-    # so exp((sim - 1) / T) lies in [exp(-2 / T), 1], far from float32's limits for T >= 0.03.
-    e = ((sim - 1) / config.temperature).exp()
-    e_ij = e[i, j]
-    conf = (e_ij / e.sum(1)) * (e_ij / e.sum(0)[j])
-    keep = mutual & (conf >= config.min_confidence)
-    if config.ratio < 1 and sim.shape[1] > 1:
-        dist = (2 - 2 * sim.topk(2, dim=1).values).clamp(min=0).sqrt()
-        keep &= dist[:, 0] < config.ratio * dist[:, 1]
-    return KeypointMatches(i[keep], j[keep], conf[keep].clamp(0, 1))

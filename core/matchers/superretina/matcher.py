@@ -17,7 +17,8 @@ from retreg.core.geometry import pad_to_multiple
 from retreg.core.representation import model_input
 from retreg.core.types import Matches, PreparedImage
 
-from .model import STRIDE, Keypoints, SuperRetinaNet, detect, mutual_nearest
+from ..keypoints import Keypoints, mutual_nearest
+from .model import STRIDE, SuperRetinaNet, detect
 from .weights import load_model
 
 
@@ -60,7 +61,8 @@ class SuperRetinaMatcher:
             k0 = self.keypoints(fixed, 0)
             self._fixed = (fixed, k0)
         k1 = self.keypoints(moving, 1)
-        m = mutual_nearest(k0, k1, self.model.config)
+        c = self.model.config
+        m = mutual_nearest(k0, k1, c.temperature, c.ratio)
         return Matches(fixed.to_full(k0.xy[m.i].cpu().numpy().astype(np.float64)),
                        moving.to_full(k1.xy[m.j].cpu().numpy().astype(np.float64)),
                        m.conf.cpu().numpy())

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from retreg.core.matchers.keypoints import MIN_TEMPERATURE, Keypoints
 from retreg.core.representation import CHANNELS
 
 STRIDE = 8  # the descriptor grid
@@ -48,8 +49,9 @@ class SuperRetinaConfig:
             raise ValueError(f"streams must be 1 or 2, got {self.streams}")
         if self.descriptor_dim < 8 or self.working_side < 64 or self.top_k < 1:
             raise ValueError("descriptor_dim >= 8, working_side >= 64 and top_k >= 1 required")
-        if not 0 < self.ratio <= 1 or not 0 <= self.det_threshold < 1 or self.temperature <= 0:
-            raise ValueError("ratio in (0, 1], det_threshold in [0, 1), temperature > 0 required")
+        if not 0 < self.ratio <= 1 or not 0 <= self.det_threshold < 1 or self.temperature < MIN_TEMPERATURE:
+            raise ValueError("ratio in (0, 1], det_threshold in [0, 1), temperature >= "
+                             f"{MIN_TEMPERATURE} required")
         if self.nms_radius < 1:
             raise ValueError("nms_radius >= 1 required")
 
@@ -141,13 +143,6 @@ def local_maxima(heatmap: torch.Tensor, radius: int, threshold: float) -> torch.
     return ((heatmap == peak) & (heatmap >= threshold))[:, 0]
 
 
-@dataclass
-class Keypoints:
-    xy: torch.Tensor  # (N, 2) input pixels
-    desc: torch.Tensor  # (N, D) L2-normalised
-    score: torch.Tensor  # (N,) heatmap value in [0, 1]
-
-
 def detect(out: SuperRetinaOutput, valid: torch.Tensor | None, config: SuperRetinaConfig,
            index: int = 0) -> Keypoints:
     """The top-K strongest heatmap maxima of image ``index`` inside ``valid`` ((B, H, W) bool,
@@ -161,29 +156,3 @@ def detect(out: SuperRetinaOutput, valid: torch.Tensor | None, config: SuperReti
     xy = torch.stack([xs[top], ys[top]], -1).float()
     desc = sample_descriptors(out.desc[index:index + 1], xy[None])[0]
     return Keypoints(xy, desc, score[top])
-
-
-@dataclass
-class KeypointMatches:
-    i: torch.Tensor  # (M,) index into keypoints of image0
-    j: torch.Tensor  # (M,) index into keypoints of image1
-    conf: torch.Tensor  # (M,) dual-softmax confidence in [0, 1]
-
-
-def mutual_nearest(k0: Keypoints, k1: Keypoints, config: SuperRetinaConfig) -> KeypointMatches:
-    """Mutual nearest neighbours of the descriptors, with Lowe's ratio when ``config.ratio`` < 1
-    (SuperRetina's matching); confidence = the pair's dual-softmax probability."""
-    dev = k0.desc.device
-    if len(k0.xy) == 0 or len(k1.xy) == 0:
-        empty = torch.zeros(0, dtype=torch.long, device=dev)
-        return KeypointMatches(empty, empty, torch.zeros(0, device=dev))
-    sim = k0.desc @ k1.desc.T
-    j = sim.argmax(1)
-    i = torch.arange(len(j), device=dev)
-    keep = sim.argmax(0)[j] == i
-    if config.ratio < 1 and sim.shape[1] > 1:
-        dist = (2 - 2 * sim.topk(2, dim=1).values).clamp(min=0).sqrt()
-        keep &= dist[:, 0] < config.ratio * dist[:, 1]
-    logits = sim / config.temperature
-    conf = (logits.softmax(1) * logits.softmax(0))[i, j]
-    return KeypointMatches(i[keep], j[keep], conf[keep].clamp(0, 1))
