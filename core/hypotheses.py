@@ -54,10 +54,11 @@ class SearchPolicy:
     pipeline tries ``first_look_policy()`` before this policy (``efforts``). ``scale_zooms``:
     after this policy, the pipeline tries the moving image zoomed by each of them when its
     modality is not in ``zoom_modalities`` (``zoom_policy``, ``efforts``): real pairs differ in
-    scale beyond the matcher's trained range. They run only when the best result so far has no
-    fit or one whose scale (moving -> fixed, working pixels) lies outside ``known_scale``: a fit
-    well inside the trained 0.85-1.15 says the matcher already sees both images at a scale it
-    knows; the wrong fits of off-scale pairs gather at that range's edges.
+    scale beyond the matcher's trained range. A zoom runs only when the best result so far has no
+    fit or one whose scale (moving -> fixed, working pixels) lies outside ``known_scale`` on the
+    side the zoom corrects (``zoom_may_help``): a fit well inside the trained 0.85-1.15 says the
+    matcher already sees both images at a scale it knows; the wrong fits of off-scale pairs
+    gather at that range's edges, on the side of the true scale.
     """
 
     rotations: tuple[int, ...] = (0, 180, 90, 270)
@@ -106,7 +107,7 @@ class Effort:
 
     policy: SearchPolicy
     preference: int
-    scale_search: bool = False  # a zoom: run only when the result so far is off ``known_scale``
+    scale_search: bool = False  # a zoom: run only when ``zoom_may_help`` for the result so far
 
 
 def efforts(policy: SearchPolicy, moving_modality: str | None = None) -> tuple[Effort, ...]:
@@ -122,6 +123,16 @@ def efforts(policy: SearchPolicy, moving_modality: str | None = None) -> tuple[E
     zooms = () if moving_modality in policy.zoom_modalities else policy.scale_zooms
     return first + (Effort(whole, 0),) + tuple(Effort(policy.zoom_policy(z), 2, True)
                                                for z in zooms)
+
+
+def zoom_may_help(scale: float | None, zoom: float, known: tuple[float, float]) -> bool:
+    """Whether zooming the moving image by ``zoom`` could bring a pair whose best fit has
+    ``scale`` (moving -> fixed, working pixels; None: no fit) into the ``known`` range: always
+    without a fit; else only when ``scale`` lies outside ``known`` on the side this zoom
+    corrects (above it the moving content looks too small, so only zooms > 1 help)."""
+    if scale is None:
+        return True
+    return (scale > known[1] and zoom > 1) or (scale < known[0] and zoom < 1)
 
 
 @dataclass(frozen=True)

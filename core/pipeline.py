@@ -18,7 +18,7 @@ from retreg.core.estimation import (MIN_POINTS, estimate, estimate_with_affine_f
 from retreg.core.field import (FieldClip, FieldPrior, field_clips, field_width,
                                implausible_field, is_whole_photo)
 from retreg.core.geometry import linear_shape, map_points
-from retreg.core.hypotheses import SearchMemo, SearchPolicy, efforts, search
+from retreg.core.hypotheses import SearchMemo, SearchPolicy, efforts, search, zoom_may_help
 from retreg.core.io import read_image
 from retreg.core.matchers import Matcher, get_matcher
 from retreg.core.modality import Source, prepare, source
@@ -149,8 +149,8 @@ def register(fixed_img: np.ndarray | Source | str | os.PathLike,
     not support the polish, ``nonrigid`` is None and ``polish_note`` says why.
 
     The search runs in ``efforts`` (a cheap first look, the whole policy, then one effort per
-    scale zoom when the fit so far is off ``SearchPolicy.known_scale`` and the moving modality
-    has no zooms of its own), each over every candidate fixed frame (the image as given, or a
+    scale zoom that corrects the fit so far when that is off ``SearchPolicy.known_scale`` and the
+    moving modality has no zooms of its own), each over every candidate fixed frame (the image as given, or a
     whole photo's field clips), until a result is judged ok; else the best judged one (verdict,
     then the effort's preference, then inliers) is returned. Stage timings add up over
     everything tried.
@@ -172,8 +172,10 @@ def register(fixed_img: np.ndarray | Source | str | os.PathLike,
         frames = [fixed]
     best = None
     for effort in efforts(config.search, mode.moving_modality):
-        if effort.scale_search and not _off_scale(best[1], config.search.known_scale):
-            break
+        if effort.scale_search and not zoom_may_help(_working_scale(best[1]),
+                                                     effort.policy.zooms[0],
+                                                     config.search.known_scale):
+            continue
         for frame in frames:
             res = _register_prepared(frame, moving, mode, matcher, transform,
                                      replace(config, search=effort.policy))
@@ -195,13 +197,11 @@ def register(fixed_img: np.ndarray | Source | str | os.PathLike,
     return result
 
 
-def _off_scale(result: RegistrationResult, trained: tuple[float, float]) -> bool:
-    """Whether ``result`` has no fit or one whose scale in the matcher's working pixels lies
-    outside ``trained`` (where a zoomed input could help)."""
+def _working_scale(result: RegistrationResult) -> float | None:
+    """The scale of ``result``'s fit in the matcher's working pixels (None: no fit)."""
     if result.matrix is None or result.judged_on is None:
-        return True
-    scale = linear_shape(working_matrix(result.matrix, *result.judged_on))[0]
-    return not trained[0] <= scale <= trained[1]
+        return None
+    return linear_shape(working_matrix(result.matrix, *result.judged_on))[0]
 
 
 @dataclass

@@ -8,7 +8,7 @@ import pytest
 from retreg.core.geometry import map_points
 from retreg.core.hypotheses import (NO_SEARCH, CoarseFit, Effort, SearchPolicy, as_given,
                                     at_fixed_pitch, coarse_fit, efforts, moved, search, turned,
-                                    vote, zoomed)
+                                    vote, zoom_may_help, zoomed)
 from retreg.core.matchers import get_matcher
 from retreg.core.modality import prepare
 from retreg.core.pipeline import RegistrationConfig, register
@@ -180,6 +180,12 @@ def test_the_pipeline_looks_first_then_runs_the_whole_policy_then_each_scale_zoo
     assert efforts(NO_SEARCH) == (Effort(NO_SEARCH, 0),)
     # OCTA has its own zooms (the physical field sizes): no scale efforts
     assert [e.policy for e in efforts(POLICY, "octa")] == [first.policy, whole.policy]
+
+
+@pytest.mark.parametrize("scale, zooms", [(None, {0.5, 0.7, 1.4, 2.0}), (1.0, set()),
+                                          (1.3, {1.4, 2.0}), (0.8, {0.5, 0.7})])
+def test_a_zoom_is_tried_only_where_the_fit_so_far_says_it_could_correct_the_scale(scale, zooms):
+    assert {z for z in POLICY.scale_zooms if zoom_may_help(scale, z, (0.9, 1.1))} == zooms
 
 
 def test_a_scale_effort_zooms_a_moving_modality_the_whole_policy_never_zooms(pair):
