@@ -19,7 +19,6 @@ photometry), then the moving side turned by a random multiple of 90 degrees.
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 import time
@@ -30,8 +29,6 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
@@ -50,7 +47,7 @@ from retreg.training.config import (CROSS_MODAL_MODES, VALIDATION_SEED_START, Ru
                                     check_keys, check_modes)
 from retreg.training.datasets import AffinePairDataset, SynthSource
 from retreg.training.module import RANSAC_THRESHOLD_PX, SUCCESS_PX_AT_512, warmup_cosine
-from retreg.training.runs import RunResult, config_hash, start_run
+from retreg.training.runs import RunResult, checkpoints, config_hash, small_trainer, start_run
 from retreg.training.supervision import coarse_fine_gt
 
 DISTILL = ("none", "vessels", "teacher")
@@ -395,19 +392,7 @@ def train_fast(config: FastTrainConfig | dict | str | Path, *, max_minutes: floa
             raise ValueError(f"init_weights {cfg.init_weights}: its architecture "
                              f"{start_from.config} differs from model {cfg.model}")
         module.model.load_state_dict(start_from.state_dict())
-    trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_epochs=cfg.max_epochs,
-        limit_train_batches=cfg.steps_per_epoch, check_val_every_n_epoch=cfg.val_every_epochs,
-        num_sanity_val_steps=0,
-        max_time=dt.timedelta(minutes=cfg.max_minutes) if cfg.max_minutes else None,
-        gradient_clip_val=cfg.optim.grad_clip, logger=CSVLogger(out_dir, name="logs"),
-        callbacks=[ModelCheckpoint(dirpath=out_dir / "checkpoints", monitor=MONITOR[0],
-                                   mode=MONITOR[1], save_top_k=1),
-                   ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="last",
-                                   save_top_k=1, every_n_epochs=1,
-                                   enable_version_counter=False)],
-        enable_progress_bar=False, log_every_n_steps=min(10, cfg.steps_per_epoch),
-        enable_model_summary=False, default_root_dir=out_dir)
+    trainer = small_trainer(cfg, out_dir, checkpoints(out_dir, MONITOR), cfg.val_every_epochs)
     loader = DataLoader(train_set, batch_size=d.batch_size, shuffle=True, num_workers=0,
                         drop_last=True, collate_fn=_collate)
     val_loader = DataLoader(val, batch_size=d.batch_size, num_workers=0, collate_fn=_collate)

@@ -5,7 +5,6 @@ training: seed, CSV logs, checkpoints (best by validation loss, and last), then 
 card + run.json with the provenance record."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
 from dataclasses import dataclass, field
@@ -13,8 +12,6 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from retreg.core.atomic import atomic_write_text
@@ -26,7 +23,7 @@ from retreg.training.fusion_data import (FusionCrops, FusionDataConfig, fire_pai
                                          fire_training_ids, synthetic_pairs, whole_pairs)
 from retreg.training.fusion_losses import FusionLossConfig, detail_ratio, fusion_loss, pyramid_blend
 from retreg.training.module import warmup_cosine
-from retreg.training.runs import RunResult, config_hash, start_run
+from retreg.training.runs import RunResult, checkpoints, config_hash, small_trainer, start_run
 
 MONITOR = ("val/loss", "min")
 
@@ -94,19 +91,7 @@ def train_fusion(config: FusionTrainConfig | dict | str | Path, *,
     train_set = FusionCrops(synth, real, d.crop, d.real_fraction, total * d.batch_size, cfg.seed)
     val = whole_pairs(synthetic_pairs(d.val_seed_start, d.val_cases, d.synth_size))
     module = FusionLightning(cfg)
-    trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_epochs=cfg.max_epochs,
-        limit_train_batches=cfg.steps_per_epoch, check_val_every_n_epoch=cfg.val_every_epochs,
-        num_sanity_val_steps=0,
-        max_time=dt.timedelta(minutes=cfg.max_minutes) if cfg.max_minutes else None,
-        gradient_clip_val=cfg.optim.grad_clip, logger=CSVLogger(out_dir, name="logs"),
-        callbacks=[ModelCheckpoint(dirpath=out_dir / "checkpoints", monitor=MONITOR[0],
-                                   mode=MONITOR[1], save_top_k=1),
-                   ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="last",
-                                   save_top_k=1, every_n_epochs=1,
-                                   enable_version_counter=False)],
-        enable_progress_bar=False, log_every_n_steps=min(10, cfg.steps_per_epoch),
-        default_root_dir=out_dir)
+    trainer = small_trainer(cfg, out_dir, checkpoints(out_dir, MONITOR), cfg.val_every_epochs)
     trainer.fit(module, DataLoader(train_set, batch_size=d.batch_size, shuffle=False,
                                    num_workers=0, drop_last=True), DataLoader(val, batch_size=None))
     if trainer.global_step > 0:

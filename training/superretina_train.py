@@ -19,7 +19,6 @@ and at the end of the run.
 from __future__ import annotations
 
 import bisect
-import datetime as dt
 import json
 import math
 import time
@@ -30,8 +29,6 @@ from types import SimpleNamespace
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from retreg.core.atomic import atomic_write_text
@@ -52,7 +49,7 @@ from retreg.training.fast_train import Rot90Pairs
 from retreg.training.finetune import FinetuneData, build_hybrid_data
 from retreg.training.module import RANSAC_THRESHOLD_PX, SUCCESS_PX_AT_512, warmup_cosine
 from retreg.training.realpairs import HCheck, load_realpairs
-from retreg.training.runs import RunResult, config_hash, start_run
+from retreg.training.runs import RunResult, checkpoints, config_hash, small_trainer, start_run
 from retreg.training.superretina_losses import (PKEConfig, descriptor_loss, dice_loss,
                                                 gaussian_labels, map_points, mine_pke,
                                                 random_points, warp_to_fixed)
@@ -384,20 +381,11 @@ def train_superretina(config: SuperRetinaTrainConfig | dict | str | Path, *,
     def export_phase(phase: int) -> None:
         export(phase, out_dir / f"{cfg.name}_phase{phase}.safetensors")
 
-    callbacks = [PhaseSchedule(cfg.phases.schedule, export_phase),
-                 ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="last",
-                                 save_top_k=1, every_n_epochs=1, enable_version_counter=False)]
+    callbacks = [PhaseSchedule(cfg.phases.schedule, export_phase), *checkpoints(out_dir)]
     if progress is not None or cancel is not None:
         callbacks.append(ProgressReporter(total, progress, cancel))
-    trainer = pl.Trainer(
-        accelerator="cpu", devices=devices, strategy=strategy, max_epochs=cfg.max_epochs,
-        limit_train_batches=cfg.steps_per_epoch, check_val_every_n_epoch=cfg.val_every_epochs,
-        num_sanity_val_steps=0,
-        max_time=dt.timedelta(minutes=cfg.max_minutes) if cfg.max_minutes else None,
-        gradient_clip_val=cfg.optim.grad_clip, logger=CSVLogger(out_dir, name="logs"),
-        callbacks=callbacks, enable_progress_bar=False,
-        log_every_n_steps=min(5, cfg.steps_per_epoch), enable_model_summary=False,
-        default_root_dir=out_dir)
+    trainer = small_trainer(cfg, out_dir, callbacks, cfg.val_every_epochs, log_every=5,
+                            devices=devices, strategy=strategy)
     val_loader = DataLoader(val, batch_size=d.batch_size, num_workers=0, collate_fn=collate)
     trainer.fit(module, loader, val_loader, ckpt_path=resume, weights_only=True)
     if trainer.world_size == 1 and trainer.global_step > 0:
