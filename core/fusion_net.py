@@ -26,7 +26,7 @@ from torch import nn
 
 from retreg.core import weights_file
 from retreg.core.errors import ModelLoadError
-from retreg.core.weights_file import load_state, save_with_config
+from retreg.core.weights_file import config_from_dict, load_state, save_with_config
 
 CONFIG_KEY = "retreg_fusion_config"
 PATCH = 2
@@ -45,10 +45,7 @@ class FusionNetConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> FusionNetConfig:
-        unknown = set(values) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown fusion net keys {sorted(unknown)}")
-        return cls(**values)
+        return config_from_dict(cls, values, "fusion net")
 
 
 def _windows(x: torch.Tensor, w: int) -> torch.Tensor:

@@ -4,6 +4,7 @@ Loading never unpickles anything; every failure is a ``ModelLoadError`` saying w
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -31,6 +32,18 @@ def save_with_config(model: nn.Module, config: dict, key: str, path: str | Path,
         atomic_write_text(card_path(path), json.dumps({**card, "architecture": config},
                                                       indent=2, default=str))
     return path
+
+
+def config_from_dict(cls, values: dict, what: str):
+    """The architecture config dataclass ``cls`` from a JSON mapping: ValueError naming the
+    unknown keys (``what``: the network's name); JSON lists become tuples where the field's
+    default is one, so a loaded config equals the one saved."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {what} config keys: {unknown}")
+    return cls(**{k: tuple(v) if isinstance(v, list) and isinstance(known[k].default, tuple)
+                  else v for k, v in values.items()})
 
 
 def _exists(path: Path) -> Path:

@@ -43,6 +43,25 @@ def check_keys(where: str, values: dict, known) -> None:
         raise ValueError(f"{where}: unknown keys {unknown}")
 
 
+def check_augment(aug: dict, aug_by_mode: dict, modes) -> None:
+    """ValueError for ``aug`` / ``aug_by_mode`` overrides that are not ``AugmentConfig`` fields
+    or name a mode outside ``modes``."""
+    check_keys("aug", aug, AugmentConfig.__dataclass_fields__)
+    for mode, overrides in aug_by_mode.items():
+        if mode not in modes:
+            raise ValueError(f"aug_by_mode: {mode!r} is not one of data.modes {list(modes)}")
+        if not isinstance(overrides, dict):
+            raise ValueError(f"aug_by_mode.{mode}: expected a mapping")
+        check_keys(f"aug_by_mode.{mode}", overrides, AugmentConfig.__dataclass_fields__)
+
+
+def augment_for(aug: dict, aug_by_mode: dict, mode: str | None) -> AugmentConfig:
+    """The augmentation of ``mode``'s pairs: ``aug`` with ``aug_by_mode[mode]`` on top, so one
+    mode can keep its geometry while the others change (YAML lists become tuples)."""
+    values = {**aug, **aug_by_mode.get(mode, {})}
+    return AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
 @dataclass
 class DataConfig:
     """``root``: pre-rendered case folders (``retreg synth``); None renders cases on the fly
@@ -64,13 +83,7 @@ class DataConfig:
         if not self.modes:
             raise ValueError(f"modes: none given; expected some of {list(MODES)}")
         check_modes("modes", self.modes)
-        check_keys("aug", self.aug, AugmentConfig.__dataclass_fields__)
-        for mode, overrides in self.aug_by_mode.items():
-            if mode not in self.modes:
-                raise ValueError(f"aug_by_mode: {mode!r} is not one of data.modes {self.modes}")
-            if not isinstance(overrides, dict):
-                raise ValueError(f"aug_by_mode.{mode}: expected a mapping")
-            check_keys(f"aug_by_mode.{mode}", overrides, AugmentConfig.__dataclass_fields__)
+        check_augment(self.aug, self.aug_by_mode, self.modes)
         if self.size % 8:
             raise ValueError(f"size must be a multiple of 8, got {self.size}")
 
@@ -169,9 +182,7 @@ class TrainConfig(RunConfig):
         """The augmentation of training and validation pairs of ``mode``: ``data.aug`` with
         ``data.aug_by_mode[mode]`` on top, so one mode can keep its geometry while the others
         change (stage 5 kept cfocta's CF clip, which holds the whole OCTA field, unshifted)."""
-        values = {**self.data.aug, **self.data.aug_by_mode.get(mode, {})}
-        return AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                for k, v in values.items()})
+        return augment_for(self.data.aug, self.data.aug_by_mode, mode)
 
 
 def _build(cls, values: dict, where: str):

@@ -44,7 +44,7 @@ from retreg.core.provenance import run_record
 from retreg.core.types import Matches
 from retreg.training.augment import AugmentConfig
 from retreg.training.config import (CROSS_MODAL_MODES, VALIDATION_SEED_START, RunConfig,
-                                    check_keys, check_modes)
+                                    augment_for, check_augment, check_modes)
 from retreg.training.datasets import AffinePairDataset, SynthSource
 from retreg.training.module import RANSAC_THRESHOLD_PX, SUCCESS_PX_AT_512, warmup_cosine
 from retreg.training.runs import RunResult, checkpoints, config_hash, small_trainer, start_run
@@ -74,20 +74,14 @@ class FastDataConfig:
         if not self.modes:
             raise ValueError("modes: none given")
         check_modes("modes", self.modes)
-        check_keys("aug", self.aug, AugmentConfig.__dataclass_fields__)
-        for mode, overrides in self.aug_by_mode.items():
-            if mode not in self.modes or not isinstance(overrides, dict):
-                raise ValueError(f"aug_by_mode.{mode}: expected a mapping for one of {self.modes}")
-            check_keys(f"aug_by_mode.{mode}", overrides, AugmentConfig.__dataclass_fields__)
+        check_augment(self.aug, self.aug_by_mode, self.modes)
         if self.size % 32 or self.size < 64:
             raise ValueError(f"size must be a multiple of 32 and >= 64, got {self.size}")
         if not 0 <= self.rot90_p <= 1 or self.n_synth_cases < 1 or self.batch_size < 1:
             raise ValueError("rot90_p in [0, 1], n_synth_cases >= 1 and batch_size >= 1 required")
 
     def augment(self, mode: str) -> AugmentConfig:
-        values = {**self.aug, **self.aug_by_mode.get(mode, {})}
-        return AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                for k, v in values.items()})
+        return augment_for(self.aug, self.aug_by_mode, mode)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from torch import nn
 
 from retreg.core.matchers.keypoints import MIN_TEMPERATURE, Keypoints
 from retreg.core.representation import CHANNELS
+from retreg.core.weights_file import config_from_dict
 
 STRIDE = 8
 DUSTBIN = STRIDE * STRIDE  # keypoint class "no junction in this cell"
@@ -63,10 +64,7 @@ class FastConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "FastConfig":
-        unknown = set(d) - set(FastConfig.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown fast matcher config keys: {sorted(unknown)}")
-        return FastConfig(**d)
+        return config_from_dict(FastConfig, d, "fast matcher")
 
 
 @dataclass

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from retreg.core.geometry import cell_centres
+from retreg.core.weights_file import config_from_dict
 
 from .backbone import DualBackbone, Features
 from .coarse import CoarseMatching, cell_fraction, mutual_nearest
@@ -44,15 +45,7 @@ class LoftrConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "LoftrConfig":
-        known = set(LoftrConfig.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown LoFTR config keys: {sorted(unknown)}")
-        d = dict(d)
-        for key in ("channels", "block_dims"):
-            if key in d:
-                d[key] = tuple(d[key])
-        return LoftrConfig(**d)
+        return config_from_dict(LoftrConfig, d, "LoFTR")
 
 
 @dataclass

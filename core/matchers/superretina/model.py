@@ -17,6 +17,7 @@ from torch import nn
 
 from retreg.core.matchers.keypoints import MIN_TEMPERATURE, Keypoints
 from retreg.core.representation import CHANNELS
+from retreg.core.weights_file import config_from_dict
 
 STRIDE = 8  # the descriptor grid
 
@@ -60,10 +61,7 @@ class SuperRetinaConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "SuperRetinaConfig":
-        unknown = set(d) - set(SuperRetinaConfig.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown superretina config keys: {sorted(unknown)}")
-        return SuperRetinaConfig(**d)
+        return config_from_dict(SuperRetinaConfig, d, "superretina")
 
 
 @dataclass
