@@ -11,10 +11,11 @@ and blank images against a fundus.
     python benchmarks/bench_verdict.py collect [--cases 25] [--sets S ...]  # registers (slow)
     python benchmarks/bench_verdict.py report                 # rates for the current thresholds
 
-``collect`` stores every pair's evidence in ``benchmarks/results/verdict_evidence.json``;
-``report`` re-judges that evidence with ``VerdictConfig()``, so thresholds can be revisited
-without registering again. Each set's pairs alternate between a calibration half (even) and a
-check half (odd); rates are printed for both.
+``collect`` stores every pair's evidence in ``benchmarks/results/verdict_evidence.json``
+(``--evidence`` elsewhere, e.g. for candidate ``--weights``); ``report`` re-judges that evidence
+with ``VerdictConfig()``, so thresholds can be revisited without registering again. Each set's
+pairs alternate between a calibration half (even) and a check half (odd); rates are printed for
+both.
 """
 from __future__ import annotations
 
@@ -151,9 +152,10 @@ SETS = {
 
 def collect(args) -> None:
     """Register the chosen sets and (re)place their records in the evidence file."""
-    matcher = get_matcher("loftr")
+    matcher = get_matcher("loftr", weights=args.weights)
     chosen = args.sets or list(SETS)
-    doc = json.loads(EVIDENCE.read_text()) if EVIDENCE.is_file() else {"pairs": []}
+    evidence = args.evidence
+    doc = json.loads(evidence.read_text()) if evidence.is_file() else {"pairs": []}
     out = [p for p in doc["pairs"]
            if p["set"] not in chosen and not (p["set"] == "synthetic_other"
                                               and "synthetic" in chosen)]
@@ -162,11 +164,11 @@ def collect(args) -> None:
             out.append(rec)
             print(f"{len(out):4d} {rec['label']} {rec['set']:15s} {rec['pair']:28s} "
                   f"{rec['level']:15s} right={rec['right']} {rec['seconds']:.1f}s", flush=True)
-    EVIDENCE.parent.mkdir(exist_ok=True)
-    EVIDENCE.write_text(json.dumps({**run_record(
-        {"cases": args.cases, "data": str(args.data), "sets": chosen}, SEED_POS),
-        "pairs": out}, indent=1) + "\n")
-    print(f"evidence of {len(out)} pairs in {EVIDENCE}")
+    evidence.parent.mkdir(exist_ok=True)
+    evidence.write_text(json.dumps({**run_record(
+        {"cases": args.cases, "data": str(args.data), "sets": chosen, "weights": args.weights},
+        SEED_POS), "pairs": out}, indent=1) + "\n")
+    print(f"evidence of {len(out)} pairs in {evidence}")
 
 
 def rates(pairs: list[dict], config: VerdictConfig) -> dict:
@@ -204,7 +206,7 @@ def roc(pairs: list[dict], key: str) -> list[tuple[float, float, float]]:
 
 
 def report(args) -> None:
-    doc = json.loads(EVIDENCE.read_text())
+    doc = json.loads(args.evidence.read_text())
     pairs = doc["pairs"]
     config = VerdictConfig()
     index: dict[str, int] = {}
@@ -242,7 +244,7 @@ def report(args) -> None:
     share = [p["verdict_s"] / p["seconds"] for p in pairs if p["verdict_s"] and p["seconds"]]
     print(f"\nverdict time: median {1000 * np.median(secs):.0f} ms, median share of register() "
           f"{np.median(share):.1%}")
-    save("bench_verdict", {"config": vars(config), "evidence": str(EVIDENCE),
+    save(args.record, {"config": vars(config), "evidence": str(args.evidence),
                            "evidence_code_version": doc.get("code_version")}, SEED_POS,
          {"rates": results, "by_set": by_set, "roc": curves,
           "verdict_ms_median": 1000 * float(np.median(secs)),
@@ -257,6 +259,10 @@ def main() -> None:
                     help="collect only these sets, keeping the others' records (default: all)")
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2]
                     / "shared" / "data")
+    ap.add_argument("--weights", default=None, help="LoFTR weights (default: bundled)")
+    ap.add_argument("--evidence", type=Path, default=EVIDENCE,
+                    help="evidence file collect writes and report reads (default: %(default)s)")
+    ap.add_argument("--record", default="bench_verdict", help="results name report saves under")
     args = ap.parse_args()
     t = time.perf_counter()
     (collect if args.what == "collect" else report)(args)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -24,9 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from retreg.core import weights_file
-from retreg.core.errors import ModelLoadError
-from retreg.core.weights_file import config_from_dict, load_state, save_with_config
+from retreg.core.weights_file import NetworkFile, config_from_dict
 
 CONFIG_KEY = "retreg_fusion_config"
 PATCH = 2
@@ -158,20 +155,8 @@ class FusionNet(nn.Module):
         return torch.sigmoid(logits[:b] - logits[b:])[:, :, :h, :w]
 
 
-def save_fusion_net(model: FusionNet, path: str | Path, card: dict | None = None) -> Path:
-    """Write ``path`` (safetensors, architecture in the metadata) and, when given, its card."""
-    return save_with_config(model, model.config.to_dict(), CONFIG_KEY, path, card)
-
-
-def load_fusion_net(path: str | Path) -> FusionNet:
-    """The net stored in ``path``, in eval mode; ModelLoadError when it is missing, not
-    safetensors, or not fusion-net weights (``core.weights_file``)."""
-    try:
-        config = FusionNetConfig.from_dict(weights_file.read_config(path, CONFIG_KEY,
-                                                                    "fusion net"))
-    except (ValueError, TypeError) as exc:
-        raise ModelLoadError(f"{path}: unreadable fusion net config ({exc})") from None
-    return load_state(FusionNet(config), path).eval()
+FILE = NetworkFile(FusionNetConfig, FusionNet, CONFIG_KEY, "fusion net")
+save_fusion_net, load_fusion_net = FILE.save, FILE.load
 
 
 NET_SIDE = 768  # the net runs on a copy no longer than this; its mask is resized back

@@ -4,7 +4,7 @@ Loading never unpickles anything; every failure is a ``ModelLoadError`` saying w
 from __future__ import annotations
 
 import json
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -87,3 +87,30 @@ def load_state(model: nn.Module, path: str | Path) -> nn.Module:
         raise ModelLoadError(f"{path}: weights do not fit the stored architecture "
                              f"({str(exc).splitlines()[0]})") from None
     return model
+
+
+@dataclass(frozen=True)
+class NetworkFile:
+    """How one kind of network sits on disk: ``config_cls`` (a dataclass with ``to_dict`` /
+    ``from_dict``), ``net_cls`` (an ``nn.Module`` built from that config and keeping it as
+    ``.config``), the metadata ``key`` of its config and ``what`` names it in errors."""
+
+    config_cls: type
+    net_cls: type
+    key: str
+    what: str
+
+    def save(self, model: nn.Module, path: str | Path, card: dict | None = None) -> Path:
+        """Write ``path`` (safetensors, config in metadata) and, when given, its card JSON."""
+        return save_with_config(model, model.config.to_dict(), self.key, path, card)
+
+    def read_config(self, path: str | Path):
+        """The architecture stored in a weights file (``ModelLoadError`` saying why not)."""
+        try:
+            return self.config_cls.from_dict(read_config(path, self.key, self.what))
+        except (ValueError, TypeError) as exc:
+            raise ModelLoadError(f"{path}: unreadable {self.what} config ({exc})") from None
+
+    def load(self, path: str | Path, device: str = "cpu") -> nn.Module:
+        """The network stored in ``path``, in eval mode on ``device``."""
+        return load_state(self.net_cls(self.read_config(path)), path).to(device).eval()

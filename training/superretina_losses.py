@@ -152,7 +152,7 @@ def mine_pke(heat0: torch.Tensor, heat1: torch.Tensor, desc0: torch.Tensor, desc
              mask1: torch.Tensor, labels0: torch.Tensor, labels_valid: torch.Tensor,
              cfg: PKEConfig, capacity: int) -> tuple[torch.Tensor, torch.Tensor]:
     """New fixed-frame labels (B, capacity, 2) and their valid flag (capacity >= max_new)."""
-    b, (h, w) = heat0.shape[0], heat0.shape[-2:]
+    b = heat0.shape[0]
     h1, w1 = heat1.shape[-2:]
     out = torch.zeros(b, capacity, 2, device=heat0.device)
     out_ok = torch.zeros(b, capacity, dtype=torch.bool, device=heat0.device)

@@ -1,7 +1,6 @@
 """Snapping an annotated point's partner onto the matching vessel structure."""
 import cv2
 import numpy as np
-import pytest
 
 from retreg.core.geometry import map_points
 from retreg.core.modality import prepare

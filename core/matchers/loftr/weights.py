@@ -6,31 +6,14 @@ from pathlib import Path
 
 import torch
 
-from retreg.core import weights_file
 from retreg.core.errors import ModelLoadError
-from retreg.core.weights_file import card_path, load_state, read_state, save_with_config
+from retreg.core.weights_file import NetworkFile, card_path, load_state, read_state
 
 from .model import LoftrConfig, RetRegLoFTR
 
-CONFIG_KEY = "retreg_loftr_config"
-
-
-def save_weights(model: RetRegLoFTR, path: str | Path, card: dict | None = None) -> Path:
-    """Write ``path`` (safetensors, config in metadata) and, when given, its card JSON."""
-    return save_with_config(model, model.config.to_dict(), CONFIG_KEY, path, card)
-
-
-def read_config(path: str | Path) -> LoftrConfig:
-    """The architecture stored in a weights file."""
-    try:
-        return LoftrConfig.from_dict(weights_file.read_config(path, CONFIG_KEY, "LoFTR"))
-    except (ValueError, TypeError) as exc:
-        raise ModelLoadError(f"{path}: unreadable architecture config ({exc})") from None
-
-
-def load_model(path: str | Path, device: str = "cpu") -> RetRegLoFTR:
-    """The model stored in ``path``, in eval mode on ``device``."""
-    return load_state(RetRegLoFTR(read_config(path)), path).to(device).eval()
+FILE = NetworkFile(LoftrConfig, RetRegLoFTR, "retreg_loftr_config", "LoFTR")
+CONFIG_KEY = FILE.key
+save_weights, read_config, load_model = FILE.save, FILE.read_config, FILE.load
 
 
 def load_backbone(model: RetRegLoFTR, path: str | Path) -> int:
