@@ -58,7 +58,9 @@ class SearchPolicy:
     fit or one whose scale (moving -> fixed, working pixels) lies outside ``known_scale`` on the
     side the zoom corrects (``zoom_may_help``): a fit well inside the trained 0.85-1.15 says the
     matcher already sees both images at a scale it knows; the wrong fits of off-scale pairs
-    gather at that range's edges, on the side of the true scale.
+    gather at that range's edges, on the side of the true scale. Zoom 1 (the moving image as
+    given) is for a matcher with a scale-trained sibling (``core.matchers.base``), which sees it
+    at scales the main network does not know: it runs whenever nothing is judged ok yet.
     """
 
     rotations: tuple[int, ...] = (0, 180, 90, 270)
@@ -73,7 +75,7 @@ class SearchPolicy:
     score_threshold_px: float = 3.0
     aimed_shift: bool = False
     first_look: bool = True
-    scale_zooms: tuple[float, ...] = (1.4, 0.7, 2.0, 0.5)
+    scale_zooms: tuple[float, ...] = (1.0, 1.4, 0.7, 2.0, 0.5)
     known_scale: tuple[float, float] = (0.9, 1.1)
 
     def __post_init__(self) -> None:
@@ -128,9 +130,10 @@ def efforts(policy: SearchPolicy, moving_modality: str | None = None) -> tuple[E
 def zoom_may_help(scale: float | None, zoom: float, known: tuple[float, float]) -> bool:
     """Whether zooming the moving image by ``zoom`` could bring a pair whose best fit has
     ``scale`` (moving -> fixed, working pixels; None: no fit) into the ``known`` range: always
-    without a fit; else only when ``scale`` lies outside ``known`` on the side this zoom
-    corrects (above it the moving content looks too small, so only zooms > 1 help)."""
-    if scale is None:
+    without a fit and at zoom 1 (for a scale-trained sibling matcher: ``SearchPolicy``); else
+    only when ``scale`` lies outside ``known`` on the side this zoom corrects (above it the
+    moving content looks too small, so only zooms > 1 help)."""
+    if scale is None or zoom == 1.0:
         return True
     return (scale > known[1] and zoom > 1) or (scale < known[0] and zoom < 1)
 

@@ -150,7 +150,7 @@ def register(fixed_img: np.ndarray | Source | str | os.PathLike,
 
     The search runs in ``efforts`` (a cheap first look, the whole policy, then one effort per
     scale zoom that corrects the fit so far when that is off ``SearchPolicy.known_scale`` and the
-    moving modality has no zooms of its own), each over every candidate fixed frame (the image as given, or a
+    moving modality has no zooms of its own, matched by ``off_scale_matcher(matcher)``), each over every candidate fixed frame (the image as given, or a
     whole photo's field clips), until a result is judged ok; else the best judged one (verdict,
     then the effort's preference, then inliers) is returned. Stage timings add up over
     everything tried.
@@ -176,8 +176,11 @@ def register(fixed_img: np.ndarray | Source | str | os.PathLike,
                                                      effort.policy.zooms[0],
                                                      config.search.known_scale):
             continue
+        effort_matcher = off_scale_matcher(matcher) if effort.scale_search else matcher
+        if effort_matcher is matcher and effort.policy.zooms == (1.0,) and effort.scale_search:
+            continue  # the moving image as given, matched again by the same network
         for frame in frames:
-            res = _register_prepared(frame, moving, mode, matcher, transform,
+            res = _register_prepared(frame, moving, mode, effort_matcher, transform,
                                      replace(config, search=effort.policy))
             if frame.clip is not None:
                 res = in_photo(res, frame.clip, fixed_arr.shape)
@@ -192,9 +195,23 @@ def register(fixed_img: np.ndarray | Source | str | os.PathLike,
             break
     result = best[1]
     if result.hypothesis is not None:  # every variant matched for the pair, not only the winner's
-        result.hypothesis = replace(result.hypothesis, tried=sum(len(f.memo) for f in frames))
+        result.hypothesis = replace(result.hypothesis, tried=sum(
+            len(memo) for f in frames for memo in f.memos.values()))
     result.timings = {**timings, "total": time.perf_counter() - t0}
     return result
+
+
+def off_scale_matcher(matcher: Matcher) -> Matcher:
+    """The matcher the scale efforts use: ``matcher.off_scale`` when it offers one (a network
+    trained over a wider scale range, worse at the common scale: ``core.matchers.base``), else
+    ``matcher`` itself. It must want its inputs at the same working side."""
+    other = getattr(matcher, "off_scale", None)
+    if other is None:
+        return matcher
+    if other.working_side != matcher.working_side:
+        raise ValueError(f"off-scale matcher works at {other.working_side} px, the matcher at "
+                         f"{matcher.working_side} px: the prepared frames cannot be shared")
+    return other
 
 
 def _working_scale(result: RegistrationResult) -> float | None:
@@ -208,14 +225,19 @@ def _working_scale(result: RegistrationResult) -> float | None:
 class _Frame:
     """An image of the pair (for the fixed side: the image as given, or a field ``clip`` of a
     whole photo) and what every effort on it reuses: its full-resolution ``source``, its
-    preparation for the matcher and, on first use, for the fine stage, and the search memo."""
+    preparation for the matcher and, on first use, for the fine stage, and a search memo per
+    matcher (``memo``)."""
 
     image: np.ndarray
     source: Source
     prepared: PreparedImage
     clip: FieldClip | None = None
-    memo: SearchMemo = field(default_factory=dict)
+    memos: dict[int, SearchMemo] = field(default_factory=dict)
     sides: dict[int, PreparedImage] = field(default_factory=dict)
+
+    def memo(self, matcher: Matcher) -> SearchMemo:
+        """What ``matcher`` has matched on this frame so far."""
+        return self.memos.setdefault(id(matcher), {})
 
     @staticmethod
     def of(image: np.ndarray | Source, modality: str, side: int,
@@ -238,7 +260,7 @@ def _register_prepared(frame: _Frame, moving_frame: _Frame, mode: Mode, matcher:
     moving_arr, moving = moving_frame.image, moving_frame.prepared
 
     t = time.perf_counter()
-    matches, hypothesis = search(matcher, fixed, moving, config.search, frame.memo)
+    matches, hypothesis = search(matcher, fixed, moving, config.search, frame.memo(matcher))
     timings["match"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -8,6 +8,7 @@ from importlib.resources import files
 from pathlib import Path
 
 MODEL_NAME = "retreg_loftr_v1"
+SCALE_MODEL_NAME = "retreg_loftr_v1_scale"
 FUSION_MODEL_NAME = "retreg_fusion_v1"
 FAST_MODEL_NAME = "retreg_fast_v1"
 SUPERRETINA_MODEL_NAME = "retreg_superretina_v1"
@@ -21,6 +22,11 @@ def resource_path(*parts: str) -> Path:
 def bundled_weights() -> Path:
     """The bundled matcher's safetensors file."""
     return resource_path("models", f"{MODEL_NAME}.safetensors")
+
+
+def bundled_scale_weights() -> Path:
+    """The bundled matcher's scale-trained sibling, which the pipeline's scale efforts use."""
+    return resource_path("models", f"{SCALE_MODEL_NAME}.safetensors")
 
 
 def bundled_fusion_weights() -> Path:

@@ -14,7 +14,7 @@ import pytest
 
 from retreg.cli import main
 from retreg.core.metrics import mean_corner_error
-from retreg.resources import bundled_weights, sample_pair
+from retreg.resources import bundled_scale_weights, bundled_weights, sample_pair
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 _NOT_SOURCES = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__",
@@ -136,4 +136,4 @@ def test_python_dash_m_runs_the_command():
 def test_bundled_files_are_found_through_the_package():
     fixed, moving = sample_pair()
     assert fixed.is_file() and moving.is_file()
-    assert bundled_weights().is_file()
+    assert bundled_weights().is_file() and bundled_scale_weights().is_file()

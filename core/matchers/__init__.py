@@ -6,9 +6,11 @@ from pathlib import Path
 from retreg.core.errors import ModelLoadError
 from retreg.core.matchers.base import Matcher
 from retreg.core.matchers.classical import classical_matcher, sift_matcher
-from retreg.resources import bundled_fast_weights, bundled_superretina_weights, bundled_weights
+from retreg.resources import (bundled_fast_weights, bundled_scale_weights,
+                              bundled_superretina_weights, bundled_weights)
 
 DEFAULT_WEIGHTS = bundled_weights()
+SCALE_WEIGHTS = bundled_scale_weights()  # the default LoFTR's network for off-scale inputs
 FAST_WEIGHTS = bundled_fast_weights()
 SUPERRETINA_WEIGHTS = bundled_superretina_weights()
 DEFAULT_MATCHER = "loftr"  # in every mode, CF-CF included
@@ -24,7 +26,9 @@ def available_matchers() -> list[str]:
 def get_matcher(name: str = "default", weights: str | Path | None = None,
                 device: str = "cpu") -> Matcher:
     """A matcher by name; ``default`` is the learned one. Missing bundled weights are an error,
-    never a quiet switch to the classical matcher."""
+    never a quiet switch to the classical matcher. The bundled LoFTR comes with its
+    scale-trained sibling as ``off_scale`` (the scale efforts' matcher); given ``weights`` come
+    alone."""
     if name not in _NAMES:
         raise ValueError(f"unknown matcher {name!r}; valid names: {', '.join(_NAMES)}")
     if name == "default":
@@ -52,11 +56,14 @@ def get_matcher(name: str = "default", weights: str | Path | None = None,
             Path(weights) if weights is not None else SUPERRETINA_WEIGHTS, device=device)
     from retreg.core.matchers.loftr import LoftrMatcher  # lazy: torch is only needed for this one
 
-    if weights is None and not DEFAULT_WEIGHTS.is_file():
-        raise ModelLoadError(f"the bundled model is missing ({DEFAULT_WEIGHTS}); reinstall "
-                             "retreg, give --weights, or choose --matcher classical")
-    return LoftrMatcher.from_weights(Path(weights) if weights is not None else DEFAULT_WEIGHTS,
-                                     device=device)
+    if weights is not None:  # the user's network alone, in every effort
+        return LoftrMatcher.from_weights(Path(weights), device=device)
+    for path in (DEFAULT_WEIGHTS, SCALE_WEIGHTS):
+        if not path.is_file():
+            raise ModelLoadError(f"the bundled model is missing ({path}); reinstall retreg, "
+                                 "give --weights, or choose --matcher classical")
+    return LoftrMatcher.from_weights(DEFAULT_WEIGHTS, device=device,
+                                     off_scale_weights=SCALE_WEIGHTS)
 
 
 __all__ = ["Matcher", "DEFAULT_MATCHER", "available_matchers", "get_matcher"]

@@ -15,6 +15,10 @@ class Matcher(Protocol):
     through ``PreparedImage.to_full``) with confidence in [0, 1]. The moving image may be a
     variant the hypothesis search made (turned, resampled or moved; ``core.hypotheses``): a valid
     PreparedImage like any other, which the matcher needs to know nothing about.
+
+    Optionally a matcher has ``off_scale``: another matcher (same ``working_side``) for inputs off
+    its trained scale, which the pipeline's scale efforts use instead of it
+    (``pipeline.off_scale_matcher``); None or absent means itself.
     """
 
     name: str

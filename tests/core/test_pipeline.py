@@ -212,10 +212,13 @@ def test_a_pair_at_half_the_trained_scale_registers_through_a_scale_effort():
     T = np.vstack([cv2.getRotationMatrix2D((255.5, 255.5), 30.0, 0.5), [0, 0, 1]])
     T[:2, 2] += (20, -15)
     warped = cv2.warpAffine(case["fa"], T[:2], (512, 512))
-    result = register(case["cf"], warped, "cffa", matcher=get_matcher("loftr"))
-    assert result.verdict.ok, result.verdict.reasons
-    assert result.hypothesis.zoom == 1.4
-    assert mean_corner_error(result.matrix, np.linalg.inv(T), 512, 512) < 5.0
+    alone = get_matcher("loftr", weights=matchers.DEFAULT_WEIGHTS)  # no scale-trained sibling
+    for matcher, zoom in ((alone, 1.4), (get_matcher("loftr"), 1.0)):
+        result = register(case["cf"], warped, "cffa", matcher=matcher)
+        assert result.verdict.ok, result.verdict.reasons
+        # the main network alone needs the zoom; its sibling sees the pair as given
+        assert result.hypothesis.zoom == zoom and result.hypothesis.tried > 2
+        assert mean_corner_error(result.matrix, np.linalg.inv(T), 512, 512) < 5.0
 
 
 def test_a_fit_at_the_known_scale_gets_no_scale_efforts_even_when_not_judged_ok(monkeypatch):
@@ -237,10 +240,47 @@ def test_a_pair_no_effort_judges_ok_gets_every_effort_without_rematching():
     result = register(cf, blank, "cffa", matcher=matcher)
     alone = register(cf, blank, "cffa", matcher=get_matcher("classical"),
                      config=RegistrationConfig(search=SearchPolicy(first_look=False)))
-    # the first look's pass is reused; then every turn at each scale zoom; all reported
-    assert matcher.passes == alone.hypothesis.tried == 20 + 4 * len(SearchPolicy().scale_zooms)
+    # the first look's pass is reused; then every turn at each scale zoom but 1 (the image as
+    # given again: only a scale-trained sibling would see it anew); all reported
+    assert matcher.passes == alone.hypothesis.tried == 20 + 4 * (len(SearchPolicy().scale_zooms)
+                                                                 - 1)
     assert (result.status, result.reason, result.hypothesis) == (alone.status, alone.reason,
                                                                 alone.hypothesis)
+
+
+def test_scale_efforts_match_with_the_matchers_off_scale_sibling_and_nothing_else_does():
+    cf, _ = _fundus_pair(seed=3)
+    blank = np.zeros_like(cf)
+    matcher, sibling = _Counting(), _Counting()
+    matcher.off_scale = sibling
+    result = register(cf, blank, "cffa", matcher=matcher)
+    assert matcher.passes == 20  # the first look and the whole policy
+    assert sibling.passes == 4 * len(SearchPolicy().scale_zooms)  # every turn at each zoom, 1 too
+    assert result.hypothesis.tried == matcher.passes + sibling.passes
+
+
+def test_an_off_scale_sibling_must_want_the_same_working_side():
+    from retreg.core.pipeline import off_scale_matcher
+
+    matcher, sibling = _Counting(), _Counting()
+    assert off_scale_matcher(matcher) is matcher
+    matcher.off_scale = sibling
+    assert off_scale_matcher(matcher) is sibling
+    sibling.working_side += 1
+    with pytest.raises(ValueError, match="off-scale matcher works at"):
+        off_scale_matcher(matcher)
+
+
+@pytest.mark.skipif(not matchers.SCALE_WEIGHTS.is_file(), reason="bundled weights absent")
+def test_the_bundled_learned_matcher_brings_its_scale_trained_sibling_and_given_weights_do_not(
+        monkeypatch, tmp_path):
+    bundled = get_matcher("default")
+    assert bundled.off_scale is not None and bundled.off_scale.off_scale is None
+    assert bundled.off_scale.working_side == bundled.working_side
+    assert get_matcher("loftr", weights=matchers.DEFAULT_WEIGHTS).off_scale is None
+    monkeypatch.setattr(matchers, "SCALE_WEIGHTS", tmp_path / "absent.safetensors")
+    with pytest.raises(ModelLoadError, match="bundled model is missing.*absent"):
+        get_matcher("default")
 
 
 def _clip_to_photo(s: float, x0: float, y0: float) -> np.ndarray:

@@ -33,15 +33,28 @@ class LoftrMatcher:
 
     name = "loftr"
 
-    def __init__(self, model: RetRegLoFTR, device: str = "cpu") -> None:
+    def __init__(self, model: RetRegLoFTR, device: str = "cpu",
+                 off_scale_weights: str | Path | None = None) -> None:
         self.model = model.to(device).eval()
         self.device = device
         self._fixed: tuple[bytes, Features] | None = None  # (input digest, its features)
+        self._off_scale_weights = off_scale_weights
+        self._off_scale: LoftrMatcher | None = None
 
     @classmethod
-    def from_weights(cls, path: str | Path, device: str = "cpu") -> "LoftrMatcher":
-        """Load safetensors weights (raises ``ModelLoadError`` with the reason)."""
-        return cls(load_model(path, device), device)
+    def from_weights(cls, path: str | Path, device: str = "cpu",
+                     off_scale_weights: str | Path | None = None) -> "LoftrMatcher":
+        """Load safetensors weights (raises ``ModelLoadError`` with the reason);
+        ``off_scale_weights``: a scale-trained network for ``off_scale``, loaded on first use."""
+        return cls(load_model(path, device), device, off_scale_weights)
+
+    @property
+    def off_scale(self) -> "LoftrMatcher | None":
+        """The matcher of the pipeline's scale efforts (``core.matchers.base``): the network of
+        ``off_scale_weights``, loaded once when first asked for; None without such weights."""
+        if self._off_scale is None and self._off_scale_weights is not None:
+            self._off_scale = LoftrMatcher.from_weights(self._off_scale_weights, self.device)
+        return self._off_scale
 
     @property
     def working_side(self) -> int:
