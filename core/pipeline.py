@@ -182,6 +182,8 @@ def register(fixed_img: np.ndarray | Source | str | os.PathLike,
         for frame in frames:
             res = _register_prepared(frame, moving, mode, effort_matcher, transform,
                                      replace(config, search=effort.policy))
+            if effort_matcher is not matcher and res.hypothesis is not None:
+                res.hypothesis = replace(res.hypothesis, off_scale=True)
             if frame.clip is not None:
                 res = in_photo(res, frame.clip, fixed_arr.shape)
             for stage, secs in res.timings.items():

@@ -136,6 +136,7 @@ class Hypothesis:
     support: int = 0  # inliers of its transform among the matches of its rotation's variants
     tried: int = 1  # how many input variants were matched (``register``: for the whole pair)
     zoom: float = 1.0  # its working image resampled this many times as large
+    off_scale: bool = False  # matched by the matcher's scale-trained sibling (a scale effort)
 
 
 @dataclass
@@ -196,8 +197,9 @@ class RegistrationResult:
         how += ["at the fixed image's pixel pitch"] if h.pitch_variant else []
         how += [f"shifted by {tuple(h.shift_px)} working px"] if any(h.shift_px) else []
         how += [f"zoomed x{h.zoom:.2f}"] if h.zoom != 1.0 else []
+        by = ", matched by the scale-trained network" if h.off_scale else ""
         return (f"hard pair: {h.tried} input variants tried; chosen: moving image "
-                f"{', '.join(how) or 'as given'}, {h.support} matches agree")
+                f"{', '.join(how) or 'as given'}{by}, {h.support} matches agree")
 
     def located_note(self) -> str:
         """One line on where a cfocta OCTA was found inside a whole photo, else ""."""

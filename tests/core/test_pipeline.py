@@ -152,7 +152,8 @@ def test_the_result_carries_the_searchs_hypothesis_and_says_when_the_pair_was_ha
                                                 tried=20))
     assert hard.to_json()["hypothesis"] == {"rotation_deg": 90, "pitch_variant": 1,
                                             "shift_px": [110, -110], "inliers": 32,
-                                            "support": 132, "tried": 20, "zoom": 1.0}
+                                            "support": 132, "tried": 20, "zoom": 1.0,
+                                            "off_scale": False}
     note = hard.hypothesis_note()
     assert note.startswith("hard pair: 20 input variants tried")
     assert "turned 90 deg" in note and "pixel pitch" in note and "(110, -110)" in note
@@ -218,6 +219,8 @@ def test_a_pair_at_half_the_trained_scale_registers_through_a_scale_effort():
         assert result.verdict.ok, result.verdict.reasons
         # the main network alone needs the zoom; its sibling sees the pair as given
         assert result.hypothesis.zoom == zoom and result.hypothesis.tried > 2
+        assert result.hypothesis.off_scale == (matcher is not alone)
+        assert ("scale-trained network" in result.hypothesis_note()) == (matcher is not alone)
         assert mean_corner_error(result.matrix, np.linalg.inv(T), 512, 512) < 5.0
 
 
