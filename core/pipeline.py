@@ -150,10 +150,10 @@ def register(fixed_img: np.ndarray | Source | str | os.PathLike,
 
     The search runs in ``efforts`` (a cheap first look, the whole policy, then one effort per
     scale zoom that corrects the fit so far when that is off ``SearchPolicy.known_scale`` and the
-    moving modality has no zooms of its own, matched by ``off_scale_matcher(matcher)``), each over every candidate fixed frame (the image as given, or a
-    whole photo's field clips), until a result is judged ok; else the best judged one (verdict,
-    then the effort's preference, then inliers) is returned. Stage timings add up over
-    everything tried.
+    moving modality has no zooms of its own, matched by ``off_scale_matcher(matcher)``), each
+    over every candidate fixed frame (the image as given, or a whole photo's field clips), until
+    a result is judged ok; else the best judged one (verdict, then the effort's preference, then
+    inliers) is returned. Stage timings add up over everything tried.
     """
     mode = Mode(mode)
     _check_transform(transform)
