@@ -18,7 +18,8 @@ from retreg.core.estimation import (MIN_POINTS, estimate, estimate_with_affine_f
 from retreg.core.field import (FieldClip, FieldPrior, field_clips, field_width,
                                implausible_field, is_whole_photo)
 from retreg.core.geometry import linear_shape, map_points
-from retreg.core.hypotheses import SearchMemo, SearchPolicy, efforts, search, zoom_may_help
+from retreg.core.hypotheses import (Effort, SearchMemo, SearchPolicy, efforts, search,
+                                    zoom_may_help)
 from retreg.core.io import read_image
 from retreg.core.matchers import Matcher, get_matcher
 from retreg.core.modality import Source, prepare, source
@@ -172,13 +173,9 @@ def register(fixed_img: np.ndarray | Source | str | os.PathLike,
         frames = [fixed]
     best = None
     for effort in efforts(config.search, mode.moving_modality):
-        if effort.scale_search and not zoom_may_help(_working_scale(best[1]),
-                                                     effort.policy.zooms[0],
-                                                     config.search.known_scale):
+        effort_matcher = _effort_matcher(effort, matcher, best, config.search.known_scale)
+        if effort_matcher is None:
             continue
-        effort_matcher = off_scale_matcher(matcher) if effort.scale_search else matcher
-        if effort_matcher is matcher and effort.policy.zooms == (1.0,) and effort.scale_search:
-            continue  # the moving image as given, matched again by the same network
         for frame in frames:
             res = _register_prepared(frame, moving, mode, effort_matcher, transform,
                                      replace(config, search=effort.policy))
@@ -201,6 +198,20 @@ def register(fixed_img: np.ndarray | Source | str | os.PathLike,
             len(memo) for f in frames for memo in f.memos.values()))
     result.timings = {**timings, "total": time.perf_counter() - t0}
     return result
+
+
+def _effort_matcher(effort: Effort, matcher: Matcher, best: tuple | None,
+                    known: tuple[float, float]) -> Matcher | None:
+    """Who matches ``effort``: ``matcher``, or for a scale effort its off-scale sibling; None
+    when the effort is skipped: a zoom that cannot correct the best fit so far
+    (``zoom_may_help``), or the image as given (zoom 1) with no sibling to see it anew."""
+    if not effort.scale_search:
+        return matcher
+    zoom = effort.policy.zooms[0]
+    if not zoom_may_help(_working_scale(best[1]), zoom, known):
+        return None
+    sibling = off_scale_matcher(matcher)
+    return None if sibling is matcher and zoom == 1.0 else sibling
 
 
 def off_scale_matcher(matcher: Matcher) -> Matcher:
